@@ -1,0 +1,138 @@
+//! A real etcd for tests: started from `PATH` on free loopback ports with a
+//! temporary data directory, stopped (killed and reaped) on drop.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ifc_kv_etcd::{EtcdOptions, EtcdStore};
+
+const INSTALL_HINT: &str = "etcd is not installed, and this test needs a real etcd. \
+Install it with `sudo apt-get install etcd-server` (Debian/Ubuntu), or run \
+`scripts/test.sh`, which installs everything the tests need.";
+
+/// One etcd member, on loopback.
+pub struct EtcdProcess {
+    child: Option<Child>,
+    client_port: u16,
+    peer_port: u16,
+    data: tempfile::TempDir,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl EtcdProcess {
+    /// Starts etcd and waits until it answers. Panics with an install hint if
+    /// `etcd` is not on `PATH`.
+    pub async fn start() -> EtcdProcess {
+        let data = tempfile::tempdir().expect("temporary directory");
+        let log = data.path().join("etcd.log");
+        let mut etcd = EtcdProcess {
+            child: None,
+            client_port: free_port(),
+            peer_port: free_port(),
+            data,
+            log,
+        };
+        etcd.spawn();
+        etcd.wait_ready().await;
+        etcd
+    }
+
+    /// The client URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// A new client connection.
+    pub async fn connect(&self) -> EtcdStore {
+        EtcdStore::connect(EtcdOptions::new(vec![self.endpoint()]))
+            .await
+            .unwrap_or_else(|e| panic!("connect to etcd at {}: {e}", self.endpoint()))
+    }
+
+    /// Kills etcd (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts etcd again on the same ports and data, and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        self.wait_ready().await;
+    }
+
+    fn spawn(&mut self) {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::File::create(&self.log).expect("etcd log file");
+        let child = Command::new("etcd")
+            .arg("--name=test")
+            .arg(format!(
+                "--data-dir={}",
+                self.data.path().join("member").display()
+            ))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=test={peer}"))
+            // Short raft timers: a single member elects itself at once, and the
+            // minimum lease TTL drops to etcd's floor of one second.
+            .arg("--heartbeat-interval=10")
+            .arg("--election-timeout=50")
+            .arg("--max-request-bytes=2097152")
+            .arg("--log-level=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn();
+        match child {
+            Ok(child) => self.child = Some(child),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
+            Err(e) => panic!("cannot start etcd: {e}"),
+        }
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut options = EtcdOptions::new(vec![self.endpoint()]);
+            options.connect_timeout = Duration::from_millis(500);
+            options.request_timeout = Duration::from_secs(2);
+            if EtcdStore::connect(options).await.is_ok() {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!("etcd exited with {status} before it was ready:\n{log}");
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!(
+                    "etcd at {} did not become ready in 30 s:\n{log}",
+                    self.endpoint()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for EtcdProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

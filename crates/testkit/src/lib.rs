@@ -1,0 +1,84 @@
+//! Test support shared by every crate's tests: a real etcd process on free
+//! loopback ports ([`EtcdProcess`]), a fresh store on either backend
+//! ([`TestStore`]), and the KV conformance suite ([`conformance`], run on every
+//! backend through [`conformance_tests!`]).
+
+#![deny(missing_docs)]
+
+pub mod conformance;
+mod etcd;
+
+use std::sync::Arc;
+
+use ifc_kv::KvStore;
+use ifc_kv_embedded::{EmbeddedOptions, EmbeddedStore};
+use ifc_kv_etcd::{EtcdOptions, EtcdStore};
+
+pub use etcd::EtcdProcess;
+
+/// Which backend a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded redb store in a temporary directory.
+    Embedded,
+    /// A real etcd started for the test.
+    Etcd,
+}
+
+/// A fresh, empty store and whatever keeps it alive (a temporary directory or an
+/// etcd process), released when dropped.
+pub struct TestStore {
+    store: Arc<dyn KvStore>,
+    backend: Backend,
+    /// Kept for its Drop: the etcd process, stopped when the test ends.
+    pub etcd: Option<EtcdProcess>,
+    /// Kept for its Drop: the embedded store's directory.
+    pub dir: Option<tempfile::TempDir>,
+}
+
+impl TestStore {
+    /// Starts a fresh store on `backend`. Panics (failing the test) if etcd is
+    /// needed and not installed, with the command that installs it.
+    pub async fn start(backend: Backend) -> TestStore {
+        match backend {
+            Backend::Embedded => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default())
+                    .expect("open the embedded store");
+                TestStore {
+                    store: Arc::new(store),
+                    backend,
+                    etcd: None,
+                    dir: Some(dir),
+                }
+            }
+            Backend::Etcd => {
+                let etcd = EtcdProcess::start().await;
+                let store = etcd.connect().await;
+                TestStore {
+                    store: Arc::new(store),
+                    backend,
+                    etcd: Some(etcd),
+                    dir: None,
+                }
+            }
+        }
+    }
+
+    /// The store.
+    pub fn kv(&self) -> Arc<dyn KvStore> {
+        self.store.clone()
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+/// Connects a second client to the same etcd (a second coordinator node).
+pub async fn connect_etcd(endpoint: &str) -> EtcdStore {
+    EtcdStore::connect(EtcdOptions::new(vec![endpoint.to_string()]))
+        .await
+        .expect("connect to the test etcd")
+}

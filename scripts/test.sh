@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test on both backends. Installs what is missing first:
+# protoc (to build etcd-client) and etcd (the tests start a real one on loopback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
+  # Debian starts an etcd service on install; the tests start their own.
+  $sudo_cmd systemctl stop etcd >/dev/null 2>&1 || true
+fi
+etcd --version | head -1
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-features --no-fail-fast "$@"
+else
+  cargo test --workspace --all-features --no-fail-fast "$@"
+fi
+# The doc tests (nextest does not run them).
+cargo test --workspace --all-features --doc
