@@ -26,5 +26,3 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --all-features --no-fail-fast "$@"
 fi
-# The doc tests (nextest does not run them).
-cargo test --workspace --all-features --doc

@@ -77,6 +77,15 @@ impl ModelStore {
         }
     }
 
+    /// An empty model whose revision is `revision`: for comparing against a store
+    /// that already holds other keys (the test then stays inside its own prefix).
+    pub fn starting_at(revision: Revision) -> Self {
+        ModelStore {
+            revision,
+            ..ModelStore::new()
+        }
+    }
+
     /// The current revision.
     pub fn revision(&self) -> Revision {
         self.revision

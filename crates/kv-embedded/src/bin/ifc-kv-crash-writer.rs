@@ -1,0 +1,54 @@
+//! Helper for the crash test (`tests/crash.rs`): opens the store in the given
+//! directory and commits transactions from several tasks until killed, printing
+//! `ACK <round> <task> <seq> <revision>` after each acknowledged one.
+//!
+//! Each txn writes three keys `crash/<round>/<task>/<seq>/{a,b,c}`, so a partial
+//! transaction after a crash would show as a sequence with fewer than three keys.
+
+use std::io::Write;
+
+use ifc_kv::{KvStore, PutRequest, TxnOp, TxnRequest};
+use ifc_kv_embedded::{EmbeddedOptions, EmbeddedStore};
+
+const TASKS: u32 = 4;
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(dir), Some(round)) = (args.next(), args.next()) else {
+        eprintln!("usage: ifc-kv-crash-writer <data-dir> <round>");
+        std::process::exit(2);
+    };
+    let store = match EmbeddedStore::open(&dir, EmbeddedOptions::default()) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("open failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("OPEN");
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let store = store.clone();
+        let round = round.clone();
+        tasks.push(tokio::spawn(async move {
+            for seq in 0u64.. {
+                let mut txn = TxnRequest::new();
+                for part in ["a", "b", "c"] {
+                    let key = format!("crash/{round}/{task}/{seq:08}/{part}");
+                    txn = txn.and_then(TxnOp::Put(PutRequest::new(key, seq.to_string())));
+                }
+                let revision = store.txn(txn).await.expect("txn").revision;
+                // One write per line: the parent must never see half a line it
+                // could mistake for an acknowledgement.
+                let line = format!("ACK {round} {task} {seq} {revision}\n");
+                let mut out = std::io::stdout().lock();
+                out.write_all(line.as_bytes()).expect("stdout");
+                out.flush().expect("stdout");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("writer task");
+    }
+}
