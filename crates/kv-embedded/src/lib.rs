@@ -3,7 +3,7 @@
 //!
 //! Layout and rules are in `docs/design.md` ("Embedded store"). In short:
 //! - `kv`: key → metadata + value; `history`: revision → that revision's events;
-//!   `leases`: lease id → TTL; `meta`: revision, compaction point, next lease id.
+//!   `leases`: lease id → TTL; `meta`: compaction point, next lease id (the revision is `history`'s last key).
 //! - A write is acknowledged only after the commit that holds it has been
 //!   fsynced. Concurrent writes share one commit (see [`writer`]).
 //! - After a failed commit the store stops: every call answers
@@ -46,7 +46,6 @@ const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
 const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
-const META_REVISION: &str = "revision";
 const META_COMPACT: &str = "compact_revision";
 const META_NEXT_LEASE: &str = "next_lease";
 
@@ -180,6 +179,17 @@ fn scan(
         }
     }
     Ok((kvs, count))
+}
+
+/// The store's revision: the last key of `history`, or 1 for a store never
+/// written. Compaction always keeps the newest revision's entry (it only drops
+/// entries below a revision that is at most the current one), so this holds
+/// for every store.
+fn last_revision(history: &impl ReadableTable<u64, &'static [u8]>) -> Result<Revision, KvError> {
+    Ok(history
+        .last()
+        .map_err(backend)?
+        .map_or(1, |(revision, _)| revision.value() as Revision))
 }
 
 /// Stops the writer when the last handle goes.
@@ -354,7 +364,7 @@ fn load(db: &Database, retention: i64) -> Result<(WriterState, LeaseTable), KvEr
             .map_or(default, |v| v.value()))
     };
     let state = WriterState {
-        revision: get(META_REVISION, 1)?,
+        revision: last_revision(&txn.open_table(HISTORY).map_err(backend)?)?,
         compact_revision: get(META_COMPACT, 0)?,
         next_lease: get(META_NEXT_LEASE, 1)?,
         retention,
@@ -393,12 +403,7 @@ impl KvStore for EmbeddedStore {
         // Reads run on the caller's thread: a redb read transaction never waits
         // for the writer, and one key or a short prefix costs microseconds.
         let txn = shared.db.begin_read().map_err(backend)?;
-        let revision = txn
-            .open_table(META)
-            .map_err(backend)?
-            .get(META_REVISION)
-            .map_err(backend)?
-            .map_or(1, |v| v.value());
+        let revision = last_revision(&txn.open_table(HISTORY).map_err(backend)?)?;
         let table = txn.open_table(KV).map_err(backend)?;
         let limit = usize::try_from(req.limit).unwrap_or(0);
         let (kvs, count) = scan(&table, &req.range, limit).map_err(KvError::Backend)?;

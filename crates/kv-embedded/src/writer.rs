@@ -21,7 +21,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
 use crate::codec::{decode_kv, encode_events, encode_kv};
-use crate::{HISTORY, KV, LEASES, META, META_COMPACT, META_NEXT_LEASE, META_REVISION, Shared};
+use crate::{HISTORY, KV, LEASES, META, META_COMPACT, META_NEXT_LEASE, Shared};
 
 /// The most requests one commit takes.
 const MAX_BATCH: usize = 1024;
@@ -188,6 +188,7 @@ fn apply_batch(
     let mut history = txn.open_table(HISTORY).map_err(|e| err(e.into()))?;
     let mut leases = txn.open_table(LEASES).map_err(|e| err(e.into()))?;
     let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+    let (compact_before, next_lease_before) = (state.compact_revision, state.next_lease);
 
     let mut record = |state: &mut WriterState,
                       history: &mut Table<u64, &[u8]>,
@@ -269,12 +270,17 @@ fn apply_batch(
         let keep_from = state.revision - state.retention;
         compact(state, &mut history, keep_from)?.ok();
     }
-    meta.insert(META_REVISION, state.revision)
-        .map_err(|e| err(e.into()))?;
-    meta.insert(META_COMPACT, state.compact_revision)
-        .map_err(|e| err(e.into()))?;
-    meta.insert(META_NEXT_LEASE, state.next_lease)
-        .map_err(|e| err(e.into()))?;
+    // The revision itself is not stored: it is the last key of `history`
+    // (see `crate::last_revision`), so a commit touches `meta` only when the
+    // compaction point or the lease counter moved: one B-tree fewer to write.
+    if state.compact_revision != compact_before {
+        meta.insert(META_COMPACT, state.compact_revision)
+            .map_err(|e| err(e.into()))?;
+    }
+    if state.next_lease != next_lease_before {
+        meta.insert(META_NEXT_LEASE, state.next_lease)
+            .map_err(|e| err(e.into()))?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,45 @@
+//! The core's errors. Callers branch on the variant; the server maps each to one
+//! HTTP status and stable code.
+
+use ifc_kv::KvError;
+
+/// Every way a core operation can fail.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// A request field is malformed. Nothing was written.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The swarm is not registered (never was, left, or its lease lapsed).
+    #[error("swarm {0} is not registered")]
+    NotRegistered(String),
+    /// The swarm id is live under another owner.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The caller's swarm token does not match the registered owner's.
+    #[error("swarm {0}: token does not match the registered owner")]
+    WrongToken(String),
+    /// The deployment already has its maximum of live swarms.
+    #[error("the maximum of {max} live swarms is reached (IF_COORDINATOR_MAX_SWARMS)")]
+    TooManySwarms {
+        /// The limit.
+        max: usize,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] KvError),
+    /// A stored record could not be read back: the data is damaged or was
+    /// written by something else.
+    #[error("corrupt record at {key}: {reason}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// Why it could not be decoded.
+        reason: String,
+    },
+}

@@ -1,0 +1,251 @@
+//! The swarm registry: one record per live swarm, attached to that swarm's
+//! liveness lease, so a swarm that stops heartbeating disappears through the
+//! store's own lease expiry (no coordinator timer that dies with its process).
+//!
+//! Ownership: registering returns a random token; only its SHA-256 is stored.
+//! Re-registering a live id with its token refreshes it; without it (or with
+//! another) it is a conflict, so one swarm cannot take over another's id.
+
+use std::sync::Arc;
+
+use ifc_kv::{Compare, KvError, KvStore, LeaseId, PutRequest, RangeRequest, TxnOp, TxnRequest};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::keys::Keys;
+use crate::{CoreConfig, CoreError, now_ms, validate};
+
+/// A registered swarm as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SwarmRecord {
+    /// Its id.
+    pub swarm_id: String,
+    /// What it can do (matched against tasks' required capabilities).
+    pub capabilities: Vec<String>,
+    /// Free-form metadata given at registration.
+    pub metadata: serde_json::Value,
+    /// When it first registered (ms since the epoch); kept across refreshes.
+    pub registered_at_ms: i64,
+    /// Its liveness lease.
+    pub lease: LeaseId,
+    /// Hex SHA-256 of its owner token.
+    pub token_sha256: String,
+}
+
+/// What a successful registration hands the swarm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwarmSession {
+    /// The swarm's id.
+    pub swarm_id: String,
+    /// The owner token: present it to heartbeat, act as, or unregister the swarm.
+    pub token: String,
+    /// Seconds the swarm stays registered without a heartbeat.
+    pub ttl_secs: i64,
+}
+
+/// Registers, refreshes and removes swarms.
+pub struct SwarmRegistry {
+    store: Arc<dyn KvStore>,
+    keys: Keys,
+    config: CoreConfig,
+}
+
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl SwarmRegistry {
+    /// A registry over `store`.
+    pub fn new(store: Arc<dyn KvStore>, config: CoreConfig) -> Self {
+        SwarmRegistry {
+            keys: Keys::new(&config.namespace),
+            store,
+            config,
+        }
+    }
+
+    /// Registers `swarm_id`, or refreshes it if `token` is its owner's.
+    pub async fn register(
+        &self,
+        swarm_id: &str,
+        capabilities: Vec<String>,
+        metadata: serde_json::Value,
+        token: Option<&str>,
+    ) -> Result<SwarmSession, CoreError> {
+        validate::id("swarm_id", swarm_id)?;
+        validate::capabilities("capabilities", &capabilities)?;
+        validate::json("metadata", &metadata, self.config.max_json_bytes)?;
+        let key = self.keys.swarm(swarm_id);
+
+        if let Some((existing, mod_revision)) = self.read(swarm_id).await? {
+            let Some(token) = token.filter(|t| token_hash(t) == existing.token_sha256) else {
+                return Err(CoreError::Conflict(format!(
+                    "swarm {swarm_id} is registered and alive under another owner"
+                )));
+            };
+            let ttl_secs = self.keep_alive(swarm_id, existing.lease).await?;
+            let record = SwarmRecord {
+                capabilities,
+                metadata,
+                ..existing
+            };
+            let txn = TxnRequest::new()
+                .when(Compare::mod_revision_is(key.clone(), mod_revision))
+                .and_then(TxnOp::Put(
+                    PutRequest::new(key, encode(&record)?).with_lease(record.lease),
+                ));
+            if !self
+                .store
+                .txn(txn)
+                .await
+                .map_err(|e| lease_gone(e, swarm_id))?
+                .succeeded
+            {
+                return Err(CoreError::Conflict(format!(
+                    "swarm {swarm_id} changed while it was being refreshed; retry"
+                )));
+            }
+            return Ok(SwarmSession {
+                swarm_id: swarm_id.into(),
+                token: token.into(),
+                ttl_secs,
+            });
+        }
+
+        // The limit is checked before the write, so two registrations racing for
+        // the last slot may both get in: the limit can be overshot by the number
+        // of concurrent registrations, never by more.
+        let live = self
+            .store
+            .range(RangeRequest::prefix(self.keys.swarms()).with_limit(1))
+            .await?;
+        if live.count as usize >= self.config.max_swarms {
+            return Err(CoreError::TooManySwarms {
+                max: self.config.max_swarms,
+            });
+        }
+        let lease = self.store.lease_grant(self.config.swarm_ttl_secs).await?;
+        let token = new_token();
+        let record = SwarmRecord {
+            swarm_id: swarm_id.into(),
+            capabilities,
+            metadata,
+            registered_at_ms: now_ms(),
+            lease: lease.id,
+            token_sha256: token_hash(&token),
+        };
+        let txn = TxnRequest::new()
+            .when(Compare::missing(key.clone()))
+            .and_then(TxnOp::Put(
+                PutRequest::new(key, encode(&record)?).with_lease(lease.id),
+            ));
+        if !self.store.txn(txn).await?.succeeded {
+            let _ = self.store.lease_revoke(lease.id).await;
+            return Err(CoreError::Conflict(format!(
+                "swarm {swarm_id} was registered by someone else at the same moment"
+            )));
+        }
+        Ok(SwarmSession {
+            swarm_id: swarm_id.into(),
+            token,
+            ttl_secs: lease.ttl,
+        })
+    }
+
+    /// Keeps a swarm alive; returns its TTL.
+    pub async fn heartbeat(&self, swarm_id: &str, token: &str) -> Result<i64, CoreError> {
+        let record = self.owned(swarm_id, token).await?;
+        self.keep_alive(swarm_id, record.lease).await
+    }
+
+    /// Removes a swarm at once (its lease is revoked, so everything attached to
+    /// it goes in the same revision).
+    pub async fn unregister(&self, swarm_id: &str, token: &str) -> Result<(), CoreError> {
+        let record = self.owned(swarm_id, token).await?;
+        self.store
+            .lease_revoke(record.lease)
+            .await
+            .map_err(|e| lease_gone(e, swarm_id))?;
+        Ok(())
+    }
+
+    /// A live swarm's record.
+    pub async fn get(&self, swarm_id: &str) -> Result<Option<SwarmRecord>, CoreError> {
+        validate::id("swarm_id", swarm_id)?;
+        Ok(self.read(swarm_id).await?.map(|(record, _)| record))
+    }
+
+    /// Every live swarm, by id.
+    pub async fn list(&self) -> Result<Vec<SwarmRecord>, CoreError> {
+        let resp = self
+            .store
+            .range(RangeRequest::prefix(self.keys.swarms()))
+            .await?;
+        resp.kvs
+            .iter()
+            .map(|kv| decode(&kv.key, &kv.value))
+            .collect()
+    }
+
+    async fn owned(&self, swarm_id: &str, token: &str) -> Result<SwarmRecord, CoreError> {
+        validate::id("swarm_id", swarm_id)?;
+        let (record, _) = self
+            .read(swarm_id)
+            .await?
+            .ok_or_else(|| CoreError::NotRegistered(swarm_id.into()))?;
+        if token_hash(token) != record.token_sha256 {
+            return Err(CoreError::WrongToken(swarm_id.into()));
+        }
+        Ok(record)
+    }
+
+    async fn read(&self, swarm_id: &str) -> Result<Option<(SwarmRecord, i64)>, CoreError> {
+        let resp = self
+            .store
+            .range(RangeRequest::key(self.keys.swarm(swarm_id)))
+            .await?;
+        resp.kvs
+            .first()
+            .map(|kv| Ok((decode(&kv.key, &kv.value)?, kv.mod_revision)))
+            .transpose()
+    }
+
+    async fn keep_alive(&self, swarm_id: &str, lease: LeaseId) -> Result<i64, CoreError> {
+        self.store
+            .lease_keep_alive(lease)
+            .await
+            .map_err(|e| lease_gone(e, swarm_id))
+    }
+}
+
+/// A lease that vanished under us means the swarm lapsed.
+fn lease_gone(e: KvError, swarm_id: &str) -> CoreError {
+    match e {
+        KvError::LeaseNotFound(_) => CoreError::NotRegistered(swarm_id.into()),
+        e => CoreError::Store(e),
+    }
+}
+
+fn encode(record: &SwarmRecord) -> Result<Vec<u8>, CoreError> {
+    serde_json::to_vec(record).map_err(|e| CoreError::Corrupt {
+        key: record.swarm_id.clone(),
+        reason: e.to_string(),
+    })
+}
+
+fn decode(key: &[u8], value: &[u8]) -> Result<SwarmRecord, CoreError> {
+    serde_json::from_slice(value).map_err(|e| CoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
