@@ -30,6 +30,34 @@ pub enum CoreError {
         /// The limit.
         max: usize,
     },
+    /// No task has this id.
+    #[error("task {0} not found")]
+    TaskNotFound(String),
+    /// The swarm lacks capabilities the task requires.
+    #[error("swarm {swarm_id} lacks required capabilities {missing:?}")]
+    Incapable {
+        /// The swarm.
+        swarm_id: String,
+        /// What it lacks.
+        missing: Vec<String>,
+    },
+    /// Another swarm holds the task's claim.
+    #[error("task {task_id} is held by {owner}")]
+    NotOwner {
+        /// The task.
+        task_id: String,
+        /// Who holds it.
+        owner: String,
+    },
+    /// The token is not the task's live claim (it lapsed, or a newer claim
+    /// replaced it). Nothing was changed.
+    #[error("task {task_id}: token {token} is not the live claim (fenced)")]
+    Fenced {
+        /// The task.
+        task_id: String,
+        /// The stale token.
+        token: i64,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] KvError),

@@ -2,19 +2,29 @@
 //! backend, axum or HTTP, and it is the only code that builds key paths
 //! ([`keys`]).
 //!
-//! Built so far: input validation and the swarm registry (liveness leases,
-//! heartbeats, owner tokens, the swarm limit). Tasks, claims and the witness log
-//! follow the plan in `docs/design.md` ("Coordinator core").
+//! The design (key layout, claim protocol, lease rules, state machine, witness
+//! chains) is in `docs/design.md`, "Coordinator core".
 
 #![deny(missing_docs)]
 
+mod codec;
+mod coordinator;
 mod error;
 pub mod keys;
+mod reaper;
 pub mod swarm;
+pub mod task;
 pub mod validate;
+pub mod witness;
 
+pub use coordinator::{
+    Claim, ClaimOutcome, Coordinator, SwarmStats, TaskPage, WitnessLogger, WitnessQuery, capset_id,
+};
 pub use error::CoreError;
+pub use reaper::Reaper;
 pub use swarm::{SwarmRecord, SwarmRegistry, SwarmSession};
+pub use task::{Attempt, AttemptOutcome, NewTask, TaskRecord, TaskState, TaskView};
+pub use witness::{Tampering, WitnessRecord};
 
 /// Settings every coordinator node of one deployment must share.
 #[derive(Clone, Debug)]
@@ -27,6 +37,14 @@ pub struct CoreConfig {
     pub max_swarms: usize,
     /// Largest metadata, result or error JSON, in bytes.
     pub max_json_bytes: usize,
+    /// How long a claim lasts unless renewed, in ms (the seed's
+    /// `IF_COORDINATOR_CLAIM_TIMEOUT`). Claims lapse between this and one
+    /// second more (claim leases are shared per second).
+    pub claim_timeout_ms: u64,
+    /// Delay after a failure before the task can be claimed again, in ms.
+    pub retry_backoff_ms: u64,
+    /// Attempts a task gets when its creator does not say.
+    pub default_max_attempts: u32,
 }
 
 impl Default for CoreConfig {
@@ -36,6 +54,9 @@ impl Default for CoreConfig {
             swarm_ttl_secs: 10,
             max_swarms: 100,
             max_json_bytes: 1 << 20,
+            claim_timeout_ms: 5000,
+            retry_backoff_ms: 0,
+            default_max_attempts: 3,
         }
     }
 }

@@ -8,12 +8,16 @@
 
 use std::sync::Arc;
 
-use ifc_kv::{Compare, KvError, KvStore, LeaseId, PutRequest, RangeRequest, TxnOp, TxnRequest};
+use ifc_kv::{
+    Compare, DeleteRequest, KvError, KvStore, LeaseId, PutRequest, RangeRequest, TxnOp, TxnRequest,
+};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::keys::Keys;
+use crate::coordinator::WitnessLogger;
+use crate::keys::{Keys, swarm_chain};
+use crate::witness::{Entry, Head, WitnessRecord};
 use crate::{CoreConfig, CoreError, now_ms, validate};
 
 /// A registered swarm as stored.
@@ -49,6 +53,7 @@ pub struct SwarmRegistry {
     store: Arc<dyn KvStore>,
     keys: Keys,
     config: CoreConfig,
+    logger: Option<WitnessLogger>,
 }
 
 fn token_hash(token: &str) -> String {
@@ -71,7 +76,76 @@ impl SwarmRegistry {
             keys: Keys::new(&config.namespace),
             store,
             config,
+            logger: None,
         }
+    }
+
+    /// Sends witness records to `logger` after commit.
+    pub fn set_logger(&mut self, logger: WitnessLogger) {
+        self.logger = Some(logger);
+    }
+
+    fn log(&self, mut record: WitnessRecord, revision: i64) {
+        record.revision = revision;
+        if let Some(logger) = &self.logger {
+            logger(&record);
+        }
+    }
+
+    /// The swarm's chain head and its key's revision (0 if none).
+    async fn head(&self, swarm_id: &str) -> Result<(Head, i64), CoreError> {
+        let key = self.keys.witness_head(&swarm_chain(swarm_id));
+        let resp = self.store.range(RangeRequest::key(key)).await?;
+        let kv = resp.kvs.first();
+        Ok((Head::from_kv(kv)?, kv.map_or(0, |kv| kv.mod_revision)))
+    }
+
+    /// Writes `ops` plus the swarm's next witness record, if `compares` hold and
+    /// the chain head has not moved.
+    async fn witnessed(
+        &self,
+        swarm_id: &str,
+        op: &'static str,
+        outcome: &str,
+        detail: serde_json::Value,
+        mut compares: Vec<Compare>,
+        ops: Vec<TxnOp>,
+    ) -> Result<bool, CoreError> {
+        let chain = swarm_chain(swarm_id);
+        let (head, head_revision) = self.head(swarm_id).await?;
+        let entry = Entry {
+            op,
+            actor: if op == "swarm_expired" {
+                "coordinator".into()
+            } else {
+                swarm_id.into()
+            },
+            task_id: None,
+            swarm_id: Some(swarm_id.into()),
+            token: None,
+            outcome: outcome.into(),
+            detail,
+        };
+        let (witness, mut success) = entry.seal(&self.keys, &chain, &head)?;
+        success.extend(ops);
+        compares.push(Compare::mod_revision_is(
+            self.keys.witness_head(&chain),
+            head_revision,
+        ));
+        let txn = TxnRequest {
+            compares,
+            success,
+            failure: Vec::new(),
+        };
+        let resp = self
+            .store
+            .txn(txn)
+            .await
+            .map_err(|e| lease_gone(e, swarm_id))?;
+        if resp.succeeded {
+            self.log(witness, resp.revision);
+        }
+        Ok(resp.succeeded)
     }
 
     /// Registers `swarm_id`, or refreshes it if `token` is its owner's.
@@ -99,17 +173,20 @@ impl SwarmRegistry {
                 metadata,
                 ..existing
             };
-            let txn = TxnRequest::new()
-                .when(Compare::mod_revision_is(key.clone(), mod_revision))
-                .and_then(TxnOp::Put(
-                    PutRequest::new(key, encode(&record)?).with_lease(record.lease),
-                ));
+            let put = PutRequest::new(key.clone(), encode(&record)?).with_lease(record.lease);
+            let detail = serde_json::json!({"capabilities": record.capabilities});
+            let compares = vec![Compare::mod_revision_is(key, mod_revision)];
+            let ops = vec![TxnOp::Put(put)];
             if !self
-                .store
-                .txn(txn)
-                .await
-                .map_err(|e| lease_gone(e, swarm_id))?
-                .succeeded
+                .witnessed(
+                    swarm_id,
+                    "swarm_refreshed",
+                    "registered",
+                    detail,
+                    compares,
+                    ops,
+                )
+                .await?
             {
                 return Err(CoreError::Conflict(format!(
                     "swarm {swarm_id} changed while it was being refreshed; retry"
@@ -144,12 +221,22 @@ impl SwarmRegistry {
             lease: lease.id,
             token_sha256: token_hash(&token),
         };
-        let txn = TxnRequest::new()
-            .when(Compare::missing(key.clone()))
-            .and_then(TxnOp::Put(
-                PutRequest::new(key, encode(&record)?).with_lease(lease.id),
-            ));
-        if !self.store.txn(txn).await?.succeeded {
+        let detail =
+            serde_json::json!({"capabilities": record.capabilities, "ttl_secs": lease.ttl});
+        let put = PutRequest::new(key.clone(), encode(&record)?).with_lease(lease.id);
+        let compares = vec![Compare::missing(key)];
+        let ops = vec![TxnOp::Put(put)];
+        if !self
+            .witnessed(
+                swarm_id,
+                "swarm_registered",
+                "registered",
+                detail,
+                compares,
+                ops,
+            )
+            .await?
+        {
             let _ = self.store.lease_revoke(lease.id).await;
             return Err(CoreError::Conflict(format!(
                 "swarm {swarm_id} was registered by someone else at the same moment"
@@ -168,15 +255,75 @@ impl SwarmRegistry {
         self.keep_alive(swarm_id, record.lease).await
     }
 
-    /// Removes a swarm at once (its lease is revoked, so everything attached to
-    /// it goes in the same revision).
+    /// Removes a swarm at once: its record goes with a `swarm_left` witness
+    /// record, then its lease is revoked, which ends its holdings in one revision.
     pub async fn unregister(&self, swarm_id: &str, token: &str) -> Result<(), CoreError> {
         let record = self.owned(swarm_id, token).await?;
-        self.store
-            .lease_revoke(record.lease)
-            .await
-            .map_err(|e| lease_gone(e, swarm_id))?;
-        Ok(())
+        let key = self.keys.swarm(swarm_id);
+        let compares = vec![Compare::exists(key.clone())];
+        let ops = vec![TxnOp::Delete(DeleteRequest::key(key))];
+        let detail = serde_json::json!({});
+        if !self
+            .witnessed(
+                swarm_id,
+                "swarm_left",
+                "unregistered",
+                detail,
+                compares,
+                ops,
+            )
+            .await?
+        {
+            return Err(CoreError::Conflict(format!(
+                "swarm {swarm_id} changed while leaving; retry"
+            )));
+        }
+        match self.store.lease_revoke(record.lease).await {
+            Ok(_) | Err(KvError::LeaseNotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks a swarm's owner token.
+    pub async fn check_token(&self, swarm_id: &str, token: &str) -> Result<(), CoreError> {
+        self.owned(swarm_id, token).await.map(drop)
+    }
+
+    /// Writes `swarm_expired` if the swarm's record is gone and its chain does
+    /// not already end with its departure. Returns whether it wrote.
+    pub async fn record_expiry(&self, swarm_id: &str) -> Result<bool, CoreError> {
+        if self.read(swarm_id).await?.is_some() {
+            return Ok(false);
+        }
+        let chain = swarm_chain(swarm_id);
+        let (head, _) = self.head(swarm_id).await?;
+        if head.seq == 0 {
+            return Ok(false);
+        }
+        let last = self
+            .store
+            .range(RangeRequest::key(
+                self.keys.witness_record(&chain, head.seq),
+            ))
+            .await?;
+        let Some(last) = last.kvs.first() else {
+            return Ok(false);
+        };
+        let last: WitnessRecord = crate::codec::decode(last)?;
+        if matches!(last.op.as_str(), "swarm_left" | "swarm_expired") {
+            return Ok(false);
+        }
+        let compares = vec![Compare::missing(self.keys.swarm(swarm_id))];
+        let detail = serde_json::json!({"reason": "liveness lease ran out"});
+        self.witnessed(
+            swarm_id,
+            "swarm_expired",
+            "expired",
+            detail,
+            compares,
+            Vec::new(),
+        )
+        .await
     }
 
     /// A live swarm's record.

@@ -22,6 +22,21 @@ pub fn id(field: &'static str, value: &str) -> Result<(), CoreError> {
     Err(CoreError::Invalid { field, reason })
 }
 
+/// A short free-form text (a task type): non-empty, ≤ 256 bytes, no control
+/// characters.
+pub fn text(field: &'static str, value: &str) -> Result<(), CoreError> {
+    let reason = if value.trim().is_empty() {
+        "must not be empty".to_string()
+    } else if value.len() > MAX_ID_BYTES {
+        format!("is {} bytes, more than {MAX_ID_BYTES}", value.len())
+    } else if value.chars().any(char::is_control) {
+        "must not contain control characters".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(CoreError::Invalid { field, reason })
+}
+
 /// Capabilities: each a non-empty string without control characters.
 pub fn capabilities(field: &'static str, values: &[String]) -> Result<(), CoreError> {
     for value in values {

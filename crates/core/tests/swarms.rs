@@ -1,34 +1,16 @@
 //! The swarm registry, on both backends.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::caps;
 use futures::StreamExt;
 use ifc_core::{CoreConfig, CoreError, SwarmRegistry};
 use ifc_kv::{EventKind, KvStore, RangeRequest, WatchRequest};
 use ifc_testkit::TestStore;
 use serde_json::json;
-
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(ifc_testkit::TestStore::start(ifc_testkit::Backend::Embedded).await).await;
-                }
-            )*
-        }
-        mod etcd {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(ifc_testkit::TestStore::start(ifc_testkit::Backend::Etcd).await).await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     register_get_list_unregister,
@@ -41,10 +23,6 @@ on_both_backends!(
 
 fn registry(store: &TestStore, config: CoreConfig) -> SwarmRegistry {
     SwarmRegistry::new(store.kv(), config)
-}
-
-fn caps(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
 }
 
 async fn register_get_list_unregister(store: TestStore) {

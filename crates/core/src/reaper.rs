@@ -1,0 +1,96 @@
+//! The reaper: records claims that lapsed and swarms that expired.
+//!
+//! The store does the deleting (a claim lease or a swarm's liveness lease runs
+//! out); every coordinator node runs a reaper that watches for those deletes and
+//! writes what they mean (the task back in the pool with attempts + 1, or in
+//! dead-letter; a `swarm_expired` witness record) with the usual CAS, so nodes
+//! racing on one event are harmless and a dead node's events are handled by the
+//! others. Correctness never waits for it: a claim of a lapsed task records the
+//! lapse itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ifc_kv::{EventKind, KvError, WatchRequest};
+use tokio::task::JoinHandle;
+
+use crate::Coordinator;
+
+/// A running reaper; dropping it stops it.
+pub struct Reaper {
+    task: JoinHandle<()>,
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Reaper {
+    /// Sweeps the store once (lapses that happened while no reaper ran), then
+    /// follows deletes until dropped.
+    pub fn spawn(coordinator: Arc<Coordinator>) -> Reaper {
+        Reaper {
+            task: tokio::spawn(run(coordinator)),
+        }
+    }
+}
+
+async fn run(coordinator: Arc<Coordinator>) {
+    let root = coordinator.keys().root().to_string();
+    loop {
+        // Watch before sweeping, so nothing falls between the two.
+        let watch = coordinator
+            .store()
+            .watch(WatchRequest::prefix(root.clone()))
+            .await;
+        let mut stream = match watch {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "reaper: cannot watch; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = coordinator.reap_all().await {
+            tracing::warn!(error = %e, "reaper: sweep failed");
+        }
+        while let Some(batch) = stream.next().await {
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(KvError::Compacted { .. }) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reaper: watch ended");
+                    break;
+                }
+            };
+            for event in batch.events.iter().filter(|e| e.kind == EventKind::Delete) {
+                let key = String::from_utf8_lossy(&event.kv.key);
+                let Some(rest) = coordinator.keys().strip(&key) else {
+                    continue;
+                };
+                let result = if let Some(task) = rest
+                    .strip_prefix("tasks/")
+                    .and_then(|r| r.strip_suffix("/claim"))
+                {
+                    coordinator.reap_task(task).await.map(drop)
+                } else if let Some(holding) = rest.strip_prefix("holding/") {
+                    match holding.split_once('/') {
+                        Some((_, task)) => coordinator.reap_task(task).await.map(drop),
+                        None => Ok(()),
+                    }
+                } else if let Some(swarm) = rest.strip_prefix("swarms/") {
+                    coordinator.reap_swarm(swarm).await.map(drop)
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, %key, "reaper: could not record a lapse");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
