@@ -9,10 +9,8 @@ use crate::CoreError;
 
 /// Encodes a record for the store.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CoreError> {
-    serde_json::to_vec(value).map_err(|e| CoreError::Corrupt {
-        key: "<encoding>".into(),
-        reason: e.to_string(),
-    })
+    serde_json::to_vec(value)
+        .map_err(|e| CoreError::Corrupt { key: "<encoding>".into(), reason: e.to_string() })
 }
 
 /// Decodes a stored record.

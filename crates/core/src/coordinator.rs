@@ -105,6 +105,13 @@ pub struct WitnessQuery {
     pub to_ms: Option<i64>,
 }
 
+/// What a write reads first.
+struct Snapshot {
+    keys: Option<TaskKeys>,
+    head: Head,
+    swarm: Option<KeyValue>,
+}
+
 struct Bucket {
     lease: LeaseId,
     opened: Instant,
@@ -125,7 +132,7 @@ pub struct Coordinator {
 }
 
 fn range_op(range: KeyRange) -> TxnOp {
-    TxnOp::Range(RangeRequest { range, limit: 0 })
+    TxnOp::Range(RangeRequest::new(range))
 }
 
 fn put(key: String, value: Vec<u8>) -> TxnOp {
@@ -204,9 +211,7 @@ impl Coordinator {
         metadata: serde_json::Value,
         token: Option<&str>,
     ) -> Result<SwarmSession, CoreError> {
-        self.swarms
-            .register(swarm_id, capabilities, metadata, token)
-            .await
+        self.swarms.register(swarm_id, capabilities, metadata, token).await
     }
 
     /// Keeps a swarm alive.
@@ -249,9 +254,7 @@ impl Coordinator {
             .and_then(range_op(KeyRange::prefix(self.keys.holding(swarm_id))));
         let resp = self.store.txn(txn).await?;
         let [swarm, counters, holding] = ranges(&resp.responses)[..] else {
-            return Err(CoreError::Store(KvError::Backend(
-                "short txn answer".into(),
-            )));
+            return Err(CoreError::Store(KvError::Backend("short txn answer".into())));
         };
         let Some(swarm) = swarm.first() else {
             return Ok(None);
@@ -259,10 +262,7 @@ impl Coordinator {
         let swarm: SwarmRecord = decode(swarm)?;
         let count = |c: Counter| {
             let key = self.keys.counter(swarm_id, c).into_bytes();
-            counters
-                .iter()
-                .find(|kv| kv.key == key)
-                .map_or(0, |kv| kv.version)
+            counters.iter().find(|kv| kv.key == key).map_or(0, |kv| kv.version)
         };
         let mut current_claims = Vec::new();
         for kv in holding {
@@ -294,18 +294,12 @@ impl Coordinator {
 
     async fn held_tasks(&self, swarm_id: &str) -> Result<Vec<String>, CoreError> {
         validate::id("swarm_id", swarm_id)?;
-        let resp = self
-            .store
-            .range(RangeRequest::prefix(self.keys.holding(swarm_id)))
-            .await?;
+        let resp = self.store.range(RangeRequest::prefix(self.keys.holding(swarm_id))).await?;
         Ok(resp
             .kvs
             .iter()
             .filter_map(|kv| {
-                String::from_utf8_lossy(&kv.key)
-                    .rsplit('/')
-                    .next()
-                    .map(str::to_string)
+                String::from_utf8_lossy(&kv.key).rsplit('/').next().map(str::to_string)
             })
             .collect())
     }
@@ -361,20 +355,11 @@ impl Coordinator {
         ops.extend([
             put(task_key.clone(), encode(&record)?),
             put(
-                self.keys.ready(
-                    &capset,
-                    record.priority,
-                    record.created_at_ms,
-                    &record.task_id,
-                ),
+                self.keys.ready(&capset, record.priority, record.created_at_ms, &record.task_id),
                 Vec::new(),
             ),
             put(self.keys.capset(&capset), encode(&caps)?),
-            put(
-                self.keys
-                    .state_entry(TaskState::Ready.as_str(), &record.task_id),
-                Vec::new(),
-            ),
+            put(self.keys.state_entry(TaskState::Ready.as_str(), &record.task_id), Vec::new()),
         ]);
         let txn = TxnRequest {
             compares: vec![Compare::missing(task_key.clone())],
@@ -399,61 +384,56 @@ impl Coordinator {
         if existing.same_spec(&new, max_attempts, &caps) {
             Ok(existing)
         } else {
-            Err(CoreError::Conflict(format!(
-                "task {} exists with different content",
-                new.task_id
-            )))
+            Err(CoreError::Conflict(format!("task {} exists with different content", new.task_id)))
         }
     }
 
-    /// Reads a task's record, claim and (when asked for a claimer) the holder.
+    /// Reads a task's keys (linearizable).
     async fn read_task(&self, task_id: &str) -> Result<Option<TaskKeys>, CoreError> {
-        let resp = self
-            .store
-            .range(RangeRequest::prefix(self.keys.task_dir(task_id)))
-            .await?;
-        self.task_keys(task_id, &resp.kvs).await
+        let resp = self.store.range(RangeRequest::prefix(self.keys.task_dir(task_id))).await?;
+        Ok(self.task_keys(task_id, &resp.kvs))
     }
 
-    async fn task_keys(
+    /// Reads a task's keys, its chain head and optionally a swarm, in one
+    /// snapshot. A serializable read is fine here: every write that follows is
+    /// guarded by compare-and-swap, and negative answers are confirmed on a
+    /// linearizable read before they are returned.
+    async fn snapshot(
         &self,
         task_id: &str,
-        kvs: &[KeyValue],
-    ) -> Result<Option<TaskKeys>, CoreError> {
-        let record_key = self.keys.task(task_id).into_bytes();
-        let claim_key = self.keys.claim(task_id).into_bytes();
-        let Some(record) = kvs.iter().find(|kv| kv.key == record_key).cloned() else {
-            return Ok(None);
+        swarm_id: Option<&str>,
+        serializable: bool,
+    ) -> Result<Snapshot, CoreError> {
+        let read = |range: KeyRange| {
+            TxnOp::Range(RangeRequest { serializable, ..RangeRequest::new(range) })
         };
-        let claim = kvs.iter().find(|kv| kv.key == claim_key).cloned();
-        let holder_alive = match &claim {
-            Some(claim) => {
-                let value: ClaimValue = decode(claim)?;
-                let holder = self.keys.holding_entry(&value.swarm_id, task_id);
-                Some(
-                    !self
-                        .store
-                        .range(RangeRequest::key(holder))
-                        .await?
-                        .kvs
-                        .is_empty(),
-                )
-            }
-            None => None,
-        };
-        Ok(Some(TaskKeys {
-            record,
-            claim,
-            holder_alive,
-        }))
+        let mut txn = TxnRequest::new()
+            .and_then(read(KeyRange::prefix(self.keys.task_dir(task_id))))
+            .and_then(read(KeyRange::key(self.keys.witness_head(&task_chain(task_id)))));
+        if let Some(swarm_id) = swarm_id {
+            txn = txn.and_then(read(KeyRange::key(self.keys.swarm(swarm_id))));
+        }
+        let resp = self.store.txn(txn).await?;
+        let read = ranges(&resp.responses);
+        Ok(Snapshot {
+            keys: self.task_keys(task_id, read[0]),
+            head: Head::from_kv(read[1].first())?,
+            swarm: read.get(2).and_then(|kvs| kvs.first().cloned()),
+        })
+    }
+
+    fn task_keys(&self, task_id: &str, kvs: &[KeyValue]) -> Option<TaskKeys> {
+        let find = |key: String| kvs.iter().find(|kv| kv.key == key.as_bytes()).cloned();
+        Some(TaskKeys {
+            record: find(self.keys.task(task_id))?,
+            claim: find(self.keys.claim(task_id)),
+            holder: find(self.keys.holder(task_id)),
+        })
     }
 
     fn view(&self, keys: &TaskKeys) -> Result<TaskView, CoreError> {
         let record: TaskRecord = decode(&keys.record)?;
-        let live_claim = match (&keys.claim, keys.holder_alive) {
-            (Some(claim), Some(true)) => Some(claim),
-            _ => None,
-        };
+        let live_claim = keys.live_claim();
         let lapsed = record.state == TaskState::Claimed && live_claim.is_none();
         let (token, deadline_ms) = match live_claim {
             Some(claim) if record.state == TaskState::Claimed => {
@@ -527,25 +507,16 @@ impl Coordinator {
             }
             None => prefix.clone().into_bytes(),
         };
-        let range = KeyRange::Span {
-            start,
-            end: prefix_end(prefix.as_bytes()),
-        };
+        let range = KeyRange::Span { start, end: prefix_end(prefix.as_bytes()) };
         let page = self
             .store
-            .range(RangeRequest {
-                range,
-                limit: limit as i64,
-            })
+            .range(RangeRequest { serializable: false, range, limit: limit as i64 })
             .await?;
         let ids: Vec<String> = page
             .kvs
             .iter()
             .filter_map(|kv| {
-                String::from_utf8_lossy(&kv.key)
-                    .rsplit('/')
-                    .next()
-                    .map(str::to_string)
+                String::from_utf8_lossy(&kv.key).rsplit('/').next().map(str::to_string)
             })
             .collect();
         let mut txn = TxnRequest::new();
@@ -555,7 +526,7 @@ impl Coordinator {
         let resp = self.store.txn(txn).await?;
         let mut tasks = Vec::new();
         for (id, kvs) in ids.iter().zip(ranges(&resp.responses)) {
-            if let Some(keys) = self.task_keys(id, kvs).await? {
+            if let Some(keys) = self.task_keys(id, kvs) {
                 tasks.push(self.view(&keys)?);
             }
         }
@@ -579,11 +550,8 @@ impl Coordinator {
         let started_ms = now_ms();
         let lease = self.store.lease_grant(ttl).await?;
         let deadline_ms = started_ms + lease.ttl * 1000;
-        *self.bucket.lock().unwrap_or_else(|e| e.into_inner()) = Some(Bucket {
-            lease: lease.id,
-            opened: Instant::now(),
-            deadline_ms,
-        });
+        *self.bucket.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Bucket { lease: lease.id, opened: Instant::now(), deadline_ms });
         Ok((lease.id, deadline_ms))
     }
 
@@ -603,32 +571,26 @@ impl Coordinator {
     ) -> Result<ClaimOutcome, CoreError> {
         validate::id("swarm_id", swarm_id)?;
         validate::id("task_id", task_id)?;
-        for _ in 0..MAX_CAS_ROUNDS {
-            let txn = TxnRequest::new()
-                .and_then(range_op(KeyRange::prefix(self.keys.task_dir(task_id))))
-                .and_then(range_op(KeyRange::key(self.keys.swarm(swarm_id))))
-                .and_then(range_op(KeyRange::key(
-                    self.keys.witness_head(&task_chain(task_id)),
-                )));
-            let resp = self.store.txn(txn).await?;
-            let read = ranges(&resp.responses);
-            let keys = self
-                .task_keys(task_id, read[0])
-                .await?
-                .ok_or_else(|| CoreError::TaskNotFound(task_id.into()))?;
-            let swarm_kv = read[1]
-                .first()
-                .ok_or_else(|| CoreError::NotRegistered(swarm_id.into()))?;
-            let swarm: SwarmRecord = decode(swarm_kv)?;
-            let head = Head::from_kv(read[2].first())?;
-            match self.try_claim(&swarm, swarm_kv, &keys, &head).await? {
-                Some(outcome) => return Ok(outcome),
-                None => continue,
+        for round in 0..MAX_CAS_ROUNDS {
+            let serializable = round == 0;
+            let snap = self.snapshot(task_id, Some(swarm_id), serializable).await?;
+            let (keys, swarm_kv) = match (snap.keys, snap.swarm) {
+                (Some(keys), Some(swarm)) => (keys, swarm),
+                // Confirm a negative answer on a linearizable read.
+                _ if serializable => continue,
+                (None, _) => return Err(CoreError::TaskNotFound(task_id.into())),
+                (_, None) => return Err(CoreError::NotRegistered(swarm_id.into())),
+            };
+            let swarm: SwarmRecord = decode(&swarm_kv)?;
+            match self.try_claim(&swarm, &swarm_kv, &keys, &snap.head).await {
+                Ok(Some(ClaimOutcome::Claimed(claim))) => return Ok(ClaimOutcome::Claimed(claim)),
+                Ok(Some(_)) | Err(CoreError::Incapable { .. }) if serializable => continue,
+                Ok(Some(outcome)) => return Ok(outcome),
+                Ok(None) => continue,
+                Err(e) => return Err(e),
             }
         }
-        Err(CoreError::Conflict(format!(
-            "task {task_id} is too contended; retry"
-        )))
+        Err(CoreError::Conflict(format!("task {task_id} is too contended; retry")))
     }
 
     /// One claim attempt on a read snapshot; `None` if the snapshot went stale.
@@ -675,9 +637,7 @@ impl Coordinator {
             return Ok(None);
         }
         if record.not_before_ms > now_ms() {
-            return Ok(Some(ClaimOutcome::BackingOff {
-                ready_at_ms: record.not_before_ms,
-            }));
+            return Ok(Some(ClaimOutcome::BackingOff { ready_at_ms: record.not_before_ms }));
         }
         let chain = task_chain(&record.task_id);
         let mut ops = Vec::new();
@@ -692,10 +652,7 @@ impl Coordinator {
             record.created_at_ms,
             &record.task_id,
         )));
-        ops.push(delete(
-            self.keys
-                .state_entry(TaskState::Ready.as_str(), &record.task_id),
-        ));
+        ops.push(delete(self.keys.state_entry(TaskState::Ready.as_str(), &record.task_id)));
         record.state = TaskState::Claimed;
         record.owner = Some(swarm.swarm_id.clone());
         record.claimed_at_ms = Some(claimed_at);
@@ -711,17 +668,10 @@ impl Coordinator {
         .seal(&self.keys, &chain, head)?;
         ops.extend(witness_ops);
         witnesses.push(witness);
-        let claim = ClaimValue {
-            swarm_id: swarm.swarm_id.clone(),
-            deadline_ms,
-        };
+        let claim = ClaimValue { swarm_id: swarm.swarm_id.clone(), deadline_ms };
         ops.extend([
             put(self.keys.task(&record.task_id), encode(&record)?),
-            put(
-                self.keys
-                    .state_entry(TaskState::Claimed.as_str(), &record.task_id),
-                Vec::new(),
-            ),
+            put(self.keys.state_entry(TaskState::Claimed.as_str(), &record.task_id), Vec::new()),
             TxnOp::Put(
                 PutRequest::new(self.keys.claim(&record.task_id), encode(&claim)?)
                     .with_lease(lease),
@@ -733,16 +683,15 @@ impl Coordinator {
                 )
                 .with_lease(swarm.lease),
             ),
-            put(
-                self.keys.counter(&swarm.swarm_id, Counter::Claimed),
-                Vec::new(),
+            TxnOp::Put(
+                PutRequest::new(self.keys.holder(&record.task_id), swarm.swarm_id.clone())
+                    .with_lease(swarm.lease),
             ),
+            put(self.keys.counter(&swarm.swarm_id, Counter::Claimed), Vec::new()),
         ]);
         let mut txn = self.guarded(keys, ops);
-        txn.compares.push(Compare::mod_revision_is(
-            swarm_kv.key.clone(),
-            swarm_kv.mod_revision,
-        ));
+        txn.compares.push(Compare::missing(self.keys.holder(&record.task_id)));
+        txn.compares.push(Compare::mod_revision_is(swarm_kv.key.clone(), swarm_kv.mod_revision));
         // The claim key must not exist: a claim that lapsed is gone already.
         txn.compares.push(Compare::new(
             self.keys.claim(&record.task_id),
@@ -807,13 +756,12 @@ impl Coordinator {
             outcome: AttemptOutcome::Lapsed,
             error: None,
         });
-        let mut ops = vec![delete(
-            self.keys
-                .state_entry(TaskState::Claimed.as_str(), &record.task_id),
-        )];
+        let mut ops =
+            vec![delete(self.keys.state_entry(TaskState::Claimed.as_str(), &record.task_id))];
         if let Some(claim) = &keys.claim {
             ops.push(delete(String::from_utf8_lossy(&claim.key).into_owned()));
         }
+        ops.push(delete(self.keys.holder(&record.task_id)));
         ops.push(delete(self.keys.holding_entry(&owner, &record.task_id)));
         let op = self.requeue(record, &mut ops)?;
         let chain = task_chain(&record.task_id);
@@ -827,10 +775,7 @@ impl Coordinator {
             detail: json!({"reason": "claim lapsed", "attempts": record.attempts}),
         }
         .seal(&self.keys, &chain, head)?;
-        *head = Head {
-            seq: witness.seq,
-            hash: witness.hash.clone(),
-        };
+        *head = Head { seq: witness.seq, hash: witness.hash.clone() };
         ops.extend(witness_ops);
         ops.push(put(self.keys.task(&record.task_id), encode(&*record)?));
         Ok((ops, witness))
@@ -848,8 +793,7 @@ impl Coordinator {
         if record.attempts >= record.max_attempts {
             record.state = TaskState::Dead;
             ops.push(put(
-                self.keys
-                    .state_entry(TaskState::Dead.as_str(), &record.task_id),
+                self.keys.state_entry(TaskState::Dead.as_str(), &record.task_id),
                 Vec::new(),
             ));
             Ok("task_dead_lettered")
@@ -857,17 +801,11 @@ impl Coordinator {
             record.state = TaskState::Ready;
             let capset = capset_id(&record.required_capabilities);
             ops.push(put(
-                self.keys.ready(
-                    &capset,
-                    record.priority,
-                    record.created_at_ms,
-                    &record.task_id,
-                ),
+                self.keys.ready(&capset, record.priority, record.created_at_ms, &record.task_id),
                 Vec::new(),
             ));
             ops.push(put(
-                self.keys
-                    .state_entry(TaskState::Ready.as_str(), &record.task_id),
+                self.keys.state_entry(TaskState::Ready.as_str(), &record.task_id),
                 Vec::new(),
             ));
             Ok("task_requeued")
@@ -887,10 +825,7 @@ impl Coordinator {
             .get(swarm_id)
             .await?
             .ok_or_else(|| CoreError::NotRegistered(swarm_id.into()))?;
-        let capsets = self
-            .store
-            .range(RangeRequest::prefix(self.keys.capsets()))
-            .await?;
+        let capsets = self.store.range(RangeRequest::prefix(self.keys.capsets())).await?;
         let mut queues = Vec::new();
         for kv in &capsets.kvs {
             let caps: Vec<String> = decode(kv)?;
@@ -956,13 +891,15 @@ impl Coordinator {
         let claim = self.check_fence(swarm_id, task_id, token, &keys)?;
         for _ in 0..2 {
             let (lease, deadline_ms) = self.claim_lease().await?;
-            let value = ClaimValue {
-                swarm_id: swarm_id.into(),
-                deadline_ms,
-            };
+            let value = ClaimValue { swarm_id: swarm_id.into(), deadline_ms };
             let txn = TxnRequest::new()
                 .when(Compare::new(
                     claim.key.clone(),
+                    CompareOp::Equal,
+                    CompareTarget::CreateRevision(token),
+                ))
+                .when(Compare::new(
+                    self.keys.holder(task_id),
                     CompareOp::Equal,
                     CompareTarget::CreateRevision(token),
                 ))
@@ -972,10 +909,7 @@ impl Coordinator {
             match self.store.txn(txn).await {
                 Ok(resp) if resp.succeeded => return Ok(deadline_ms),
                 Ok(_) => {
-                    return Err(CoreError::Fenced {
-                        task_id: task_id.into(),
-                        token,
-                    });
+                    return Err(CoreError::Fenced { task_id: task_id.into(), token });
                 }
                 Err(KvError::LeaseNotFound(_)) => self.forget_claim_lease(lease),
                 Err(e) => return Err(e.into()),
@@ -994,10 +928,7 @@ impl Coordinator {
         keys: &'k TaskKeys,
     ) -> Result<&'k KeyValue, CoreError> {
         let record: TaskRecord = decode(&keys.record)?;
-        let live = match (&keys.claim, keys.holder_alive) {
-            (Some(claim), Some(true)) if record.state == TaskState::Claimed => Some(claim),
-            _ => None,
-        };
+        let live = keys.live_claim().filter(|_| record.state == TaskState::Claimed);
         match live {
             Some(claim) => {
                 let value: ClaimValue = decode(claim)?;
@@ -1008,17 +939,11 @@ impl Coordinator {
                     });
                 }
                 if claim.create_revision != token {
-                    return Err(CoreError::Fenced {
-                        task_id: task_id.into(),
-                        token,
-                    });
+                    return Err(CoreError::Fenced { task_id: task_id.into(), token });
                 }
                 Ok(claim)
             }
-            None => Err(CoreError::Fenced {
-                task_id: task_id.into(),
-                token,
-            }),
+            None => Err(CoreError::Fenced { task_id: task_id.into(), token }),
         }
     }
 
@@ -1065,23 +990,24 @@ impl Coordinator {
     ) -> Result<TaskRecord, CoreError> {
         validate::id("swarm_id", swarm_id)?;
         validate::id("task_id", task_id)?;
-        for _ in 0..MAX_CAS_ROUNDS {
-            let txn = TxnRequest::new()
-                .and_then(range_op(KeyRange::prefix(self.keys.task_dir(task_id))))
-                .and_then(range_op(KeyRange::key(
-                    self.keys.witness_head(&task_chain(task_id)),
-                )));
-            let resp = self.store.txn(txn).await?;
-            let read = ranges(&resp.responses);
-            let keys = self
-                .task_keys(task_id, read[0])
-                .await?
-                .ok_or_else(|| CoreError::TaskNotFound(task_id.into()))?;
-            let head = Head::from_kv(read[1].first())?;
-            let claim = self.check_fence(swarm_id, task_id, token, &keys)?.clone();
+        for round in 0..MAX_CAS_ROUNDS {
+            let serializable = round == 0;
+            let snap = self.snapshot(task_id, None, serializable).await?;
+            let head = snap.head;
+            let checked =
+                snap.keys.ok_or_else(|| CoreError::TaskNotFound(task_id.into())).and_then(|keys| {
+                    Ok((self.check_fence(swarm_id, task_id, token, &keys)?.clone(), keys))
+                });
+            let (claim, keys) = match checked {
+                Ok(checked) => checked,
+                // Confirm a refusal on a linearizable read.
+                Err(_) if serializable => continue,
+                Err(e) => return Err(e),
+            };
             let mut record: TaskRecord = decode(&keys.record)?;
             let mut ops = vec![
                 delete(self.keys.claim(task_id)),
+                delete(self.keys.holder(task_id)),
                 delete(self.keys.holding_entry(swarm_id, task_id)),
                 delete(self.keys.state_entry(TaskState::Claimed.as_str(), task_id)),
             ];
@@ -1100,14 +1026,10 @@ impl Coordinator {
                     record.result = Some(result.clone());
                     record.claimed_at_ms = None;
                     ops.push(put(
-                        self.keys
-                            .state_entry(TaskState::Completed.as_str(), task_id),
+                        self.keys.state_entry(TaskState::Completed.as_str(), task_id),
                         Vec::new(),
                     ));
-                    ops.push(put(
-                        self.keys.counter(swarm_id, Counter::Completed),
-                        Vec::new(),
-                    ));
+                    ops.push(put(self.keys.counter(swarm_id, Counter::Completed), Vec::new()));
                     let size = serde_json::to_vec(result).map_or(0, |v| v.len());
                     ("task_completed", json!({"result_bytes": size}))
                 }
@@ -1117,16 +1039,10 @@ impl Coordinator {
                     record.attempts += 1;
                     record.error = Some(error.clone());
                     record.not_before_ms = ended + self.config.retry_backoff_ms as i64;
-                    ops.push(put(
-                        self.keys.counter(swarm_id, Counter::Failed),
-                        Vec::new(),
-                    ));
+                    ops.push(put(self.keys.counter(swarm_id, Counter::Failed), Vec::new()));
                     let requeued = self.requeue(&mut record, &mut ops)?;
-                    let op = if requeued == "task_dead_lettered" {
-                        requeued
-                    } else {
-                        "task_failed"
-                    };
+                    let op =
+                        if requeued == "task_dead_lettered" { requeued } else { "task_failed" };
                     (op, json!({"error": error, "attempts": record.attempts}))
                 }
             };
@@ -1149,17 +1065,18 @@ impl Coordinator {
                 CompareOp::Equal,
                 CompareTarget::CreateRevision(token),
             ));
-            txn.compares
-                .push(Compare::exists(self.keys.holding_entry(swarm_id, task_id)));
+            txn.compares.push(Compare::new(
+                self.keys.holder(task_id),
+                CompareOp::Equal,
+                CompareTarget::CreateRevision(token),
+            ));
             let resp = self.store.txn(txn).await?;
             if resp.succeeded {
                 self.log(witness, resp.revision);
                 return Ok(record);
             }
         }
-        Err(CoreError::Conflict(format!(
-            "task {task_id} is too contended; retry"
-        )))
+        Err(CoreError::Conflict(format!("task {task_id} is too contended; retry")))
     }
 
     /// Cancels a task that is not finished. Cancelling a cancelled task is a
@@ -1167,18 +1084,9 @@ impl Coordinator {
     pub async fn cancel_task(&self, task_id: &str) -> Result<TaskRecord, CoreError> {
         validate::id("task_id", task_id)?;
         for _ in 0..MAX_CAS_ROUNDS {
-            let txn = TxnRequest::new()
-                .and_then(range_op(KeyRange::prefix(self.keys.task_dir(task_id))))
-                .and_then(range_op(KeyRange::key(
-                    self.keys.witness_head(&task_chain(task_id)),
-                )));
-            let resp = self.store.txn(txn).await?;
-            let read = ranges(&resp.responses);
-            let keys = self
-                .task_keys(task_id, read[0])
-                .await?
-                .ok_or_else(|| CoreError::TaskNotFound(task_id.into()))?;
-            let head = Head::from_kv(read[1].first())?;
+            let snap = self.snapshot(task_id, None, false).await?;
+            let keys = snap.keys.ok_or_else(|| CoreError::TaskNotFound(task_id.into()))?;
+            let head = snap.head;
             let view = self.view(&keys)?;
             let mut record = view.record.clone();
             match record.state {
@@ -1193,17 +1101,11 @@ impl Coordinator {
             }
             let capset = capset_id(&record.required_capabilities);
             let mut ops = vec![
-                delete(
-                    self.keys
-                        .ready(&capset, record.priority, record.created_at_ms, task_id),
-                ),
+                delete(self.keys.ready(&capset, record.priority, record.created_at_ms, task_id)),
                 delete(self.keys.state_entry(record.state.as_str(), task_id)),
                 delete(self.keys.claim(task_id)),
-                put(
-                    self.keys
-                        .state_entry(TaskState::Cancelled.as_str(), task_id),
-                    Vec::new(),
-                ),
+                delete(self.keys.holder(task_id)),
+                put(self.keys.state_entry(TaskState::Cancelled.as_str(), task_id), Vec::new()),
             ];
             if let Some(owner) = record.owner.clone() {
                 ops.push(delete(self.keys.holding_entry(&owner, task_id)));
@@ -1241,30 +1143,20 @@ impl Coordinator {
                 return Ok(record);
             }
         }
-        Err(CoreError::Conflict(format!(
-            "task {task_id} is too contended; retry"
-        )))
+        Err(CoreError::Conflict(format!("task {task_id} is too contended; retry")))
     }
 
     /// Records a lapsed claim of one task, if it has lapsed (idempotent: any
     /// node may call it for any task at any time). Returns whether it wrote.
     pub async fn reap_task(&self, task_id: &str) -> Result<bool, CoreError> {
         for _ in 0..MAX_CAS_ROUNDS {
-            let txn = TxnRequest::new()
-                .and_then(range_op(KeyRange::prefix(self.keys.task_dir(task_id))))
-                .and_then(range_op(KeyRange::key(
-                    self.keys.witness_head(&task_chain(task_id)),
-                )));
-            let resp = self.store.txn(txn).await?;
-            let read = ranges(&resp.responses);
-            let Some(keys) = self.task_keys(task_id, read[0]).await? else {
-                return Ok(false);
-            };
+            let snap = self.snapshot(task_id, None, false).await?;
+            let Some(keys) = snap.keys else { return Ok(false) };
             let view = self.view(&keys)?;
             if !view.lapsed {
                 return Ok(false);
             }
-            let mut head = Head::from_kv(read[1].first())?;
+            let mut head = snap.head;
             let mut record = view.record;
             let (ops, witness) = self.lapse_ops(&mut record, &keys, &mut head)?;
             let resp = self.store.txn(self.guarded(&keys, ops)).await?;
@@ -1279,10 +1171,8 @@ impl Coordinator {
     /// Records every lapsed claim in the store: the start-up sweep, and what the
     /// reaper runs after it falls behind. Returns how many it recorded.
     pub async fn reap_all(&self) -> Result<usize, CoreError> {
-        let claimed = self
-            .store
-            .range(RangeRequest::prefix(self.keys.state_index("claimed")))
-            .await?;
+        let claimed =
+            self.store.range(RangeRequest::prefix(self.keys.state_index("claimed"))).await?;
         let mut reaped = 0;
         for kv in &claimed.kvs {
             let key = String::from_utf8_lossy(&kv.key);
@@ -1305,18 +1195,11 @@ impl Coordinator {
     }
 
     async fn chains(&self) -> Result<Vec<(String, Vec<WitnessRecord>, Head)>, CoreError> {
-        let all = self
-            .store
-            .range(RangeRequest::prefix(self.keys.witness_all()))
-            .await?;
+        let all = self.store.range(RangeRequest::prefix(self.keys.witness_all())).await?;
         let mut chains: Vec<(String, Vec<WitnessRecord>, Head)> = Vec::new();
         for kv in &all.kvs {
             let key = String::from_utf8_lossy(&kv.key).into_owned();
-            let Some(rest) = self
-                .keys
-                .strip(&key)
-                .and_then(|k| k.strip_prefix("witness/"))
-            else {
+            let Some(rest) = self.keys.strip(&key).and_then(|k| k.strip_prefix("witness/")) else {
                 continue;
             };
             let (chain, is_head) = match rest.strip_suffix("/head") {
@@ -1361,18 +1244,10 @@ impl Coordinator {
                     })
                     .collect::<Result<_, _>>()?
             }
-            None => self
-                .chains()
-                .await?
-                .into_iter()
-                .flat_map(|(_, records, _)| records)
-                .collect(),
+            None => self.chains().await?.into_iter().flat_map(|(_, records, _)| records).collect(),
         };
         records.retain(|r| {
-            query
-                .swarm_id
-                .as_ref()
-                .is_none_or(|s| r.swarm_id.as_ref() == Some(s) || r.actor == *s)
+            query.swarm_id.as_ref().is_none_or(|s| r.swarm_id.as_ref() == Some(s) || r.actor == *s)
                 && query.from_ms.is_none_or(|from| r.at_ms >= from)
                 && query.to_ms.is_none_or(|to| r.at_ms < to)
         });

@@ -21,9 +21,7 @@ pub enum Counter {
 impl Keys {
     /// Keys under `{namespace}/`.
     pub fn new(namespace: &str) -> Self {
-        Keys {
-            root: format!("{}/", namespace.trim_end_matches('/')),
-        }
+        Keys { root: format!("{}/", namespace.trim_end_matches('/')) }
     }
 
     /// The namespace root, `{namespace}/`: every key of this deployment.
@@ -46,7 +44,7 @@ impl Keys {
         format!("{}tasks/", self.root)
     }
 
-    /// Prefix of one task's keys: its record and claim.
+    /// Prefix of one task's keys: its record, claim and holder.
     pub fn task_dir(&self, task_id: &str) -> String {
         format!("{}tasks/{task_id}/", self.root)
     }
@@ -59,6 +57,12 @@ impl Keys {
     /// A task's live claim (on a claim lease). Its create revision is the token.
     pub fn claim(&self, task_id: &str) -> String {
         format!("{}tasks/{task_id}/claim", self.root)
+    }
+
+    /// A task's holder: the claiming swarm's id, on that swarm's liveness lease,
+    /// created with the claim. A claim is live while both exist.
+    pub fn holder(&self, task_id: &str) -> String {
+        format!("{}tasks/{task_id}/holder", self.root)
     }
 
     /// Prefix of the tasks a swarm holds.
@@ -85,10 +89,7 @@ impl Keys {
     /// A task's place in its ready queue: higher priority first, then older.
     pub fn ready(&self, capset: &str, priority: i32, created_at_ms: i64, task_id: &str) -> String {
         let rank = i64::from(i32::MAX) - i64::from(priority);
-        format!(
-            "{}ready/{capset}/{rank:010}/{created_at_ms:016}/{task_id}",
-            self.root
-        )
+        format!("{}ready/{capset}/{rank:010}/{created_at_ms:016}/{task_id}", self.root)
     }
 
     /// Prefix of the known capability sets.

@@ -32,9 +32,7 @@ impl Reaper {
     /// Sweeps the store once (lapses that happened while no reaper ran), then
     /// follows deletes until dropped.
     pub fn spawn(coordinator: Arc<Coordinator>) -> Reaper {
-        Reaper {
-            task: tokio::spawn(run(coordinator)),
-        }
+        Reaper { task: tokio::spawn(run(coordinator)) }
     }
 }
 
@@ -42,10 +40,7 @@ async fn run(coordinator: Arc<Coordinator>) {
     let root = coordinator.keys().root().to_string();
     loop {
         // Watch before sweeping, so nothing falls between the two.
-        let watch = coordinator
-            .store()
-            .watch(WatchRequest::prefix(root.clone()))
-            .await;
+        let watch = coordinator.store().watch(WatchRequest::prefix(root.clone())).await;
         let mut stream = match watch {
             Ok(stream) => stream,
             Err(e) => {
@@ -73,7 +68,7 @@ async fn run(coordinator: Arc<Coordinator>) {
                 };
                 let result = if let Some(task) = rest
                     .strip_prefix("tasks/")
-                    .and_then(|r| r.strip_suffix("/claim"))
+                    .and_then(|r| r.strip_suffix("/claim").or_else(|| r.strip_suffix("/holder")))
                 {
                     coordinator.reap_task(task).await.map(drop)
                 } else if let Some(holding) = rest.strip_prefix("holding/") {

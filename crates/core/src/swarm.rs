@@ -57,10 +57,7 @@ pub struct SwarmRegistry {
 }
 
 fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn new_token() -> String {
@@ -72,12 +69,7 @@ fn new_token() -> String {
 impl SwarmRegistry {
     /// A registry over `store`.
     pub fn new(store: Arc<dyn KvStore>, config: CoreConfig) -> Self {
-        SwarmRegistry {
-            keys: Keys::new(&config.namespace),
-            store,
-            config,
-            logger: None,
-        }
+        SwarmRegistry { keys: Keys::new(&config.namespace), store, config, logger: None }
     }
 
     /// Sends witness records to `logger` after commit.
@@ -115,11 +107,7 @@ impl SwarmRegistry {
         let (head, head_revision) = self.head(swarm_id).await?;
         let entry = Entry {
             op,
-            actor: if op == "swarm_expired" {
-                "coordinator".into()
-            } else {
-                swarm_id.into()
-            },
+            actor: if op == "swarm_expired" { "coordinator".into() } else { swarm_id.into() },
             task_id: None,
             swarm_id: Some(swarm_id.into()),
             token: None,
@@ -128,20 +116,9 @@ impl SwarmRegistry {
         };
         let (witness, mut success) = entry.seal(&self.keys, &chain, &head)?;
         success.extend(ops);
-        compares.push(Compare::mod_revision_is(
-            self.keys.witness_head(&chain),
-            head_revision,
-        ));
-        let txn = TxnRequest {
-            compares,
-            success,
-            failure: Vec::new(),
-        };
-        let resp = self
-            .store
-            .txn(txn)
-            .await
-            .map_err(|e| lease_gone(e, swarm_id))?;
+        compares.push(Compare::mod_revision_is(self.keys.witness_head(&chain), head_revision));
+        let txn = TxnRequest { compares, success, failure: Vec::new() };
+        let resp = self.store.txn(txn).await.map_err(|e| lease_gone(e, swarm_id))?;
         if resp.succeeded {
             self.log(witness, resp.revision);
         }
@@ -168,48 +145,28 @@ impl SwarmRegistry {
                 )));
             };
             let ttl_secs = self.keep_alive(swarm_id, existing.lease).await?;
-            let record = SwarmRecord {
-                capabilities,
-                metadata,
-                ..existing
-            };
+            let record = SwarmRecord { capabilities, metadata, ..existing };
             let put = PutRequest::new(key.clone(), encode(&record)?).with_lease(record.lease);
             let detail = serde_json::json!({"capabilities": record.capabilities});
             let compares = vec![Compare::mod_revision_is(key, mod_revision)];
             let ops = vec![TxnOp::Put(put)];
             if !self
-                .witnessed(
-                    swarm_id,
-                    "swarm_refreshed",
-                    "registered",
-                    detail,
-                    compares,
-                    ops,
-                )
+                .witnessed(swarm_id, "swarm_refreshed", "registered", detail, compares, ops)
                 .await?
             {
                 return Err(CoreError::Conflict(format!(
                     "swarm {swarm_id} changed while it was being refreshed; retry"
                 )));
             }
-            return Ok(SwarmSession {
-                swarm_id: swarm_id.into(),
-                token: token.into(),
-                ttl_secs,
-            });
+            return Ok(SwarmSession { swarm_id: swarm_id.into(), token: token.into(), ttl_secs });
         }
 
         // The limit is checked before the write, so two registrations racing for
         // the last slot may both get in: the limit can be overshot by the number
         // of concurrent registrations, never by more.
-        let live = self
-            .store
-            .range(RangeRequest::prefix(self.keys.swarms()).with_limit(1))
-            .await?;
+        let live = self.store.range(RangeRequest::prefix(self.keys.swarms()).with_limit(1)).await?;
         if live.count as usize >= self.config.max_swarms {
-            return Err(CoreError::TooManySwarms {
-                max: self.config.max_swarms,
-            });
+            return Err(CoreError::TooManySwarms { max: self.config.max_swarms });
         }
         let lease = self.store.lease_grant(self.config.swarm_ttl_secs).await?;
         let token = new_token();
@@ -227,14 +184,7 @@ impl SwarmRegistry {
         let compares = vec![Compare::missing(key)];
         let ops = vec![TxnOp::Put(put)];
         if !self
-            .witnessed(
-                swarm_id,
-                "swarm_registered",
-                "registered",
-                detail,
-                compares,
-                ops,
-            )
+            .witnessed(swarm_id, "swarm_registered", "registered", detail, compares, ops)
             .await?
         {
             let _ = self.store.lease_revoke(lease.id).await;
@@ -242,11 +192,7 @@ impl SwarmRegistry {
                 "swarm {swarm_id} was registered by someone else at the same moment"
             )));
         }
-        Ok(SwarmSession {
-            swarm_id: swarm_id.into(),
-            token,
-            ttl_secs: lease.ttl,
-        })
+        Ok(SwarmSession { swarm_id: swarm_id.into(), token, ttl_secs: lease.ttl })
     }
 
     /// Keeps a swarm alive; returns its TTL.
@@ -263,17 +209,7 @@ impl SwarmRegistry {
         let compares = vec![Compare::exists(key.clone())];
         let ops = vec![TxnOp::Delete(DeleteRequest::key(key))];
         let detail = serde_json::json!({});
-        if !self
-            .witnessed(
-                swarm_id,
-                "swarm_left",
-                "unregistered",
-                detail,
-                compares,
-                ops,
-            )
-            .await?
-        {
+        if !self.witnessed(swarm_id, "swarm_left", "unregistered", detail, compares, ops).await? {
             return Err(CoreError::Conflict(format!(
                 "swarm {swarm_id} changed while leaving; retry"
             )));
@@ -300,12 +236,8 @@ impl SwarmRegistry {
         if head.seq == 0 {
             return Ok(false);
         }
-        let last = self
-            .store
-            .range(RangeRequest::key(
-                self.keys.witness_record(&chain, head.seq),
-            ))
-            .await?;
+        let last =
+            self.store.range(RangeRequest::key(self.keys.witness_record(&chain, head.seq))).await?;
         let Some(last) = last.kvs.first() else {
             return Ok(false);
         };
@@ -315,15 +247,7 @@ impl SwarmRegistry {
         }
         let compares = vec![Compare::missing(self.keys.swarm(swarm_id))];
         let detail = serde_json::json!({"reason": "liveness lease ran out"});
-        self.witnessed(
-            swarm_id,
-            "swarm_expired",
-            "expired",
-            detail,
-            compares,
-            Vec::new(),
-        )
-        .await
+        self.witnessed(swarm_id, "swarm_expired", "expired", detail, compares, Vec::new()).await
     }
 
     /// A live swarm's record.
@@ -334,22 +258,14 @@ impl SwarmRegistry {
 
     /// Every live swarm, by id.
     pub async fn list(&self) -> Result<Vec<SwarmRecord>, CoreError> {
-        let resp = self
-            .store
-            .range(RangeRequest::prefix(self.keys.swarms()))
-            .await?;
-        resp.kvs
-            .iter()
-            .map(|kv| decode(&kv.key, &kv.value))
-            .collect()
+        let resp = self.store.range(RangeRequest::prefix(self.keys.swarms())).await?;
+        resp.kvs.iter().map(|kv| decode(&kv.key, &kv.value)).collect()
     }
 
     async fn owned(&self, swarm_id: &str, token: &str) -> Result<SwarmRecord, CoreError> {
         validate::id("swarm_id", swarm_id)?;
-        let (record, _) = self
-            .read(swarm_id)
-            .await?
-            .ok_or_else(|| CoreError::NotRegistered(swarm_id.into()))?;
+        let (record, _) =
+            self.read(swarm_id).await?.ok_or_else(|| CoreError::NotRegistered(swarm_id.into()))?;
         if token_hash(token) != record.token_sha256 {
             return Err(CoreError::WrongToken(swarm_id.into()));
         }
@@ -357,21 +273,12 @@ impl SwarmRegistry {
     }
 
     async fn read(&self, swarm_id: &str) -> Result<Option<(SwarmRecord, i64)>, CoreError> {
-        let resp = self
-            .store
-            .range(RangeRequest::key(self.keys.swarm(swarm_id)))
-            .await?;
-        resp.kvs
-            .first()
-            .map(|kv| Ok((decode(&kv.key, &kv.value)?, kv.mod_revision)))
-            .transpose()
+        let resp = self.store.range(RangeRequest::key(self.keys.swarm(swarm_id))).await?;
+        resp.kvs.first().map(|kv| Ok((decode(&kv.key, &kv.value)?, kv.mod_revision))).transpose()
     }
 
     async fn keep_alive(&self, swarm_id: &str, lease: LeaseId) -> Result<i64, CoreError> {
-        self.store
-            .lease_keep_alive(lease)
-            .await
-            .map_err(|e| lease_gone(e, swarm_id))
+        self.store.lease_keep_alive(lease).await.map_err(|e| lease_gone(e, swarm_id))
     }
 }
 
@@ -384,10 +291,8 @@ fn lease_gone(e: KvError, swarm_id: &str) -> CoreError {
 }
 
 fn encode(record: &SwarmRecord) -> Result<Vec<u8>, CoreError> {
-    serde_json::to_vec(record).map_err(|e| CoreError::Corrupt {
-        key: record.swarm_id.clone(),
-        reason: e.to_string(),
-    })
+    serde_json::to_vec(record)
+        .map_err(|e| CoreError::Corrupt { key: record.swarm_id.clone(), reason: e.to_string() })
 }
 
 fn decode(key: &[u8], value: &[u8]) -> Result<SwarmRecord, CoreError> {

@@ -34,10 +34,7 @@ impl TaskState {
 
     /// Whether nothing can happen to the task any more.
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            TaskState::Completed | TaskState::Dead | TaskState::Cancelled
-        )
+        matches!(self, TaskState::Completed | TaskState::Dead | TaskState::Cancelled)
     }
 
     /// Every state.
@@ -54,12 +51,9 @@ impl std::str::FromStr for TaskState {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        TaskState::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown task state {s:?} (ready, claimed, completed, dead, cancelled)")
-            })
+        TaskState::ALL.into_iter().find(|state| state.as_str() == s).ok_or_else(|| {
+            format!("unknown task state {s:?} (ready, claimed, completed, dead, cancelled)")
+        })
     }
 }
 
@@ -188,11 +182,22 @@ pub struct TaskView {
     pub revision: i64,
 }
 
-/// The keys of one task as read together.
+/// The keys of one task, read together in one snapshot.
 #[derive(Clone, Debug)]
 pub(crate) struct TaskKeys {
     pub record: KeyValue,
     pub claim: Option<KeyValue>,
-    /// Whether the claimer's holder key exists (`None`: not checked).
-    pub holder_alive: Option<bool>,
+    pub holder: Option<KeyValue>,
+}
+
+impl TaskKeys {
+    /// The live claim: the claim key and its holder, made by the same claim.
+    pub fn live_claim(&self) -> Option<&KeyValue> {
+        match (&self.claim, &self.holder) {
+            (Some(claim), Some(holder)) if holder.create_revision == claim.create_revision => {
+                Some(claim)
+            }
+            _ => None,
+        }
+    }
 }

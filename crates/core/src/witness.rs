@@ -69,10 +69,7 @@ pub struct Head {
 impl Head {
     /// The head of an empty chain.
     pub fn empty() -> Self {
-        Head {
-            seq: 0,
-            hash: GENESIS.into(),
-        }
+        Head { seq: 0, hash: GENESIS.into() }
     }
 
     /// Decodes a stored head; a missing key is an empty chain.
@@ -112,11 +109,7 @@ pub fn hash_of(record: &WitnessRecord) -> String {
     let mut hasher = Sha256::new();
     hasher.update(record.prev_hash.as_bytes());
     hasher.update(&body);
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Entry {
@@ -144,19 +137,13 @@ impl Entry {
             revision: 0,
         };
         record.hash = hash_of(&record);
-        let new_head = Head {
-            seq: record.seq,
-            hash: record.hash.clone(),
-        };
+        let new_head = Head { seq: record.seq, hash: record.hash.clone() };
         let ops = vec![
             TxnOp::Put(PutRequest::new(
                 keys.witness_record(chain, record.seq),
                 crate::codec::encode(&record)?,
             )),
-            TxnOp::Put(PutRequest::new(
-                keys.witness_head(chain),
-                crate::codec::encode(&new_head)?,
-            )),
+            TxnOp::Put(PutRequest::new(keys.witness_head(chain), crate::codec::encode(&new_head)?)),
         ];
         Ok((record, ops))
     }
@@ -175,11 +162,7 @@ pub struct Tampering {
 
 /// Checks one chain: its records in key order, and its stored head.
 pub fn verify_chain(chain: &str, records: &[WitnessRecord], head: &Head) -> Result<(), Tampering> {
-    let fail = |seq: u64, problem: String| Tampering {
-        chain: chain.into(),
-        seq,
-        problem,
-    };
+    let fail = |seq: u64, problem: String| Tampering { chain: chain.into(), seq, problem };
     let mut prev_hash = GENESIS.to_string();
     let mut prev_revision = 0;
     for (i, record) in records.iter().enumerate() {
@@ -194,10 +177,7 @@ pub fn verify_chain(chain: &str, records: &[WitnessRecord], head: &Head) -> Resu
             ));
         }
         if record.chain != chain {
-            return Err(fail(
-                record.seq,
-                format!("record claims chain {}", record.chain),
-            ));
+            return Err(fail(record.seq, format!("record claims chain {}", record.chain)));
         }
         if record.prev_hash != prev_hash {
             return Err(fail(
@@ -206,10 +186,7 @@ pub fn verify_chain(chain: &str, records: &[WitnessRecord], head: &Head) -> Resu
             ));
         }
         if hash_of(record) != record.hash {
-            return Err(fail(
-                record.seq,
-                "content does not match its hash (edited)".into(),
-            ));
+            return Err(fail(record.seq, "content does not match its hash (edited)".into()));
         }
         if record.revision != 0 && record.revision <= prev_revision {
             return Err(fail(

@@ -27,22 +27,13 @@ async fn finished(store: &TestStore, namespace: &str) -> i64 {
     let mut total = 0;
     for state in ["completed", "dead"] {
         let prefix = format!("{namespace}/state/{state}/");
-        total += store
-            .kv()
-            .range(RangeRequest::prefix(prefix).with_limit(1))
-            .await
-            .unwrap()
-            .count;
+        total += store.kv().range(RangeRequest::prefix(prefix).with_limit(1)).await.unwrap().count;
     }
     total
 }
 
 async fn hundred_swarms_thousand_tasks(store: TestStore) {
-    let config = CoreConfig {
-        claim_timeout_ms: 1000,
-        max_swarms: SWARMS,
-        ..CoreConfig::default()
-    };
+    let config = CoreConfig { claim_timeout_ms: 1000, max_swarms: SWARMS, ..CoreConfig::default() };
     let namespace = config.namespace.clone();
     let (c, _) = coordinator(&store, config);
     let _reaper = Reaper::spawn(c.clone());
@@ -64,10 +55,7 @@ async fn hundred_swarms_thousand_tasks(store: TestStore) {
         let done = done.clone();
         workers.push(tokio::spawn(async move {
             let swarm = format!("swarm-{w:03}");
-            let session = c
-                .register_swarm(&swarm, Vec::new(), json!(null), None)
-                .await
-                .unwrap();
+            let session = c.register_swarm(&swarm, Vec::new(), json!(null), None).await.unwrap();
             let mut rng = rand::rngs::StdRng::seed_from_u64(w as u64);
             let mut beat = tokio::time::Instant::now();
             while !done.load(Ordering::Relaxed) {
@@ -87,13 +75,9 @@ async fn hundred_swarms_thousand_tasks(store: TestStore) {
                 let roll: u32 = rng.random_range(0..100);
                 let id = claim.task.task_id.clone();
                 let outcome = if roll < 70 {
-                    c.complete_task(&swarm, &id, claim.token, json!({"by": swarm}))
-                        .await
-                        .map(drop)
+                    c.complete_task(&swarm, &id, claim.token, json!({"by": swarm})).await.map(drop)
                 } else if roll < 90 {
-                    c.fail_task(&swarm, &id, claim.token, "random failure".into())
-                        .await
-                        .map(drop)
+                    c.fail_task(&swarm, &id, claim.token, "random failure".into()).await.map(drop)
                 } else {
                     // A pause: leave the claim to lapse.
                     Ok(())
@@ -108,10 +92,7 @@ async fn hundred_swarms_thousand_tasks(store: TestStore) {
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
     while finished(&store, &namespace).await < TASKS as i64 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the swarms did not finish in 240 s"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "the swarms did not finish in 240 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     done.store(true, Ordering::Relaxed);
@@ -166,15 +147,8 @@ async fn hundred_swarms_thousand_tasks(store: TestStore) {
     for i in 0..TASKS {
         let id = format!("task-{i:04}");
         let view = c.get_task(&id).await.unwrap();
-        assert_eq!(
-            view.record.state, state[&id],
-            "{id}: the log replays to the stored state"
-        );
-        assert_eq!(
-            view.record.attempts,
-            attempts.get(&id).copied().unwrap_or(0),
-            "{id}: attempts"
-        );
+        assert_eq!(view.record.state, state[&id], "{id}: the log replays to the stored state");
+        assert_eq!(view.record.attempts, attempts.get(&id).copied().unwrap_or(0), "{id}: attempts");
         match view.record.state {
             TaskState::Completed => {
                 assert_eq!(completions.get(&id), Some(&1), "{id}: completed once")
@@ -188,10 +162,7 @@ async fn hundred_swarms_thousand_tasks(store: TestStore) {
         }
     }
     assert!(dead < TASKS, "some tasks must complete");
-    assert!(
-        c.verify_witness().await.unwrap().is_empty(),
-        "the witness log verifies"
-    );
+    assert!(c.verify_witness().await.unwrap().is_empty(), "the witness log verifies");
     eprintln!(
         "{} completed, {dead} dead-lettered, {} witness records",
         TASKS - dead,

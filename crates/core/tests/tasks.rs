@@ -48,40 +48,20 @@ fn claimed(outcome: ClaimOutcome) -> ifc_core::Claim {
 /// The seed's "Complete Workflow Example".
 async fn seed_complete_workflow(store: TestStore) {
     let (c, witnessed) = coordinator(&store, CoreConfig::default());
-    c.register_swarm(
-        "swarm-1",
-        caps(&["code-analysis:python"]),
-        json!(null),
-        None,
-    )
-    .await
-    .unwrap();
-    c.register_swarm("swarm-2", caps(&["code-analysis:rust"]), json!(null), None)
-        .await
-        .unwrap();
+    c.register_swarm("swarm-1", caps(&["code-analysis:python"]), json!(null), None).await.unwrap();
+    c.register_swarm("swarm-2", caps(&["code-analysis:rust"]), json!(null), None).await.unwrap();
     let created = c.create_task(task("review-pr-123")).await.unwrap();
     assert_eq!(created.state, TaskState::Ready);
-    assert_eq!(
-        c.get_task_owner("review-pr-123").await.unwrap().as_deref(),
-        Some("unclaimed")
-    );
+    assert_eq!(c.get_task_owner("review-pr-123").await.unwrap().as_deref(), Some("unclaimed"));
 
     let claim = claimed(c.claim_task("swarm-1", "review-pr-123").await.unwrap());
     assert!(claim.token > 0);
     assert!(claim.deadline_ms > 0);
-    assert_eq!(
-        c.get_task_owner("review-pr-123").await.unwrap().as_deref(),
-        Some("swarm-1")
-    );
+    assert_eq!(c.get_task_owner("review-pr-123").await.unwrap().as_deref(), Some("swarm-1"));
     let result = json!({"status": "approved", "issues": 0});
-    let done = c
-        .complete_task("swarm-1", "review-pr-123", claim.token, result.clone())
-        .await
-        .unwrap();
-    assert_eq!(
-        (done.state, done.result),
-        (TaskState::Completed, Some(result))
-    );
+    let done =
+        c.complete_task("swarm-1", "review-pr-123", claim.token, result.clone()).await.unwrap();
+    assert_eq!((done.state, done.result), (TaskState::Completed, Some(result)));
 
     match c.claim_task("swarm-2", "review-pr-123").await.unwrap() {
         ClaimOutcome::Finished { state } => assert_eq!(state, TaskState::Completed),
@@ -92,10 +72,7 @@ async fn seed_complete_workflow(store: TestStore) {
         Some("completed:swarm-1")
     );
     let stats = c.get_swarm_stats("swarm-1").await.unwrap().unwrap();
-    assert_eq!(
-        (stats.tasks_claimed, stats.task_count, stats.tasks_failed),
-        (1, 1, 0)
-    );
+    assert_eq!((stats.tasks_claimed, stats.task_count, stats.tasks_failed), (1, 1, 0));
     assert!(stats.current_claims.is_empty());
     assert!(c.get_swarm_stats("nobody").await.unwrap().is_none());
     assert!(matches!(
@@ -104,12 +81,7 @@ async fn seed_complete_workflow(store: TestStore) {
     ));
     assert_eq!(c.get_task_owner("no-such-task").await.unwrap(), None);
 
-    let ops: Vec<String> = witnessed
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| r.op.clone())
-        .collect();
+    let ops: Vec<String> = witnessed.lock().unwrap().iter().map(|r| r.op.clone()).collect();
     assert_eq!(
         ops,
         vec![
@@ -125,17 +97,15 @@ async fn seed_complete_workflow(store: TestStore) {
 async fn concurrent_claims_have_exactly_one_winner(store: TestStore) {
     let (c, _) = coordinator(&store, CoreConfig::default());
     for i in 0..16 {
-        c.register_swarm(&format!("s{i}"), caps(&[]), json!(null), None)
-            .await
-            .unwrap();
+        c.register_swarm(&format!("s{i}"), caps(&[]), json!(null), None).await.unwrap();
     }
     c.create_task(task("hot")).await.unwrap();
     let mut racers = Vec::new();
     for i in 0..16 {
         let c = c.clone();
-        racers.push(tokio::spawn(async move {
-            c.claim_task(&format!("s{i}"), "hot").await.unwrap()
-        }));
+        racers.push(tokio::spawn(
+            async move { c.claim_task(&format!("s{i}"), "hot").await.unwrap() },
+        ));
     }
     let mut winners = Vec::new();
     for racer in racers {
@@ -151,37 +121,23 @@ async fn concurrent_claims_have_exactly_one_winner(store: TestStore) {
 }
 
 async fn a_lapsed_claim_is_fenced_and_the_new_owner_completes(store: TestStore) {
-    let config = CoreConfig {
-        claim_timeout_ms: 1000,
-        ..CoreConfig::default()
-    };
+    let config = CoreConfig { claim_timeout_ms: 1000, ..CoreConfig::default() };
     let (c, _) = coordinator(&store, config);
-    c.register_swarm("paused", caps(&[]), json!(null), None)
-        .await
-        .unwrap();
-    c.register_swarm("fresh", caps(&[]), json!(null), None)
-        .await
-        .unwrap();
+    c.register_swarm("paused", caps(&[]), json!(null), None).await.unwrap();
+    c.register_swarm("fresh", caps(&[]), json!(null), None).await.unwrap();
     c.create_task(task("t")).await.unwrap();
     let old = claimed(c.claim_task("paused", "t").await.unwrap());
     // "paused" stops renewing (a GC pause, a partition): its claim lapses.
-    eventually("the claim to lapse", || async {
-        c.get_task("t").await.unwrap().lapsed
-    })
-    .await;
+    eventually("the claim to lapse", || async { c.get_task("t").await.unwrap().lapsed }).await;
     let new = claimed(c.claim_task("fresh", "t").await.unwrap());
     assert!(new.token > old.token, "tokens only grow");
     assert_eq!(new.task.attempts, 1, "the lapse used an attempt");
-    match c
-        .complete_task("paused", "t", old.token, json!("stale"))
-        .await
-    {
+    match c.complete_task("paused", "t", old.token, json!("stale")).await {
         Err(CoreError::NotOwner { owner, .. }) => assert_eq!(owner, "fresh"),
         other => panic!("the paused swarm must be refused, got {other:?}"),
     }
     assert!(matches!(
-        c.complete_task("fresh", "t", old.token, json!("wrong token"))
-            .await,
+        c.complete_task("fresh", "t", old.token, json!("wrong token")).await,
         Err(CoreError::Fenced { .. })
     ));
     assert!(matches!(
@@ -190,72 +146,43 @@ async fn a_lapsed_claim_is_fenced_and_the_new_owner_completes(store: TestStore) 
     ));
     let deadline = c.renew_claim("fresh", "t", new.token).await.unwrap();
     assert!(deadline >= new.deadline_ms);
-    let done = c
-        .complete_task("fresh", "t", new.token, json!("ok"))
-        .await
-        .unwrap();
+    let done = c.complete_task("fresh", "t", new.token, json!("ok")).await.unwrap();
     assert_eq!(done.owner.as_deref(), Some("fresh"));
     assert_eq!(done.history.len(), 2);
     assert!(matches!(
-        c.complete_task("fresh", "t", new.token, json!("twice"))
-            .await,
+        c.complete_task("fresh", "t", new.token, json!("twice")).await,
         Err(CoreError::Fenced { .. })
     ));
 }
 
 async fn failures_retry_then_dead_letter(store: TestStore) {
     let (c, _) = coordinator(&store, CoreConfig::default());
-    c.register_swarm("s", caps(&[]), json!(null), None)
-        .await
-        .unwrap();
-    c.create_task(NewTask {
-        max_attempts: Some(2),
-        ..task("flaky")
-    })
-    .await
-    .unwrap();
+    c.register_swarm("s", caps(&[]), json!(null), None).await.unwrap();
+    c.create_task(NewTask { max_attempts: Some(2), ..task("flaky") }).await.unwrap();
     let first = claimed(c.claim_task("s", "flaky").await.unwrap());
-    let after_one = c
-        .fail_task("s", "flaky", first.token, "ImportError: numpy".into())
-        .await
-        .unwrap();
+    let after_one =
+        c.fail_task("s", "flaky", first.token, "ImportError: numpy".into()).await.unwrap();
     assert_eq!((after_one.state, after_one.attempts), (TaskState::Ready, 1));
-    assert_eq!(
-        c.get_task_owner("flaky").await.unwrap().as_deref(),
-        Some("unclaimed")
-    );
+    assert_eq!(c.get_task_owner("flaky").await.unwrap().as_deref(), Some("unclaimed"));
     let second = claimed(c.claim_task("s", "flaky").await.unwrap());
     assert!(second.token > first.token);
-    let dead = c
-        .fail_task("s", "flaky", second.token, "again".into())
-        .await
-        .unwrap();
+    let dead = c.fail_task("s", "flaky", second.token, "again".into()).await.unwrap();
     assert_eq!((dead.state, dead.attempts), (TaskState::Dead, 2));
     assert_eq!(dead.error.as_deref(), Some("again"));
-    assert_eq!(
-        c.get_task_owner("flaky").await.unwrap().as_deref(),
-        Some("dead")
-    );
+    assert_eq!(c.get_task_owner("flaky").await.unwrap().as_deref(), Some("dead"));
     assert!(matches!(
         c.claim_task("s", "flaky").await.unwrap(),
-        ClaimOutcome::Finished {
-            state: TaskState::Dead
-        }
+        ClaimOutcome::Finished { state: TaskState::Dead }
     ));
     let stats = c.get_swarm_stats("s").await.unwrap().unwrap();
     assert_eq!((stats.tasks_claimed, stats.tasks_failed), (2, 2));
 
     // With a backoff, a failed task waits before it can be claimed again.
-    let config = CoreConfig {
-        retry_backoff_ms: 60_000,
-        ..CoreConfig::default()
-    };
+    let config = CoreConfig { retry_backoff_ms: 60_000, ..CoreConfig::default() };
     let (slow, _) = coordinator(&store, config);
     slow.create_task(task("later")).await.unwrap();
     let claim = claimed(slow.claim_task("s", "later").await.unwrap());
-    slow.fail_task("s", "later", claim.token, "busy".into())
-        .await
-        .unwrap();
+    slow.fail_task("s", "later", claim.token, "busy".into()).await.unwrap();
     assert!(matches!(
         slow.claim_task("s", "later").await.unwrap(),
         ClaimOutcome::BackingOff { .. }
@@ -264,13 +191,8 @@ async fn failures_retry_then_dead_letter(store: TestStore) {
 
 async fn unregister_returns_claims_to_the_pool_at_once(store: TestStore) {
     let (c, _) = coordinator(&store, CoreConfig::default());
-    let leaving = c
-        .register_swarm("leaving", caps(&[]), json!(null), None)
-        .await
-        .unwrap();
-    c.register_swarm("staying", caps(&[]), json!(null), None)
-        .await
-        .unwrap();
+    let leaving = c.register_swarm("leaving", caps(&[]), json!(null), None).await.unwrap();
+    c.register_swarm("staying", caps(&[]), json!(null), None).await.unwrap();
     c.create_task(task("a")).await.unwrap();
     c.create_task(task("b")).await.unwrap();
     let claim_a = claimed(c.claim_task("leaving", "a").await.unwrap());
@@ -281,29 +203,20 @@ async fn unregister_returns_claims_to_the_pool_at_once(store: TestStore) {
     c.unregister_swarm("leaving", &leaving.token).await.unwrap();
     for id in ["a", "b"] {
         let view = c.get_task(id).await.unwrap();
-        assert_eq!(
-            (view.state, view.lapsed, view.record.attempts),
-            (TaskState::Ready, false, 1)
-        );
+        assert_eq!((view.state, view.lapsed, view.record.attempts), (TaskState::Ready, false, 1));
     }
     assert!(matches!(
-        c.complete_task("leaving", "a", claim_a.token, json!(null))
-            .await,
+        c.complete_task("leaving", "a", claim_a.token, json!(null)).await,
         Err(CoreError::Fenced { .. })
     ));
     claimed(c.claim_task("staying", "a").await.unwrap());
 }
 
 async fn an_expired_swarm_returns_its_claims_through_the_reaper(store: TestStore) {
-    let config = CoreConfig {
-        swarm_ttl_secs: 1,
-        ..CoreConfig::default()
-    };
+    let config = CoreConfig { swarm_ttl_secs: 1, ..CoreConfig::default() };
     let (c, witnessed) = coordinator(&store, config);
     let _reaper = Reaper::spawn(c.clone());
-    c.register_swarm("mortal", caps(&[]), json!(null), None)
-        .await
-        .unwrap();
+    c.register_swarm("mortal", caps(&[]), json!(null), None).await.unwrap();
     c.create_task(task("orphan")).await.unwrap();
     claimed(c.claim_task("mortal", "orphan").await.unwrap());
     // No heartbeats: the swarm's lease runs out, the store deletes its record and
@@ -314,11 +227,7 @@ async fn an_expired_swarm_returns_its_claims_through_the_reaper(store: TestStore
     })
     .await;
     eventually("the swarm's expiry to be witnessed", || async {
-        witnessed
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|r| r.op == "swarm_expired")
+        witnessed.lock().unwrap().iter().any(|r| r.op == "swarm_expired")
     })
     .await;
     assert!(c.get_swarm("mortal").await.unwrap().is_none());
@@ -330,23 +239,15 @@ async fn an_expired_swarm_returns_its_claims_through_the_reaper(store: TestStore
 
 async fn claim_next_follows_priority_age_and_capabilities(store: TestStore) {
     let (c, _) = coordinator(&store, CoreConfig::default());
-    c.register_swarm("py", caps(&["python", "review"]), json!(null), None)
-        .await
-        .unwrap();
+    c.register_swarm("py", caps(&["python", "review"]), json!(null), None).await.unwrap();
     let mk = |id: &str, priority: i32, needs: &[&str]| NewTask {
         priority,
         required_capabilities: caps(needs),
         ..task(id)
     };
-    c.create_task(mk("old-normal", 0, &["python"]))
-        .await
-        .unwrap();
-    c.create_task(mk("rust-urgent", 9, &["rust"]))
-        .await
-        .unwrap();
-    c.create_task(mk("urgent", 5, &["review", "python"]))
-        .await
-        .unwrap();
+    c.create_task(mk("old-normal", 0, &["python"])).await.unwrap();
+    c.create_task(mk("rust-urgent", 9, &["rust"])).await.unwrap();
+    c.create_task(mk("urgent", 5, &["review", "python"])).await.unwrap();
     c.create_task(mk("new-normal", 0, &[])).await.unwrap();
     c.create_task(mk("low", -3, &["python"])).await.unwrap();
     let mut order = Vec::new();
@@ -357,58 +258,31 @@ async fn claim_next_follows_priority_age_and_capabilities(store: TestStore) {
     // caller the order is the queue's only up to that spread: check the set and
     // that the urgent one came before the low one.
     let got: HashSet<_> = order.iter().cloned().collect();
-    let expected: HashSet<String> = ["old-normal", "urgent", "new-normal", "low"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let expected: HashSet<String> =
+        ["old-normal", "urgent", "new-normal", "low"].iter().map(|s| s.to_string()).collect();
     assert_eq!(got, expected, "never the rust task");
     assert_eq!(order.len(), 4);
-    assert_eq!(
-        c.get_task_owner("rust-urgent").await.unwrap().as_deref(),
-        Some("unclaimed")
-    );
-    assert!(matches!(
-        c.claim_task("py", "rust-urgent").await,
-        Err(CoreError::Incapable { .. })
-    ));
+    assert_eq!(c.get_task_owner("rust-urgent").await.unwrap().as_deref(), Some("unclaimed"));
+    assert!(matches!(c.claim_task("py", "rust-urgent").await, Err(CoreError::Incapable { .. })));
 }
 
 async fn concurrent_claim_next_callers_get_different_tasks(store: TestStore) {
-    let (c, _) = coordinator(
-        &store,
-        CoreConfig {
-            max_swarms: 1000,
-            ..CoreConfig::default()
-        },
-    );
+    let (c, _) = coordinator(&store, CoreConfig { max_swarms: 1000, ..CoreConfig::default() });
     for i in 0..400 {
-        c.create_task(NewTask {
-            priority: i % 3,
-            ..task(&format!("job-{i:04}"))
-        })
-        .await
-        .unwrap();
+        c.create_task(NewTask { priority: i % 3, ..task(&format!("job-{i:04}")) }).await.unwrap();
     }
     for i in 0..100 {
-        c.register_swarm(&format!("w{i}"), caps(&[]), json!(null), None)
-            .await
-            .unwrap();
+        c.register_swarm(&format!("w{i}"), caps(&[]), json!(null), None).await.unwrap();
     }
     let mut workers = Vec::new();
     for i in 0..100 {
         let c = c.clone();
-        workers.push(tokio::spawn(async move {
-            c.claim_next(&format!("w{i}")).await.unwrap()
-        }));
+        workers.push(tokio::spawn(async move { c.claim_next(&format!("w{i}")).await.unwrap() }));
     }
     let mut got = HashSet::new();
     for worker in workers {
         let claim = worker.await.unwrap().expect("a task for every caller");
-        assert!(
-            got.insert(claim.task.task_id.clone()),
-            "{} handed out twice",
-            claim.task.task_id
-        );
+        assert!(got.insert(claim.task.task_id.clone()), "{} handed out twice", claim.task.task_id);
     }
     assert_eq!(got.len(), 100);
 }
@@ -418,28 +292,17 @@ async fn create_is_idempotent_for_the_same_content(store: TestStore) {
     let first = c.create_task(task("same")).await.unwrap();
     let again = c.create_task(task("same")).await.unwrap();
     assert_eq!(first, again);
-    let other = NewTask {
-        metadata: json!({"language": "rust"}),
-        ..task("same")
-    };
-    assert!(matches!(
-        c.create_task(other).await,
-        Err(CoreError::Conflict(_))
-    ));
+    let other = NewTask { metadata: json!({"language": "rust"}), ..task("same") };
+    assert!(matches!(c.create_task(other).await, Err(CoreError::Conflict(_))));
 }
 
 async fn cancel_ends_a_task_and_fences_its_owner(store: TestStore) {
     let (c, _) = coordinator(&store, CoreConfig::default());
-    c.register_swarm("s", caps(&[]), json!(null), None)
-        .await
-        .unwrap();
+    c.register_swarm("s", caps(&[]), json!(null), None).await.unwrap();
     c.create_task(task("idle")).await.unwrap();
     c.create_task(task("busy")).await.unwrap();
     c.create_task(task("done")).await.unwrap();
-    assert_eq!(
-        c.cancel_task("idle").await.unwrap().state,
-        TaskState::Cancelled
-    );
+    assert_eq!(c.cancel_task("idle").await.unwrap().state, TaskState::Cancelled);
     let busy = claimed(c.claim_task("s", "busy").await.unwrap());
     c.cancel_task("busy").await.unwrap();
     assert!(matches!(
@@ -447,33 +310,16 @@ async fn cancel_ends_a_task_and_fences_its_owner(store: TestStore) {
         Err(CoreError::Fenced { .. })
     ));
     let done = claimed(c.claim_task("s", "done").await.unwrap());
-    c.complete_task("s", "done", done.token, json!(null))
-        .await
-        .unwrap();
-    assert!(matches!(
-        c.cancel_task("done").await,
-        Err(CoreError::Conflict(_))
-    ));
-    assert_eq!(
-        c.cancel_task("idle").await.unwrap().state,
-        TaskState::Cancelled,
-        "idempotent"
-    );
-    assert!(
-        c.claim_next("s").await.unwrap().is_none(),
-        "nothing left in the pool"
-    );
-    assert_eq!(
-        c.get_task_owner("busy").await.unwrap().as_deref(),
-        Some("cancelled")
-    );
+    c.complete_task("s", "done", done.token, json!(null)).await.unwrap();
+    assert!(matches!(c.cancel_task("done").await, Err(CoreError::Conflict(_))));
+    assert_eq!(c.cancel_task("idle").await.unwrap().state, TaskState::Cancelled, "idempotent");
+    assert!(c.claim_next("s").await.unwrap().is_none(), "nothing left in the pool");
+    assert_eq!(c.get_task_owner("busy").await.unwrap().as_deref(), Some("cancelled"));
 }
 
 async fn list_tasks_pages_by_state(store: TestStore) {
     let (c, _) = coordinator(&store, CoreConfig::default());
-    c.register_swarm("s", caps(&[]), json!(null), None)
-        .await
-        .unwrap();
+    c.register_swarm("s", caps(&[]), json!(null), None).await.unwrap();
     for i in 0..7 {
         c.create_task(task(&format!("t{i}"))).await.unwrap();
     }
@@ -481,10 +327,7 @@ async fn list_tasks_pages_by_state(store: TestStore) {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = c
-            .list_tasks(TaskState::Ready, after.as_deref(), 2)
-            .await
-            .unwrap();
+        let page = c.list_tasks(TaskState::Ready, after.as_deref(), 2).await.unwrap();
         seen.extend(page.tasks.iter().map(|t| t.record.task_id.clone()));
         match page.next_after {
             Some(next) => after = Some(next),
@@ -499,46 +342,29 @@ async fn list_tasks_pages_by_state(store: TestStore) {
 
 async fn witness_log_is_complete_ordered_and_tamper_evident(store: TestStore) {
     let (c, logged) = coordinator(&store, CoreConfig::default());
-    c.register_swarm("s", caps(&[]), json!(null), None)
-        .await
-        .unwrap();
+    c.register_swarm("s", caps(&[]), json!(null), None).await.unwrap();
     for id in ["w1", "w2"] {
         c.create_task(task(id)).await.unwrap();
         let claim = claimed(c.claim_task("s", id).await.unwrap());
-        c.complete_task("s", id, claim.token, json!({"id": id}))
-            .await
-            .unwrap();
+        c.complete_task("s", id, claim.token, json!({"id": id})).await.unwrap();
     }
     let all = c.witness(&WitnessQuery::default()).await.unwrap();
     assert_eq!(all.len(), 7);
-    assert!(
-        all.windows(2).all(|w| w[0].revision < w[1].revision),
-        "commit order"
-    );
+    assert!(all.windows(2).all(|w| w[0].revision < w[1].revision), "commit order");
     let logged = logged.lock().unwrap().clone();
     assert_eq!(logged, all, "the logger saw every record, as stored");
     let w1 = c
-        .witness(&WitnessQuery {
-            task_id: Some("w1".into()),
-            ..Default::default()
-        })
+        .witness(&WitnessQuery { task_id: Some("w1".into()), ..Default::default() })
         .await
         .unwrap();
     assert_eq!(
         w1.iter().map(|r| r.op.as_str()).collect::<Vec<_>>(),
         ["task_created", "task_claimed", "task_completed"]
     );
-    assert_eq!(
-        w1[1].token,
-        Some(w1[1].revision),
-        "a claim's token is its own revision"
-    );
+    assert_eq!(w1[1].token, Some(w1[1].revision), "a claim's token is its own revision");
     assert_eq!(w1[2].token, Some(w1[1].revision));
     let by_swarm = c
-        .witness(&WitnessQuery {
-            swarm_id: Some("s".into()),
-            ..Default::default()
-        })
+        .witness(&WitnessQuery { swarm_id: Some("s".into()), ..Default::default() })
         .await
         .unwrap();
     assert_eq!(by_swarm.len(), 5);
@@ -549,60 +375,35 @@ async fn witness_log_is_complete_ordered_and_tamper_evident(store: TestStore) {
     // Tamper with the store directly, as an attacker with store access would.
     let kv = store.kv();
     let key = c.keys().witness_record("task/w1", 2);
-    let stored = kv.range(RangeRequest::key(key.clone())).await.unwrap().kvs[0]
-        .value
-        .clone();
+    let stored = kv.range(RangeRequest::key(key.clone())).await.unwrap().kvs[0].value.clone();
     let edited = String::from_utf8(stored.clone())
         .unwrap()
         .replace("\"actor\":\"s\"", "\"actor\":\"mallory\"");
     kv.put(PutRequest::new(key.clone(), edited)).await.unwrap();
     let problems = c.verify_witness().await.unwrap();
     assert_eq!(problems.len(), 1);
-    assert_eq!(
-        (problems[0].chain.as_str(), problems[0].seq),
-        ("task/w1", 2)
-    );
-    assert!(
-        problems[0].problem.contains("edited"),
-        "{}",
-        problems[0].problem
-    );
+    assert_eq!((problems[0].chain.as_str(), problems[0].seq), ("task/w1", 2));
+    assert!(problems[0].problem.contains("edited"), "{}", problems[0].problem);
     kv.put(PutRequest::new(key.clone(), stored)).await.unwrap();
     let problems = c.verify_witness().await.unwrap();
-    assert!(
-        problems.iter().all(|p| p.problem.contains("reordered")),
-        "{problems:?}"
-    );
+    assert!(problems.iter().all(|p| p.problem.contains("reordered")), "{problems:?}");
 
     let tail = c.keys().witness_record("task/w2", 3);
     kv.delete(DeleteRequest::key(tail)).await.unwrap();
     let problems = c.verify_witness().await.unwrap();
     assert!(
-        problems
-            .iter()
-            .any(|p| p.chain == "task/w2" && p.problem.contains("tail removed")),
+        problems.iter().any(|p| p.chain == "task/w2" && p.problem.contains("tail removed")),
         "{problems:?}"
     );
     let middle = c.keys().witness_record("task/w1", 1);
     kv.delete(DeleteRequest::key(middle)).await.unwrap();
     let problems = c.verify_witness().await.unwrap();
-    assert!(
-        problems.iter().any(|p| p.chain == "task/w1" && p.seq == 1),
-        "{problems:?}"
-    );
+    assert!(problems.iter().any(|p| p.chain == "task/w1" && p.seq == 1), "{problems:?}");
 }
 
 async fn bad_input_is_refused_and_changes_nothing(store: TestStore) {
-    let (c, _) = coordinator(
-        &store,
-        CoreConfig {
-            max_json_bytes: 100,
-            ..CoreConfig::default()
-        },
-    );
-    c.register_swarm("s", caps(&[]), json!(null), None)
-        .await
-        .unwrap();
+    let (c, _) = coordinator(&store, CoreConfig { max_json_bytes: 100, ..CoreConfig::default() });
+    c.register_swarm("s", caps(&[]), json!(null), None).await.unwrap();
     c.create_task(task("real")).await.unwrap();
     let claim = claimed(c.claim_task("s", "real").await.unwrap());
     let kv = store.kv();
@@ -614,66 +415,31 @@ async fn bad_input_is_refused_and_changes_nothing(store: TestStore) {
     invalid(c.create_task(task("")).await.map(drop), "empty id");
     invalid(c.create_task(task("a/b")).await.map(drop), "slash");
     invalid(c.create_task(task("nul\0")).await.map(drop), "control");
+    invalid(c.create_task(task(&"x".repeat(257))).await.map(drop), "long id");
     invalid(
-        c.create_task(task(&"x".repeat(257))).await.map(drop),
-        "long id",
-    );
-    invalid(
-        c.create_task(NewTask {
-            task_type: String::new(),
-            ..task("t")
-        })
-        .await
-        .map(drop),
+        c.create_task(NewTask { task_type: String::new(), ..task("t") }).await.map(drop),
         "empty type",
     );
     invalid(
-        c.create_task(NewTask {
-            metadata: json!("y".repeat(200)),
-            ..task("t")
-        })
-        .await
-        .map(drop),
+        c.create_task(NewTask { metadata: json!("y".repeat(200)), ..task("t") }).await.map(drop),
         "big metadata",
     );
     invalid(
-        c.create_task(NewTask {
-            required_capabilities: caps(&[" "]),
-            ..task("t")
-        })
-        .await
-        .map(drop),
+        c.create_task(NewTask { required_capabilities: caps(&[" "]), ..task("t") }).await.map(drop),
         "blank capability",
     );
     invalid(
-        c.create_task(NewTask {
-            max_attempts: Some(0),
-            ..task("t")
-        })
-        .await
-        .map(drop),
+        c.create_task(NewTask { max_attempts: Some(0), ..task("t") }).await.map(drop),
         "zero attempts",
     );
     invalid(c.claim_task("s", "../etc").await.map(drop), "claim id");
     invalid(c.claim_task("", "real").await.map(drop), "claim swarm");
     invalid(
-        c.complete_task("s", "real", claim.token, json!("z".repeat(200)))
-            .await
-            .map(drop),
+        c.complete_task("s", "real", claim.token, json!("z".repeat(200))).await.map(drop),
         "big result",
     );
-    invalid(
-        c.fail_task("s", "real", claim.token, "e".repeat(200))
-            .await
-            .map(drop),
-        "big error",
-    );
-    invalid(
-        c.list_tasks(TaskState::Ready, Some("bad/cursor"), 10)
-            .await
-            .map(drop),
-        "cursor",
-    );
+    invalid(c.fail_task("s", "real", claim.token, "e".repeat(200)).await.map(drop), "big error");
+    invalid(c.list_tasks(TaskState::Ready, Some("bad/cursor"), 10).await.map(drop), "cursor");
     let after = kv.range(RangeRequest::prefix("")).await.unwrap();
     assert_eq!(after, before, "bad input wrote nothing");
 }

@@ -14,19 +14,10 @@ use ifc_kv::{DeleteRequest, EventKind, KvStore, PutRequest, RangeRequest, WatchR
 use ifc_kv_embedded::{EmbeddedOptions, EmbeddedStore};
 
 #[derive(Parser)]
-#[command(
-    name = "ifc",
-    version,
-    about = "IF.coordinator: coordination for fleets of agent swarms"
-)]
+#[command(name = "ifc", version, about = "IF.coordinator: coordination for fleets of agent swarms")]
 struct Cli {
     /// Data directory of the embedded store.
-    #[arg(
-        long,
-        env = "IFC_DATA_DIR",
-        default_value = "./ifc-data",
-        global = true
-    )]
+    #[arg(long, env = "IFC_DATA_DIR", default_value = "./ifc-data", global = true)]
     data_dir: PathBuf,
     /// etcd endpoints, comma-separated (needs a build with `--features etcd`).
     #[arg(long, env = "IFC_ETCD", global = true)]
@@ -90,10 +81,7 @@ async fn open(cli: &Cli) -> Result<(Arc<dyn KvStore>, String)> {
     }
     let store = EmbeddedStore::open(&cli.data_dir, EmbeddedOptions::default())
         .with_context(|| format!("opening the embedded store in {}", cli.data_dir.display()))?;
-    Ok((
-        Arc::new(store),
-        format!("embedded store in {}", cli.data_dir.display()),
-    ))
+    Ok((Arc::new(store), format!("embedded store in {}", cli.data_dir.display())))
 }
 
 #[cfg(feature = "etcd")]
@@ -119,9 +107,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     let (store, name) = open(&cli).await?;
     match &cli.command {
-        Command::Store {
-            command: StoreCommand::Status,
-        } => {
+        Command::Store { command: StoreCommand::Status } => {
             let all = store.range(RangeRequest::prefix("").with_limit(1)).await?;
             println!("{name}: revision {}, {} keys", all.revision, all.count);
         }
@@ -147,9 +133,7 @@ async fn main() -> Result<()> {
                 }
             }
             KvCommand::Put { key, value } => {
-                let resp = store
-                    .put(PutRequest::new(key.as_str(), value.as_str()))
-                    .await?;
+                let resp = store.put(PutRequest::new(key.as_str(), value.as_str())).await?;
                 println!("revision {}", resp.revision);
             }
             KvCommand::Del { key, prefix } => {
@@ -162,9 +146,8 @@ async fn main() -> Result<()> {
                 println!("deleted {} at revision {}", resp.deleted, resp.revision);
             }
             KvCommand::Watch { prefix, from } => {
-                let mut stream = store
-                    .watch(WatchRequest::prefix(prefix.as_str()).from_revision(*from))
-                    .await?;
+                let mut stream =
+                    store.watch(WatchRequest::prefix(prefix.as_str()).from_revision(*from)).await?;
                 while let Some(batch) = stream.next().await {
                     let batch = batch?;
                     for event in batch.events {

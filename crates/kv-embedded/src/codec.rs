@@ -34,10 +34,7 @@ pub struct Corrupt(&'static str);
 pub fn decode_kv(key: &[u8], stored: &[u8]) -> Result<KeyValue, Corrupt> {
     let mut reader = Reader(stored);
     let kv = reader.kv(key.to_vec())?;
-    Ok(KeyValue {
-        value: reader.0.to_vec(),
-        ..kv
-    })
+    Ok(KeyValue { value: reader.0.to_vec(), ..kv })
 }
 
 /// Encodes one revision's events.
@@ -81,25 +78,17 @@ pub fn decode_events(revision: i64, bytes: &[u8]) -> Result<Vec<Event>, Corrupt>
         let kv = match kind {
             EventKind::Put => {
                 let kv = reader.kv(key.clone())?;
-                KeyValue {
-                    value: reader.bytes()?.to_vec(),
-                    ..kv
-                }
+                KeyValue { value: reader.bytes()?.to_vec(), ..kv }
             }
-            EventKind::Delete => KeyValue {
-                key: key.clone(),
-                mod_revision: revision,
-                ..KeyValue::default()
-            },
+            EventKind::Delete => {
+                KeyValue { key: key.clone(), mod_revision: revision, ..KeyValue::default() }
+            }
         };
         let prev_kv = match reader.u8()? {
             0 => None,
             1 => {
                 let prev = reader.kv(key)?;
-                Some(KeyValue {
-                    value: reader.bytes()?.to_vec(),
-                    ..prev
-                })
+                Some(KeyValue { value: reader.bytes()?.to_vec(), ..prev })
             }
             _ => return Err(Corrupt("bad prev flag")),
         };
@@ -130,15 +119,11 @@ impl<'a> Reader<'a> {
     }
 
     fn u32(&mut self) -> Result<u32, Corrupt> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().map_err(|_| Corrupt("u32"))?,
-        ))
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| Corrupt("u32"))?))
     }
 
     fn i64(&mut self) -> Result<i64, Corrupt> {
-        Ok(i64::from_le_bytes(
-            self.take(8)?.try_into().map_err(|_| Corrupt("i64"))?,
-        ))
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().map_err(|_| Corrupt("i64"))?))
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], Corrupt> {
@@ -173,18 +158,10 @@ mod tests {
             lease: 7,
         };
         let events = vec![
-            Event {
-                kind: EventKind::Put,
-                kv: kv.clone(),
-                prev_kv: Some(kv.clone()),
-            },
+            Event { kind: EventKind::Put, kv: kv.clone(), prev_kv: Some(kv.clone()) },
             Event {
                 kind: EventKind::Delete,
-                kv: KeyValue {
-                    key: b"k".to_vec(),
-                    mod_revision: 3,
-                    ..KeyValue::default()
-                },
+                kv: KeyValue { key: b"k".to_vec(), mod_revision: 3, ..KeyValue::default() },
                 prev_kv: None,
             },
         ];

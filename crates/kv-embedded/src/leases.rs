@@ -28,14 +28,7 @@ impl LeaseTable {
     /// Adds a lease with a full TTL from now.
     pub fn insert(&mut self, id: LeaseId, ttl: i64) {
         let deadline = Instant::now() + ttl_duration(ttl);
-        self.entries.insert(
-            id,
-            Entry {
-                ttl,
-                deadline,
-                keys: BTreeSet::new(),
-            },
-        );
+        self.entries.insert(id, Entry { ttl, deadline, keys: BTreeSet::new() });
         self.by_deadline.insert((deadline, id));
     }
 
@@ -63,10 +56,7 @@ impl LeaseTable {
     /// Granted TTL, whole seconds left (rounded down), and keys.
     pub fn status(&self, id: LeaseId) -> Option<(i64, i64, Vec<Vec<u8>>)> {
         let entry = self.entries.get(&id)?;
-        let left = entry
-            .deadline
-            .saturating_duration_since(Instant::now())
-            .as_secs() as i64;
+        let left = entry.deadline.saturating_duration_since(Instant::now()).as_secs() as i64;
         Some((entry.ttl, left, entry.keys.iter().cloned().collect()))
     }
 
@@ -91,11 +81,7 @@ impl LeaseTable {
 
     /// Leases whose deadline has passed.
     pub fn expired(&self, now: Instant) -> Vec<LeaseId> {
-        self.by_deadline
-            .iter()
-            .take_while(|(d, _)| *d <= now)
-            .map(|(_, id)| *id)
-            .collect()
+        self.by_deadline.iter().take_while(|(d, _)| *d <= now).map(|(_, id)| *id).collect()
     }
 
     /// Whether a lease's deadline has passed (it may have been refreshed since

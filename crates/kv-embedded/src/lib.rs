@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
+use ifc_kv::apply::{self, ApplyError, KeySpace};
 use ifc_kv::validate::Limits;
 use ifc_kv::{
     DeleteRequest, DeleteResponse, KeyRange, KeyValue, KvError, KvStore, Lease, LeaseId,
@@ -90,9 +91,7 @@ struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("revision", &self.hub.revision())
-            .finish_non_exhaustive()
+        f.debug_struct("Shared").field("revision", &self.hub.revision()).finish_non_exhaustive()
     }
 }
 
@@ -117,14 +116,9 @@ impl Shared {
     fn read_history(&self, from: Revision, to: Revision) -> Result<Vec<WatchBatch>, KvError> {
         let txn = self.db.begin_read().map_err(backend)?;
         let meta = txn.open_table(META).map_err(backend)?;
-        let compact = meta
-            .get(META_COMPACT)
-            .map_err(backend)?
-            .map_or(0, |v| v.value());
+        let compact = meta.get(META_COMPACT).map_err(backend)?.map_or(0, |v| v.value());
         if from < compact {
-            return Err(KvError::Compacted {
-                compact_revision: compact,
-            });
+            return Err(KvError::Compacted { compact_revision: compact });
         }
         let history = txn.open_table(HISTORY).map_err(backend)?;
         let mut batches = Vec::new();
@@ -168,10 +162,7 @@ fn scan(
     };
     let mut kvs = Vec::new();
     let mut count = 0;
-    for entry in table
-        .range::<&[u8]>((start, end_ref))
-        .map_err(|e| e.to_string())?
-    {
+    for entry in table.range::<&[u8]>((start, end_ref)).map_err(|e| e.to_string())? {
         let (key, value) = entry.map_err(|e| e.to_string())?;
         count += 1;
         if limit == 0 || kvs.len() < limit {
@@ -186,10 +177,7 @@ fn scan(
 /// entries below a revision that is at most the current one), so this holds
 /// for every store.
 fn last_revision(history: &impl ReadableTable<u64, &'static [u8]>) -> Result<Revision, KvError> {
-    Ok(history
-        .last()
-        .map_err(backend)?
-        .map_or(1, |(revision, _)| revision.value() as Revision))
+    Ok(history.last().map_err(backend)?.map_or(1, |(revision, _)| revision.value() as Revision))
 }
 
 /// Stops the writer when the last handle goes.
@@ -203,10 +191,7 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.commands.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = writer.join();
         }
@@ -221,9 +206,7 @@ pub struct EmbeddedStore {
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore")
-            .field("shared", &self.inner.shared)
-            .finish()
+        f.debug_struct("EmbeddedStore").field("shared", &self.inner.shared).finish()
     }
 }
 
@@ -291,33 +274,64 @@ impl EmbeddedStore {
         self.shared().check_running()?;
         let (tx, rx) = oneshot::channel();
         {
-            let commands = self
-                .inner
-                .commands
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let sender = commands
-                .as_ref()
-                .ok_or_else(|| KvError::Stopped("closed".into()))?;
-            sender
-                .send(make(tx))
-                .map_err(|_| KvError::Stopped("writer is gone".into()))?;
+            let commands = self.inner.commands.lock().unwrap_or_else(|e| e.into_inner());
+            let sender = commands.as_ref().ok_or_else(|| KvError::Stopped("closed".into()))?;
+            sender.send(make(tx)).map_err(|_| KvError::Stopped("writer is gone".into()))?;
         }
-        rx.await
-            .map_err(|_| KvError::Stopped("writer is gone".into()))?
+        rx.await.map_err(|_| KvError::Stopped("writer is gone".into()))?
     }
 
     async fn single_op(&self, op: TxnOp) -> Result<TxnOpResponse, KvError> {
-        let txn = TxnRequest {
-            compares: Vec::new(),
-            success: vec![op],
-            failure: Vec::new(),
-        };
+        let txn = TxnRequest { compares: Vec::new(), success: vec![op], failure: Vec::new() };
         let mut response = self.txn(txn).await?;
-        response
-            .responses
-            .pop()
-            .ok_or_else(|| KvError::Backend("empty txn response".into()))
+        response.responses.pop().ok_or_else(|| KvError::Backend("empty txn response".into()))
+    }
+}
+
+impl EmbeddedStore {
+    /// A txn with no writes, on a read snapshot.
+    fn read_txn(&self, req: &TxnRequest) -> Result<TxnResponse, KvError> {
+        let shared = self.shared();
+        shared.check_running()?;
+        let txn = shared.db.begin_read().map_err(backend)?;
+        let revision = last_revision(&txn.open_table(HISTORY).map_err(backend)?)?;
+        let table = txn.open_table(KV).map_err(backend)?;
+        let mut space = SnapshotSpace(&table);
+        match apply::apply_txn(&mut space, revision, req) {
+            Ok(applied) => Ok(applied.response),
+            Err(ApplyError::Rejected(e)) => Err(e),
+            Err(ApplyError::Storage(e)) => Err(KvError::Backend(e)),
+        }
+    }
+}
+
+/// A read snapshot of the `kv` table seen through [`KeySpace`]; only reads.
+struct SnapshotSpace<'t>(&'t redb::ReadOnlyTable<&'static [u8], &'static [u8]>);
+
+impl KeySpace for SnapshotSpace<'_> {
+    type Error = String;
+
+    fn get(&mut self, key: &[u8]) -> Result<Option<KeyValue>, String> {
+        match self.0.get(key).map_err(|e| e.to_string())? {
+            Some(stored) => decode_kv(key, stored.value()).map(Some).map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }
+
+    fn scan(&mut self, range: &KeyRange, limit: usize) -> Result<(Vec<KeyValue>, usize), String> {
+        scan(self.0, range, limit)
+    }
+
+    fn insert(&mut self, _: &KeyValue) -> Result<(), String> {
+        Err("write in a read-only txn".into())
+    }
+
+    fn remove(&mut self, _: &[u8]) -> Result<(), String> {
+        Err("write in a read-only txn".into())
+    }
+
+    fn lease_exists(&mut self, _: LeaseId) -> bool {
+        false
     }
 }
 
@@ -336,10 +350,9 @@ fn lock_dir(dir: &Path) -> Result<File, KvError> {
             dir.display(),
             path.display()
         ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(KvError::Backend(format!(
-            "cannot lock {}: {e}",
-            path.display()
-        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(KvError::Backend(format!("cannot lock {}: {e}", path.display())))
+        }
     }
 }
 
@@ -358,10 +371,7 @@ fn load(db: &Database, retention: i64) -> Result<(WriterState, LeaseTable), KvEr
     let txn = db.begin_read().map_err(backend)?;
     let meta = txn.open_table(META).map_err(backend)?;
     let get = |name: &str, default: i64| -> Result<i64, KvError> {
-        Ok(meta
-            .get(name)
-            .map_err(backend)?
-            .map_or(default, |v| v.value()))
+        Ok(meta.get(name).map_err(backend)?.map_or(default, |v| v.value()))
     };
     let state = WriterState {
         revision: last_revision(&txn.open_table(HISTORY).map_err(backend)?)?,
@@ -370,21 +380,11 @@ fn load(db: &Database, retention: i64) -> Result<(WriterState, LeaseTable), KvEr
         retention,
     };
     let mut table = LeaseTable::default();
-    for entry in txn
-        .open_table(LEASES)
-        .map_err(backend)?
-        .iter()
-        .map_err(backend)?
-    {
+    for entry in txn.open_table(LEASES).map_err(backend)?.iter().map_err(backend)? {
         let (id, ttl) = entry.map_err(backend)?;
         table.insert(id.value(), ttl.value());
     }
-    for entry in txn
-        .open_table(KV)
-        .map_err(backend)?
-        .iter()
-        .map_err(backend)?
-    {
+    for entry in txn.open_table(KV).map_err(backend)?.iter().map_err(backend)? {
         let (key, value) = entry.map_err(backend)?;
         let kv = decode_kv(key.value(), value.value()).map_err(backend)?;
         if kv.lease != 0 {
@@ -407,12 +407,7 @@ impl KvStore for EmbeddedStore {
         let table = txn.open_table(KV).map_err(backend)?;
         let limit = usize::try_from(req.limit).unwrap_or(0);
         let (kvs, count) = scan(&table, &req.range, limit).map_err(KvError::Backend)?;
-        Ok(RangeResponse {
-            more: kvs.len() < count,
-            count: count as i64,
-            kvs,
-            revision,
-        })
+        Ok(RangeResponse { more: kvs.len() < count, count: count as i64, kvs, revision })
     }
 
     async fn put(&self, req: PutRequest) -> Result<PutResponse, KvError> {
@@ -433,6 +428,12 @@ impl KvStore for EmbeddedStore {
 
     async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, KvError> {
         self.shared().limits.check_txn(&req)?;
+        let read_only = |ops: &[TxnOp]| ops.iter().all(|op| matches!(op, TxnOp::Range(_)));
+        if read_only(&req.success) && read_only(&req.failure) {
+            // Nothing to write: answer from a snapshot, without queueing behind
+            // the writer's fsync.
+            return self.read_txn(&req);
+        }
         self.send(|tx| Command::Txn(req, tx)).await
     }
 
@@ -443,27 +444,16 @@ impl KvStore for EmbeddedStore {
         if req.start_revision < 0 {
             return Err(KvError::InvalidArgument("negative start revision".into()));
         }
-        let next = if req.start_revision == 0 {
-            shared.hub.revision() + 1
-        } else {
-            req.start_revision
-        };
+        let next =
+            if req.start_revision == 0 { shared.hub.revision() + 1 } else { req.start_revision };
         let compact_revision = shared.compact_revision.load(Ordering::Acquire);
         if next < compact_revision {
             let compacted = Err(KvError::Compacted { compact_revision });
             return Ok(Box::pin(futures::stream::once(async move { compacted })));
         }
         let (tx, rx) = watch::channel();
-        let spec = watch::WatchSpec {
-            range: req.range,
-            next,
-            prev_kv: req.prev_kv,
-        };
-        tokio::spawn(watch::run_watcher(
-            Arc::downgrade(&self.inner.shared),
-            spec,
-            tx,
-        ));
+        let spec = watch::WatchSpec { range: req.range, next, prev_kv: req.prev_kv };
+        tokio::spawn(watch::run_watcher(Arc::downgrade(&self.inner.shared), spec, tx));
         Ok(Box::pin(tokio_stream_from(rx)))
     }
 
@@ -474,10 +464,7 @@ impl KvStore for EmbeddedStore {
 
     async fn lease_keep_alive(&self, id: LeaseId) -> Result<i64, KvError> {
         self.shared().check_running()?;
-        self.shared()
-            .leases()
-            .refresh(id)
-            .ok_or(KvError::LeaseNotFound(id))
+        self.shared().leases().refresh(id).ok_or(KvError::LeaseNotFound(id))
     }
 
     async fn lease_revoke(&self, id: LeaseId) -> Result<Revision, KvError> {
@@ -486,16 +473,9 @@ impl KvStore for EmbeddedStore {
 
     async fn lease_time_to_live(&self, id: LeaseId) -> Result<Option<LeaseStatus>, KvError> {
         self.shared().check_running()?;
-        Ok(self
-            .shared()
-            .leases()
-            .status(id)
-            .map(|(granted_ttl, remaining_ttl, keys)| LeaseStatus {
-                id,
-                granted_ttl,
-                remaining_ttl,
-                keys,
-            }))
+        Ok(self.shared().leases().status(id).map(|(granted_ttl, remaining_ttl, keys)| {
+            LeaseStatus { id, granted_ttl, remaining_ttl, keys }
+        }))
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), KvError> {

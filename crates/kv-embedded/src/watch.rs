@@ -33,10 +33,7 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(revision: Revision) -> Self {
-        Hub {
-            committed: watch::Sender::new(revision),
-            recent: RwLock::new(VecDeque::new()),
-        }
+        Hub { committed: watch::Sender::new(revision), recent: RwLock::new(VecDeque::new()) }
     }
 
     /// Publishes committed revisions (ascending) and wakes watchers.
@@ -74,14 +71,7 @@ impl Hub {
             return None;
         }
         let skip = usize::try_from(from - first).ok()?;
-        Some(
-            recent
-                .iter()
-                .skip(skip)
-                .take_while(|b| b.revision <= to)
-                .cloned()
-                .collect(),
-        )
+        Some(recent.iter().skip(skip).take_while(|b| b.revision <= to).cloned().collect())
     }
 }
 
@@ -136,13 +126,7 @@ pub async fn run_watcher(shared: Weak<Shared>, spec: WatchSpec, tx: BatchSender)
                     })
                     .collect();
                 if !events.is_empty()
-                    && tx
-                        .send(Ok(WatchBatch {
-                            revision: batch.revision,
-                            events,
-                        }))
-                        .await
-                        .is_err()
+                    && tx.send(Ok(WatchBatch { revision: batch.revision, events })).await.is_err()
                 {
                     return;
                 }

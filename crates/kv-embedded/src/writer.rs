@@ -36,18 +36,9 @@ pub enum Command {
 
 /// An answer held back until the batch is on disk.
 enum Reply {
-    Txn(
-        oneshot::Sender<Result<TxnResponse, KvError>>,
-        Result<TxnResponse, KvError>,
-    ),
-    Lease(
-        oneshot::Sender<Result<Lease, KvError>>,
-        Result<Lease, KvError>,
-    ),
-    Revoke(
-        oneshot::Sender<Result<Revision, KvError>>,
-        Result<Revision, KvError>,
-    ),
+    Txn(oneshot::Sender<Result<TxnResponse, KvError>>, Result<TxnResponse, KvError>),
+    Lease(oneshot::Sender<Result<Lease, KvError>>, Result<Lease, KvError>),
+    Revoke(oneshot::Sender<Result<Revision, KvError>>, Result<Revision, KvError>),
     Compact(oneshot::Sender<Result<(), KvError>>, Result<(), KvError>),
 }
 
@@ -84,10 +75,8 @@ pub struct WriterState {
 /// The writer loop; returns when every sender is gone.
 pub fn run(shared: Arc<Shared>, commands: Receiver<Command>, mut state: WriterState) {
     loop {
-        let timeout = shared
-            .leases()
-            .next_deadline()
-            .map(|d| d.saturating_duration_since(Instant::now()));
+        let timeout =
+            shared.leases().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
         let first = match timeout {
             Some(t) => match commands.recv_timeout(t) {
                 Ok(c) => Some(c),
@@ -141,15 +130,7 @@ fn commit_batch(
     let mut published = Vec::new();
     let outcome = (|| -> Result<(), String> {
         let txn = shared.db.begin_write().map_err(|e| e.to_string())?;
-        apply_batch(
-            shared,
-            state,
-            &txn,
-            batch,
-            &expired,
-            &mut replies,
-            &mut published,
-        )?;
+        apply_batch(shared, state, &txn, batch, &expired, &mut replies, &mut published)?;
         txn.commit().map_err(|e| e.to_string())
     })();
     match outcome {
@@ -210,20 +191,14 @@ fn apply_batch(
                 |lease, key| table.borrow_mut().attach(lease, key),
             );
         }
-        published.push(WatchBatch {
-            revision: state.revision,
-            events,
-        });
+        published.push(WatchBatch { revision: state.revision, events });
         Ok(())
     };
 
     for command in batch {
         match command {
             Command::Txn(req, reply) => {
-                let mut space = TableSpace {
-                    table: &mut kv,
-                    shared,
-                };
+                let mut space = TableSpace { table: &mut kv, shared };
                 match apply::apply_txn(&mut space, state.revision, &req) {
                     Ok(applied) => {
                         record(state, &mut history, applied.events)?;
@@ -274,12 +249,10 @@ fn apply_batch(
     // (see `crate::last_revision`), so a commit touches `meta` only when the
     // compaction point or the lease counter moved: one B-tree fewer to write.
     if state.compact_revision != compact_before {
-        meta.insert(META_COMPACT, state.compact_revision)
-            .map_err(|e| err(e.into()))?;
+        meta.insert(META_COMPACT, state.compact_revision).map_err(|e| err(e.into()))?;
     }
     if state.next_lease != next_lease_before {
-        meta.insert(META_NEXT_LEASE, state.next_lease)
-            .map_err(|e| err(e.into()))?;
+        meta.insert(META_NEXT_LEASE, state.next_lease).map_err(|e| err(e.into()))?;
     }
     Ok(())
 }
@@ -306,19 +279,12 @@ fn compact(
     revision: Revision,
 ) -> Result<Result<(), KvError>, String> {
     if revision > state.revision {
-        return Ok(Err(KvError::FutureRevision {
-            requested: revision,
-            current: state.revision,
-        }));
+        return Ok(Err(KvError::FutureRevision { requested: revision, current: state.revision }));
     }
     if revision <= state.compact_revision {
-        return Ok(Err(KvError::Compacted {
-            compact_revision: state.compact_revision,
-        }));
+        return Ok(Err(KvError::Compacted { compact_revision: state.compact_revision }));
     }
-    history
-        .retain_in(..revision as u64, |_, _| false)
-        .map_err(|e| e.to_string())?;
+    history.retain_in(..revision as u64, |_, _| false).map_err(|e| e.to_string())?;
     state.compact_revision = revision;
     Ok(Ok(()))
 }
@@ -336,9 +302,7 @@ impl KeySpace for TableSpace<'_, '_> {
         let Some(stored) = self.table.get(key).map_err(|e| e.to_string())? else {
             return Ok(None);
         };
-        decode_kv(key, stored.value())
-            .map(Some)
-            .map_err(|e| e.to_string())
+        decode_kv(key, stored.value()).map(Some).map_err(|e| e.to_string())
     }
 
     fn scan(&mut self, range: &KeyRange, limit: usize) -> Result<(Vec<KeyValue>, usize), String> {

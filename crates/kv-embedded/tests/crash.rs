@@ -57,11 +57,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_write() {
                 }
             }
         });
-        assert_eq!(
-            rx.recv_timeout(Duration::from_secs(30))
-                .expect("child opened"),
-            "OPEN"
-        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(30)).expect("child opened"), "OPEN");
         if round == 0 {
             // While the child holds the directory, a second opener is refused.
             match EmbeddedStore::open(dir.path(), EmbeddedOptions::default()) {
@@ -79,27 +75,17 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_write() {
 
         let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default())
             .expect("reopen after SIGKILL");
-        let stored = store
-            .range(RangeRequest::prefix(format!("crash/{round}/")))
-            .await
-            .unwrap();
+        let stored = store.range(RangeRequest::prefix(format!("crash/{round}/"))).await.unwrap();
         let mut parts: BTreeMap<(u32, u64), BTreeSet<String>> = BTreeMap::new();
         for kv in &stored.kvs {
             let key = String::from_utf8(kv.key.clone()).unwrap();
             let fields: Vec<&str> = key.split('/').collect();
             let (task, seq): (u32, u64) = (fields[2].parse().unwrap(), fields[3].parse().unwrap());
             assert_eq!(kv.value, seq.to_string().as_bytes(), "{key}");
-            parts
-                .entry((task, seq))
-                .or_default()
-                .insert(fields[4].to_string());
+            parts.entry((task, seq)).or_default().insert(fields[4].to_string());
         }
         for ((task, seq), present) in &parts {
-            assert_eq!(
-                present.len(),
-                3,
-                "round {round}: task {task} seq {seq} is partial"
-            );
+            assert_eq!(present.len(), 3, "round {round}: task {task} seq {seq} is partial");
         }
         for ack in &acks {
             assert!(
@@ -118,10 +104,6 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_write() {
         // Every revision in between is a whole transaction of three keys.
         assert!(stored.revision >= stored.count / 3);
         drop(store);
-        eprintln!(
-            "round {round}: {} acknowledged, {} stored",
-            acks.len(),
-            parts.len()
-        );
+        eprintln!("round {round}: {} acknowledged, {} stored", acks.len(), parts.len());
     }
 }

@@ -112,10 +112,7 @@ impl EtcdStore {
             ))
         })?
         .map_err(map_error)?;
-        let store = EtcdStore {
-            client,
-            limits: options.limits,
-        };
+        let store = EtcdStore { client, limits: options.limits };
         // Connecting is lazy in tonic: make one call so a wrong address fails here.
         store.range(RangeRequest::key("\0")).await?;
         Ok(store)
@@ -145,9 +142,7 @@ fn with_tls(connect: ConnectOptions, tls: &EtcdTls) -> Result<ConnectOptions, Kv
 
 #[cfg(not(feature = "tls"))]
 fn with_tls(_: ConnectOptions, _: &EtcdTls) -> Result<ConnectOptions, KvError> {
-    Err(KvError::InvalidArgument(
-        "this build has no TLS support (feature `tls`)".into(),
-    ))
+    Err(KvError::InvalidArgument("this build has no TLS support (feature `tls`)".into()))
 }
 
 /// Maps an etcd-client error onto the contract's errors.
@@ -160,13 +155,10 @@ fn map_error(e: etcd_client::Error) -> KvError {
                 tonic_code::Unavailable | tonic_code::DeadlineExceeded | tonic_code::Cancelled => {
                     KvError::Unavailable(message)
                 }
-                _ if message.contains("compacted") => KvError::Compacted {
-                    compact_revision: 0,
-                },
-                _ if message.contains("future revision") => KvError::FutureRevision {
-                    requested: 0,
-                    current: 0,
-                },
+                _ if message.contains("compacted") => KvError::Compacted { compact_revision: 0 },
+                _ if message.contains("future revision") => {
+                    KvError::FutureRevision { requested: 0, current: 0 }
+                }
                 _ if message.contains("lease not found") => KvError::LeaseNotFound(0),
                 tonic_code::InvalidArgument => KvError::InvalidArgument(message),
                 _ => KvError::Backend(format!("{:?}: {message}", status.code())),
@@ -203,6 +195,9 @@ fn kv_from(kv: &etcd_client::KeyValue) -> KeyValue {
 fn get_options(req: &RangeRequest) -> (Vec<u8>, GetOptions) {
     let (key, end) = req.range.to_etcd();
     let mut options = GetOptions::new().with_limit(req.limit);
+    if req.serializable {
+        options = options.with_serializable();
+    }
     if !end.is_empty() {
         options = options.with_range(end);
     }
@@ -284,11 +279,7 @@ fn delete_response(
     DeleteResponse {
         revision,
         deleted: resp.deleted(),
-        prev_kvs: if prev_kv {
-            resp.prev_kvs().iter().map(kv_from).collect()
-        } else {
-            Vec::new()
-        },
+        prev_kvs: if prev_kv { resp.prev_kvs().iter().map(kv_from).collect() } else { Vec::new() },
     }
 }
 
@@ -297,12 +288,7 @@ impl KvStore for EtcdStore {
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse, KvError> {
         self.limits.check_range_request(&req)?;
         let (key, options) = get_options(&req);
-        let resp = self
-            .client
-            .kv_client()
-            .get(key, Some(options))
-            .await
-            .map_err(map_error)?;
+        let resp = self.client.kv_client().get(key, Some(options)).await.map_err(map_error)?;
         Ok(range_response(&resp, header_revision(resp.header())))
     }
 
@@ -316,28 +302,15 @@ impl KvStore for EtcdStore {
             .map_err(|e| with_lease_id(map_error(e), req.lease))?;
         Ok(PutResponse {
             revision: header_revision(resp.header()),
-            prev_kv: if req.prev_kv {
-                resp.prev_key().map(kv_from)
-            } else {
-                None
-            },
+            prev_kv: if req.prev_kv { resp.prev_key().map(kv_from) } else { None },
         })
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse, KvError> {
         self.limits.check_delete(&req)?;
         let (key, options) = delete_options(&req);
-        let resp = self
-            .client
-            .kv_client()
-            .delete(key, Some(options))
-            .await
-            .map_err(map_error)?;
-        Ok(delete_response(
-            &resp,
-            header_revision(resp.header()),
-            req.prev_kv,
-        ))
+        let resp = self.client.kv_client().delete(key, Some(options)).await.map_err(map_error)?;
+        Ok(delete_response(&resp, header_revision(resp.header()), req.prev_kv))
     }
 
     async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, KvError> {
@@ -359,11 +332,7 @@ impl KvStore for EtcdStore {
             with_lease_id(map_error(e), lease)
         })?;
         let revision = header_revision(resp.header());
-        let branch = if resp.succeeded() {
-            &req.success
-        } else {
-            &req.failure
-        };
+        let branch = if resp.succeeded() { &req.success } else { &req.failure };
         let responses = resp
             .op_responses()
             .iter()
@@ -372,11 +341,7 @@ impl KvStore for EtcdStore {
                 (EtcdTxnOpResponse::Get(g), _) => TxnOpResponse::Range(range_response(g, revision)),
                 (EtcdTxnOpResponse::Put(p), TxnOp::Put(put)) => TxnOpResponse::Put(PutResponse {
                     revision,
-                    prev_kv: if put.prev_kv {
-                        p.prev_key().map(kv_from)
-                    } else {
-                        None
-                    },
+                    prev_kv: if put.prev_kv { p.prev_key().map(kv_from) } else { None },
                 }),
                 (EtcdTxnOpResponse::Delete(d), TxnOp::Delete(del)) => {
                     TxnOpResponse::Delete(delete_response(d, revision, del.prev_kv))
@@ -384,11 +349,7 @@ impl KvStore for EtcdStore {
                 (other, _) => unreachable!("etcd answered {other:?} to a different operation"),
             })
             .collect();
-        Ok(TxnResponse {
-            succeeded: resp.succeeded(),
-            responses,
-            revision,
-        })
+        Ok(TxnResponse { succeeded: resp.succeeded(), responses, revision })
     }
 
     async fn watch(&self, req: WatchRequest) -> Result<WatchStream, KvError> {
@@ -403,33 +364,19 @@ impl KvStore for EtcdStore {
             start = self.range(RangeRequest::key("\0")).await?.revision + 1;
         }
         tokio::spawn(run_watch(self.client.clone(), req, start, tx));
-        Ok(Box::pin(futures::stream::poll_fn(move |cx| {
-            rx.poll_recv(cx)
-        })))
+        Ok(Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx))))
     }
 
     async fn lease_grant(&self, ttl_secs: i64) -> Result<Lease, KvError> {
         self.limits.check_ttl(ttl_secs)?;
-        let resp = self
-            .client
-            .lease_client()
-            .grant(ttl_secs, None)
-            .await
-            .map_err(map_error)?;
-        Ok(Lease {
-            id: resp.id(),
-            ttl: resp.ttl(),
-        })
+        let resp = self.client.lease_client().grant(ttl_secs, None).await.map_err(map_error)?;
+        Ok(Lease { id: resp.id(), ttl: resp.ttl() })
     }
 
     async fn lease_keep_alive(&self, id: LeaseId) -> Result<i64, KvError> {
         let not_found = |e| with_lease_id(map_error(e), id);
-        let (mut keeper, mut stream) = self
-            .client
-            .lease_client()
-            .keep_alive(id)
-            .await
-            .map_err(not_found)?;
+        let (mut keeper, mut stream) =
+            self.client.lease_client().keep_alive(id).await.map_err(not_found)?;
         // The first answer only proved the lease exists; ask once more for its TTL.
         keeper.keep_alive().await.map_err(not_found)?;
         match stream.message().await.map_err(not_found)? {
@@ -470,26 +417,17 @@ impl KvStore for EtcdStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), KvError> {
-        match self
-            .client
-            .kv_client()
-            .compact(revision, None)
-            .await
-            .map_err(map_error)
-        {
+        match self.client.kv_client().compact(revision, None).await.map_err(map_error) {
             Ok(_) => Ok(()),
             Err(KvError::FutureRevision { .. }) => {
                 let current = self.range(RangeRequest::key("\0")).await?.revision;
-                Err(KvError::FutureRevision {
-                    requested: revision,
-                    current,
-                })
+                Err(KvError::FutureRevision { requested: revision, current })
             }
             // etcd does not say where it compacted to; the refused revision is at
             // or below it, which is what a caller needs.
-            Err(KvError::Compacted { .. }) => Err(KvError::Compacted {
-                compact_revision: revision,
-            }),
+            Err(KvError::Compacted { .. }) => {
+                Err(KvError::Compacted { compact_revision: revision })
+            }
             Err(e) => Err(e),
         }
     }
@@ -544,17 +482,13 @@ async fn run_watch(
             };
             backoff = Duration::from_millis(50);
             if resp.compact_revision() > 0 {
-                let compacted = KvError::Compacted {
-                    compact_revision: resp.compact_revision(),
-                };
+                let compacted = KvError::Compacted { compact_revision: resp.compact_revision() };
                 let _ = tx.send(Err(compacted)).await;
                 return;
             }
             if resp.canceled() {
                 let reason = resp.cancel_reason().to_string();
-                let _ = tx
-                    .send(Err(KvError::Backend(format!("watch canceled: {reason}"))))
-                    .await;
+                let _ = tx.send(Err(KvError::Backend(format!("watch canceled: {reason}")))).await;
                 return;
             }
             for batch in group_by_revision(resp.events(), next) {
@@ -587,24 +521,13 @@ fn group_by_revision(events: &[etcd_client::Event], next: Revision) -> Vec<Watch
             EventType::Put => (EventKind::Put, kv_from(kv)),
             EventType::Delete => (
                 EventKind::Delete,
-                KeyValue {
-                    key: kv.key().to_vec(),
-                    mod_revision: revision,
-                    ..KeyValue::default()
-                },
+                KeyValue { key: kv.key().to_vec(), mod_revision: revision, ..KeyValue::default() },
             ),
         };
-        let event = Event {
-            kind,
-            kv,
-            prev_kv: event.prev_kv().map(kv_from),
-        };
+        let event = Event { kind, kv, prev_kv: event.prev_kv().map(kv_from) };
         match batches.last_mut() {
             Some(batch) if batch.revision == revision => batch.events.push(event),
-            _ => batches.push(WatchBatch {
-                revision,
-                events: vec![event],
-            }),
+            _ => batches.push(WatchBatch { revision, events: vec![event] }),
         }
     }
     batches

@@ -72,11 +72,7 @@ pub fn apply_txn<S: KeySpace>(
             break;
         }
     }
-    let branch = if succeeded {
-        &req.success
-    } else {
-        &req.failure
-    };
+    let branch = if succeeded { &req.success } else { &req.failure };
 
     // Check every lease first, so a missing one rejects the txn before any write.
     for op in branch {
@@ -106,15 +102,8 @@ pub fn apply_txn<S: KeySpace>(
                 };
                 space.insert(&kv)?;
                 let prev_kv = if put.prev_kv { prev.clone() } else { None };
-                events.push(Event {
-                    kind: EventKind::Put,
-                    kv,
-                    prev_kv: prev,
-                });
-                TxnOpResponse::Put(PutResponse {
-                    revision: 0,
-                    prev_kv,
-                })
+                events.push(Event { kind: EventKind::Put, kv, prev_kv: prev });
+                TxnOpResponse::Put(PutResponse { revision: 0, prev_kv })
             }
             TxnOp::Delete(del) => {
                 let (doomed, _) = space.scan(&del.range, 0)?;
@@ -140,14 +129,7 @@ pub fn apply_txn<S: KeySpace>(
             TxnOpResponse::Delete(d) => d.revision = revision,
         }
     }
-    Ok(Applied {
-        response: TxnResponse {
-            succeeded,
-            responses,
-            revision,
-        },
-        events,
-    })
+    Ok(Applied { response: TxnResponse { succeeded, responses, revision }, events })
 }
 
 /// Deletes the given keys (those still present) at `current + 1`: a lease's end.
@@ -170,22 +152,13 @@ pub fn apply_lease_end<S: KeySpace>(
 pub fn read<S: KeySpace>(space: &mut S, req: &RangeRequest) -> Result<RangeResponse, S::Error> {
     let limit = usize::try_from(req.limit).unwrap_or(0);
     let (kvs, count) = space.scan(&req.range, limit)?;
-    Ok(RangeResponse {
-        more: kvs.len() < count,
-        count: count as i64,
-        kvs,
-        revision: 0,
-    })
+    Ok(RangeResponse { more: kvs.len() < count, count: count as i64, kvs, revision: 0 })
 }
 
 fn delete_event(prev: KeyValue, revision: Revision) -> Event {
     Event {
         kind: EventKind::Delete,
-        kv: KeyValue {
-            key: prev.key.clone(),
-            mod_revision: revision,
-            ..KeyValue::default()
-        },
+        kv: KeyValue { key: prev.key.clone(), mod_revision: revision, ..KeyValue::default() },
         prev_kv: Some(prev),
     }
 }

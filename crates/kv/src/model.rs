@@ -24,10 +24,7 @@ pub struct ModelStore {
     limits: Limits,
 }
 
-struct MapSpace<'a>(
-    &'a mut BTreeMap<Vec<u8>, KeyValue>,
-    &'a BTreeMap<LeaseId, BTreeSet<Vec<u8>>>,
-);
+struct MapSpace<'a>(&'a mut BTreeMap<Vec<u8>, KeyValue>, &'a BTreeMap<LeaseId, BTreeSet<Vec<u8>>>);
 
 impl KeySpace for MapSpace<'_> {
     type Error = Infallible;
@@ -41,12 +38,8 @@ impl KeySpace for MapSpace<'_> {
         range: &KeyRange,
         limit: usize,
     ) -> Result<(Vec<KeyValue>, usize), Infallible> {
-        let matching: Vec<&KeyValue> = self
-            .0
-            .iter()
-            .filter(|(k, _)| range.contains(k))
-            .map(|(_, v)| v)
-            .collect();
+        let matching: Vec<&KeyValue> =
+            self.0.iter().filter(|(k, _)| range.contains(k)).map(|(_, v)| v).collect();
         let count = matching.len();
         let take = if limit == 0 { count } else { limit.min(count) };
         Ok((matching.into_iter().take(take).cloned().collect(), count))
@@ -70,20 +63,13 @@ impl KeySpace for MapSpace<'_> {
 impl ModelStore {
     /// An empty model at revision 1, like a fresh etcd.
     pub fn new() -> Self {
-        ModelStore {
-            revision: 1,
-            next_lease: 1,
-            ..ModelStore::default()
-        }
+        ModelStore { revision: 1, next_lease: 1, ..ModelStore::default() }
     }
 
     /// An empty model whose revision is `revision`: for comparing against a store
     /// that already holds other keys (the test then stays inside its own prefix).
     pub fn starting_at(revision: Revision) -> Self {
-        ModelStore {
-            revision,
-            ..ModelStore::new()
-        }
+        ModelStore { revision, ..ModelStore::new() }
     }
 
     /// The current revision.
@@ -151,9 +137,7 @@ impl ModelStore {
 
     /// The keys attached to a lease, ascending; `None` if it is gone.
     pub fn lease_keys(&self, id: LeaseId) -> Option<Vec<Vec<u8>>> {
-        self.leases
-            .get(&id)
-            .map(|keys| keys.iter().cloned().collect())
+        self.leases.get(&id).map(|keys| keys.iter().cloned().collect())
     }
 
     /// Every change since (and including) `revision`.
@@ -180,9 +164,6 @@ impl ModelStore {
                 }
             },
         );
-        self.history.push(WatchBatch {
-            revision: self.revision,
-            events,
-        });
+        self.history.push(WatchBatch { revision: self.revision, events });
     }
 }

@@ -107,23 +107,33 @@ pub struct RangeRequest {
     pub range: KeyRange,
     /// At most this many keys; 0 for no limit.
     pub limit: i64,
+    /// May be answered from one member's local state without a round of
+    /// consensus (etcd's serializable read): faster, possibly a little stale on
+    /// a cluster. Fit for a read whose result a later compare-and-swap checks.
+    /// The embedded store is always current, so it ignores this.
+    pub serializable: bool,
 }
 
 impl RangeRequest {
+    /// Reads a range.
+    pub fn new(range: KeyRange) -> Self {
+        RangeRequest { range, limit: 0, serializable: false }
+    }
+
     /// Reads one key.
     pub fn key(key: impl Into<Vec<u8>>) -> Self {
-        RangeRequest {
-            range: KeyRange::key(key),
-            limit: 0,
-        }
+        RangeRequest::new(KeyRange::key(key))
     }
 
     /// Reads every key under a prefix.
     pub fn prefix(prefix: impl Into<Vec<u8>>) -> Self {
-        RangeRequest {
-            range: KeyRange::prefix(prefix),
-            limit: 0,
-        }
+        RangeRequest::new(KeyRange::prefix(prefix))
+    }
+
+    /// Allows a serializable (member-local, possibly stale) read.
+    pub fn serializable(mut self) -> Self {
+        self.serializable = true;
+        self
     }
 
     /// Caps the number of keys returned.
@@ -162,12 +172,7 @@ pub struct PutRequest {
 impl PutRequest {
     /// A put with no lease and no previous value asked for.
     pub fn new(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        PutRequest {
-            key: key.into(),
-            value: value.into(),
-            lease: 0,
-            prev_kv: false,
-        }
+        PutRequest { key: key.into(), value: value.into(), lease: 0, prev_kv: false }
     }
 
     /// Attaches the key to a lease.
@@ -204,18 +209,12 @@ pub struct DeleteRequest {
 impl DeleteRequest {
     /// Deletes one key.
     pub fn key(key: impl Into<Vec<u8>>) -> Self {
-        DeleteRequest {
-            range: KeyRange::key(key),
-            prev_kv: false,
-        }
+        DeleteRequest { range: KeyRange::key(key), prev_kv: false }
     }
 
     /// Deletes every key under a prefix.
     pub fn prefix(prefix: impl Into<Vec<u8>>) -> Self {
-        DeleteRequest {
-            range: KeyRange::prefix(prefix),
-            prev_kv: false,
-        }
+        DeleteRequest { range: KeyRange::prefix(prefix), prev_kv: false }
     }
 
     /// Asks for the deleted keys.
@@ -278,11 +277,7 @@ pub struct Compare {
 impl Compare {
     /// `key`'s target `op` the given value.
     pub fn new(key: impl Into<Vec<u8>>, op: CompareOp, target: CompareTarget) -> Self {
-        Compare {
-            key: key.into(),
-            op,
-            target,
-        }
+        Compare { key: key.into(), op, target }
     }
 
     /// The key does not exist.
@@ -404,20 +399,12 @@ pub struct WatchRequest {
 impl WatchRequest {
     /// Watches a prefix from the next revision.
     pub fn prefix(prefix: impl Into<Vec<u8>>) -> Self {
-        WatchRequest {
-            range: KeyRange::prefix(prefix),
-            start_revision: 0,
-            prev_kv: false,
-        }
+        WatchRequest { range: KeyRange::prefix(prefix), start_revision: 0, prev_kv: false }
     }
 
     /// Watches one key from the next revision.
     pub fn key(key: impl Into<Vec<u8>>) -> Self {
-        WatchRequest {
-            range: KeyRange::key(key),
-            start_revision: 0,
-            prev_kv: false,
-        }
+        WatchRequest { range: KeyRange::key(key), start_revision: 0, prev_kv: false }
     }
 
     /// Starts at a revision.

@@ -16,11 +16,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_key_bytes: 4096,
-            max_value_bytes: 1_310_720,
-            max_txn_ops: 128,
-        }
+        Limits { max_key_bytes: 4096, max_value_bytes: 1_310_720, max_txn_ops: 128 }
     }
 }
 
@@ -125,10 +121,7 @@ impl Limits {
             if put_keys.windows(2).any(|w| w[0] == w[1]) {
                 return Err(invalid("duplicate key given in txn request"));
             }
-            if put_keys
-                .iter()
-                .any(|k| delete_ranges.iter().any(|r| r.contains(k)))
-            {
+            if put_keys.iter().any(|k| delete_ranges.iter().any(|r| r.contains(k))) {
                 return Err(invalid("duplicate key given in txn request"));
             }
         }
@@ -140,9 +133,7 @@ impl Limits {
         // etcd's MaxLeaseTTL.
         const MAX_LEASE_TTL: i64 = 9_000_000_000;
         if ttl_secs <= 0 || ttl_secs > MAX_LEASE_TTL {
-            return Err(invalid(format!(
-                "lease TTL {ttl_secs} is outside 1..={MAX_LEASE_TTL}"
-            )));
+            return Err(invalid(format!("lease TTL {ttl_secs} is outside 1..={MAX_LEASE_TTL}")));
         }
         Ok(())
     }
@@ -158,10 +149,7 @@ mod tests {
         let txn = TxnRequest::new()
             .and_then(TxnOp::Put(PutRequest::new("a/1", "x")))
             .and_then(TxnOp::Delete(DeleteRequest::prefix("a/")));
-        assert!(matches!(
-            Limits::default().check_txn(&txn),
-            Err(KvError::InvalidArgument(_))
-        ));
+        assert!(matches!(Limits::default().check_txn(&txn), Err(KvError::InvalidArgument(_))));
     }
 
     #[test]
@@ -176,10 +164,7 @@ mod tests {
     #[test]
     fn refuses_inverted_span_and_empty_key() {
         let limits = Limits::default();
-        let inverted = KeyRange::Span {
-            start: b"b".to_vec(),
-            end: b"a".to_vec(),
-        };
+        let inverted = KeyRange::Span { start: b"b".to_vec(), end: b"a".to_vec() };
         assert!(limits.check_range(&inverted).is_err());
         assert!(limits.check_range(&KeyRange::Key(Vec::new())).is_err());
         assert!(limits.check_range(&KeyRange::Prefix(Vec::new())).is_ok());

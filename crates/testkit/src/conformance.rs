@@ -67,25 +67,15 @@ macro_rules! conformance_tests {
 }
 
 async fn put(kv: &Kv, key: &str, value: &str) -> Revision {
-    kv.put(PutRequest::new(key, value))
-        .await
-        .expect("put")
-        .revision
+    kv.put(PutRequest::new(key, value)).await.expect("put").revision
 }
 
 async fn get(kv: &Kv, key: &str) -> Option<KeyValue> {
-    kv.range(RangeRequest::key(key))
-        .await
-        .expect("range")
-        .kvs
-        .pop()
+    kv.range(RangeRequest::key(key)).await.expect("range").kvs.pop()
 }
 
 async fn revision(kv: &Kv) -> Revision {
-    kv.range(RangeRequest::key("\0"))
-        .await
-        .expect("range")
-        .revision
+    kv.range(RangeRequest::key("\0")).await.expect("range").revision
 }
 
 /// Waits for the next batch of a watch, failing the test after [`EVENT_WAIT`].
@@ -97,11 +87,7 @@ pub async fn next_batch(stream: &mut WatchStream) -> Result<WatchBatch, KvError>
 }
 
 fn keys(batch: &WatchBatch) -> Vec<(EventKind, String)> {
-    batch
-        .events
-        .iter()
-        .map(|e| (e.kind, String::from_utf8_lossy(&e.kv.key).into_owned()))
-        .collect()
+    batch.events.iter().map(|e| (e.kind, String::from_utf8_lossy(&e.kv.key).into_owned())).collect()
 }
 
 /// A fresh store reports revision 1 and holds nothing.
@@ -117,10 +103,7 @@ pub async fn put_sets_revisions_and_versions(kv: Kv) {
     let r1 = put(&kv, "a", "1").await;
     assert_eq!(r1, 2);
     let a = get(&kv, "a").await.unwrap();
-    assert_eq!(
-        (a.create_revision, a.mod_revision, a.version, a.lease),
-        (r1, r1, 1, 0)
-    );
+    assert_eq!((a.create_revision, a.mod_revision, a.version, a.lease), (r1, r1, 1, 0));
     assert_eq!(a.value, b"1");
     let r2 = put(&kv, "a", "2").await;
     assert_eq!(r2, r1 + 1);
@@ -133,15 +116,9 @@ pub async fn put_sets_revisions_and_versions(kv: Kv) {
 
 /// A put asked for its previous value gets it; a first put gets none.
 pub async fn put_returns_prev_kv(kv: Kv) {
-    let first = kv
-        .put(PutRequest::new("k", "v1").with_prev_kv())
-        .await
-        .unwrap();
+    let first = kv.put(PutRequest::new("k", "v1").with_prev_kv()).await.unwrap();
     assert_eq!(first.prev_kv, None);
-    let second = kv
-        .put(PutRequest::new("k", "v2").with_prev_kv())
-        .await
-        .unwrap();
+    let second = kv.put(PutRequest::new("k", "v2").with_prev_kv()).await.unwrap();
     let prev = second.prev_kv.expect("prev kv");
     assert_eq!(prev.value, b"v1");
     assert_eq!(prev.mod_revision, first.revision);
@@ -164,39 +141,26 @@ pub async fn prefix_span_and_limit(kv: Kv) {
     }
     let a = kv.range(RangeRequest::prefix("a/")).await.unwrap();
     let names: Vec<_> = a.kvs.iter().map(|kv| kv.key.clone()).collect();
-    assert_eq!(
-        names,
-        vec![b"a/1".to_vec(), b"a/2".to_vec(), b"a/3".to_vec()]
-    );
+    assert_eq!(names, vec![b"a/1".to_vec(), b"a/2".to_vec(), b"a/3".to_vec()]);
     assert_eq!((a.count, a.more), (3, false));
 
-    let limited = kv
-        .range(RangeRequest::prefix("a/").with_limit(2))
-        .await
-        .unwrap();
+    let limited = kv.range(RangeRequest::prefix("a/").with_limit(2)).await.unwrap();
     assert_eq!(limited.kvs.len(), 2);
     assert_eq!((limited.count, limited.more), (3, true));
     assert_eq!(limited.kvs[1].key, b"a/2");
 
     let span = RangeRequest {
-        range: KeyRange::Span {
-            start: b"a/2".to_vec(),
-            end: b"b".to_vec(),
-        },
+        serializable: false,
+        range: KeyRange::Span { start: b"a/2".to_vec(), end: b"b".to_vec() },
         limit: 0,
     };
     let span = kv.range(span).await.unwrap();
     let names: Vec<_> = span.kvs.iter().map(|kv| kv.key.clone()).collect();
-    assert_eq!(
-        names,
-        vec![b"a/2".to_vec(), b"a/3".to_vec(), b"ab".to_vec()]
-    );
+    assert_eq!(names, vec![b"a/2".to_vec(), b"a/3".to_vec(), b"ab".to_vec()]);
 
     let empty_span = RangeRequest {
-        range: KeyRange::Span {
-            start: b"a/1".to_vec(),
-            end: b"a/1".to_vec(),
-        },
+        serializable: false,
+        range: KeyRange::Span { start: b"a/1".to_vec(), end: b"a/1".to_vec() },
         limit: 0,
     };
     assert_eq!(kv.range(empty_span).await.unwrap().count, 0);
@@ -222,16 +186,9 @@ pub async fn delete_key_prefix_and_nothing(kv: Kv) {
     let before = revision(&kv).await;
     let nothing = kv.delete(DeleteRequest::key("missing")).await.unwrap();
     assert_eq!((nothing.deleted, nothing.revision), (0, before));
-    assert_eq!(
-        revision(&kv).await,
-        before,
-        "deleting nothing must not take a revision"
-    );
+    assert_eq!(revision(&kv).await, before, "deleting nothing must not take a revision");
 
-    let prefix = kv
-        .delete(DeleteRequest::prefix("d/").with_prev_kv())
-        .await
-        .unwrap();
+    let prefix = kv.delete(DeleteRequest::prefix("d/").with_prev_kv()).await.unwrap();
     assert_eq!((prefix.deleted, prefix.revision), (2, before + 1));
     let gone: Vec<_> = prefix.prev_kvs.iter().map(|kv| kv.key.clone()).collect();
     assert_eq!(gone, vec![b"d/1".to_vec(), b"d/2".to_vec()]);
@@ -253,10 +210,7 @@ pub async fn deleted_key_is_recreated_at_version_one(kv: Kv) {
 }
 
 async fn txn_compare(kv: &Kv, compare: Compare) -> bool {
-    kv.txn(TxnRequest::new().when(compare))
-        .await
-        .expect("txn")
-        .succeeded
+    kv.txn(TxnRequest::new().when(compare)).await.expect("txn").succeeded
 }
 
 /// A missing key compares as version/revisions/lease 0; a value compare on it is
@@ -299,11 +253,7 @@ pub async fn compare_operators(kv: Kv) {
     ];
     for (op, target, expected) in cases {
         let compare = Compare::new("k", op, target.clone());
-        assert_eq!(
-            txn_compare(&kv, compare).await,
-            expected,
-            "{op:?} {target:?}"
-        );
+        assert_eq!(txn_compare(&kv, compare).await, expected, "{op:?} {target:?}");
     }
 }
 
@@ -311,15 +261,9 @@ pub async fn compare_operators(kv: Kv) {
 pub async fn txn_success_branch(kv: Kv) {
     let r = put(&kv, "owner", "unclaimed").await;
     let txn = TxnRequest::new()
-        .when(Compare::new(
-            "owner",
-            CompareOp::Equal,
-            CompareTarget::Value(b"unclaimed".to_vec()),
-        ))
+        .when(Compare::new("owner", CompareOp::Equal, CompareTarget::Value(b"unclaimed".to_vec())))
         .when(Compare::missing("lock"))
-        .and_then(TxnOp::Put(
-            PutRequest::new("owner", "swarm-a").with_prev_kv(),
-        ))
+        .and_then(TxnOp::Put(PutRequest::new("owner", "swarm-a").with_prev_kv()))
         .and_then(TxnOp::Put(PutRequest::new("audit/1", "claimed")))
         .and_then(TxnOp::Delete(DeleteRequest::key("nothing-here")))
         .or_else(TxnOp::Range(RangeRequest::key("owner")));
@@ -341,21 +285,14 @@ pub async fn txn_success_branch(kv: Kv) {
     let owner = get(&kv, "owner").await.unwrap();
     let audit = get(&kv, "audit/1").await.unwrap();
     assert_eq!(owner.value, b"swarm-a");
-    assert_eq!(
-        owner.mod_revision, audit.mod_revision,
-        "one txn, one revision"
-    );
+    assert_eq!(owner.mod_revision, audit.mod_revision, "one txn, one revision");
 }
 
 /// When a compare fails, the failure branch runs and the success branch does not.
 pub async fn txn_failure_branch(kv: Kv) {
     let r = put(&kv, "owner", "swarm-a").await;
     let txn = TxnRequest::new()
-        .when(Compare::new(
-            "owner",
-            CompareOp::Equal,
-            CompareTarget::Value(b"unclaimed".to_vec()),
-        ))
+        .when(Compare::new("owner", CompareOp::Equal, CompareTarget::Value(b"unclaimed".to_vec())))
         .and_then(TxnOp::Put(PutRequest::new("owner", "swarm-b")))
         .or_else(TxnOp::Range(RangeRequest::key("owner")));
     let resp = kv.txn(txn).await.unwrap();
@@ -401,46 +338,19 @@ pub async fn bad_input_is_refused_and_changes_nothing(kv: Kv) {
         Err(KvError::InvalidArgument(_)) => {}
         other => panic!("{what}: expected InvalidArgument, got {other:?}"),
     };
+    invalid(kv.put(PutRequest::new("", "v")).await.map(drop), "empty key");
+    invalid(kv.range(RangeRequest::key("")).await.map(drop), "empty key read");
+    invalid(kv.put(PutRequest::new(vec![b'k'; 5000], "v")).await.map(drop), "long key");
+    invalid(kv.put(PutRequest::new("k", vec![0u8; 2 << 20])).await.map(drop), "big value");
+    let inverted = KeyRange::Span { start: b"z".to_vec(), end: b"a".to_vec() };
     invalid(
-        kv.put(PutRequest::new("", "v")).await.map(drop),
-        "empty key",
-    );
-    invalid(
-        kv.range(RangeRequest::key("")).await.map(drop),
-        "empty key read",
-    );
-    invalid(
-        kv.put(PutRequest::new(vec![b'k'; 5000], "v"))
+        kv.range(RangeRequest { serializable: false, range: inverted.clone(), limit: 0 })
             .await
             .map(drop),
-        "long key",
-    );
-    invalid(
-        kv.put(PutRequest::new("k", vec![0u8; 2 << 20]))
-            .await
-            .map(drop),
-        "big value",
-    );
-    let inverted = KeyRange::Span {
-        start: b"z".to_vec(),
-        end: b"a".to_vec(),
-    };
-    invalid(
-        kv.range(RangeRequest {
-            range: inverted.clone(),
-            limit: 0,
-        })
-        .await
-        .map(drop),
         "inverted range",
     );
     invalid(
-        kv.delete(DeleteRequest {
-            range: inverted,
-            prev_kv: false,
-        })
-        .await
-        .map(drop),
+        kv.delete(DeleteRequest { range: inverted, prev_kv: false }).await.map(drop),
         "inverted delete",
     );
     let duplicate = TxnRequest::new()
@@ -449,12 +359,7 @@ pub async fn bad_input_is_refused_and_changes_nothing(kv: Kv) {
     invalid(kv.txn(duplicate).await.map(drop), "duplicate txn key");
     invalid(kv.lease_grant(0).await.map(drop), "zero TTL");
     invalid(kv.lease_grant(-5).await.map(drop), "negative TTL");
-    invalid(
-        kv.range(RangeRequest::key("k").with_limit(-1))
-            .await
-            .map(drop),
-        "negative limit",
-    );
+    invalid(kv.range(RangeRequest::key("k").with_limit(-1)).await.map(drop), "negative limit");
     match kv.compact(r + 100).await {
         Err(KvError::FutureRevision { .. }) => {}
         other => panic!("future compaction: expected FutureRevision, got {other:?}"),
@@ -469,29 +374,17 @@ pub async fn watch_from_a_past_revision_replays_then_follows(kv: Kv) {
     let r1 = put(&kv, "w/a", "1").await;
     let r2 = put(&kv, "w/b", "2").await;
     kv.delete(DeleteRequest::key("w/a")).await.unwrap();
-    let mut stream = kv
-        .watch(WatchRequest::prefix("w/").from_revision(r1))
-        .await
-        .unwrap();
+    let mut stream = kv.watch(WatchRequest::prefix("w/").from_revision(r1)).await.unwrap();
     let b1 = next_batch(&mut stream).await.unwrap();
-    assert_eq!(
-        (b1.revision, keys(&b1)),
-        (r1, vec![(EventKind::Put, "w/a".into())])
-    );
+    assert_eq!((b1.revision, keys(&b1)), (r1, vec![(EventKind::Put, "w/a".into())]));
     let b2 = next_batch(&mut stream).await.unwrap();
     assert_eq!(b2.revision, r2);
     let b3 = next_batch(&mut stream).await.unwrap();
-    assert_eq!(
-        (b3.revision, keys(&b3)),
-        (r2 + 1, vec![(EventKind::Delete, "w/a".into())])
-    );
+    assert_eq!((b3.revision, keys(&b3)), (r2 + 1, vec![(EventKind::Delete, "w/a".into())]));
     assert_eq!(b3.events[0].kv.mod_revision, r2 + 1);
     let r4 = put(&kv, "w/c", "3").await;
     let b4 = next_batch(&mut stream).await.unwrap();
-    assert_eq!(
-        (b4.revision, keys(&b4)),
-        (r4, vec![(EventKind::Put, "w/c".into())])
-    );
+    assert_eq!((b4.revision, keys(&b4)), (r4, vec![(EventKind::Put, "w/c".into())]));
     assert_eq!(b4.events[0].kv.value, b"3");
 }
 
@@ -504,48 +397,26 @@ pub async fn watch_from_now_filters_by_prefix_and_key(kv: Kv) {
     let r1 = put(&kv, "p/one", "1").await;
     let r2 = put(&kv, "p/two", "2").await;
     let first = next_batch(&mut prefix).await.unwrap();
-    assert_eq!(
-        (first.revision, keys(&first)),
-        (r1, vec![(EventKind::Put, "p/one".into())])
-    );
+    assert_eq!((first.revision, keys(&first)), (r1, vec![(EventKind::Put, "p/one".into())]));
     let second = next_batch(&mut prefix).await.unwrap();
     assert_eq!(second.revision, r2);
     let only = next_batch(&mut key).await.unwrap();
-    assert_eq!(
-        (only.revision, keys(&only)),
-        (r2, vec![(EventKind::Put, "p/two".into())])
-    );
+    assert_eq!((only.revision, keys(&only)), (r2, vec![(EventKind::Put, "p/two".into())]));
 }
 
 /// `prev_kv` is filled only when the watch asked for it.
 pub async fn watch_reports_prev_kv_only_when_asked(kv: Kv) {
     let r0 = put(&kv, "k", "old").await;
-    let mut with = kv
-        .watch(WatchRequest::key("k").with_prev_kv())
-        .await
-        .unwrap();
+    let mut with = kv.watch(WatchRequest::key("k").with_prev_kv()).await.unwrap();
     let mut without = kv.watch(WatchRequest::key("k")).await.unwrap();
     put(&kv, "k", "new").await;
     kv.delete(DeleteRequest::key("k")).await.unwrap();
     let put_event = next_batch(&mut with).await.unwrap();
-    let prev = put_event.events[0]
-        .prev_kv
-        .as_ref()
-        .expect("prev kv on put");
-    assert_eq!(
-        (prev.value.as_slice(), prev.mod_revision),
-        (&b"old"[..], r0)
-    );
+    let prev = put_event.events[0].prev_kv.as_ref().expect("prev kv on put");
+    assert_eq!((prev.value.as_slice(), prev.mod_revision), (&b"old"[..], r0));
     let delete_event = next_batch(&mut with).await.unwrap();
     assert_eq!(delete_event.events[0].kind, EventKind::Delete);
-    assert_eq!(
-        delete_event.events[0]
-            .prev_kv
-            .as_ref()
-            .expect("prev kv on delete")
-            .value,
-        b"new"
-    );
+    assert_eq!(delete_event.events[0].prev_kv.as_ref().expect("prev kv on delete").value, b"new");
     let plain = next_batch(&mut without).await.unwrap();
     assert_eq!(plain.events[0].prev_kv, None);
 }
@@ -572,18 +443,12 @@ pub async fn watch_from_a_compacted_revision_fails(kv: Kv) {
         revisions.push(put(&kv, "c/k", &i.to_string()).await);
     }
     kv.compact(revisions[2]).await.unwrap();
-    let mut old = kv
-        .watch(WatchRequest::prefix("c/").from_revision(revisions[1]))
-        .await
-        .unwrap();
+    let mut old = kv.watch(WatchRequest::prefix("c/").from_revision(revisions[1])).await.unwrap();
     match next_batch(&mut old).await {
         Err(KvError::Compacted { compact_revision }) => assert_eq!(compact_revision, revisions[2]),
         other => panic!("expected Compacted, got {other:?}"),
     }
-    let mut kept = kv
-        .watch(WatchRequest::prefix("c/").from_revision(revisions[2]))
-        .await
-        .unwrap();
+    let mut kept = kv.watch(WatchRequest::prefix("c/").from_revision(revisions[2])).await.unwrap();
     assert_eq!(next_batch(&mut kept).await.unwrap().revision, revisions[2]);
     assert_eq!(next_batch(&mut kept).await.unwrap().revision, revisions[3]);
 }
@@ -592,43 +457,22 @@ pub async fn watch_from_a_compacted_revision_fails(kv: Kv) {
 pub async fn compact_refuses_future_and_old_revisions(kv: Kv) {
     let r = put(&kv, "k", "1").await;
     put(&kv, "k", "2").await;
-    assert!(matches!(
-        kv.compact(r + 10).await,
-        Err(KvError::FutureRevision { .. })
-    ));
+    assert!(matches!(kv.compact(r + 10).await, Err(KvError::FutureRevision { .. })));
     kv.compact(r).await.unwrap();
-    assert!(matches!(
-        kv.compact(r).await,
-        Err(KvError::Compacted { .. })
-    ));
-    assert!(matches!(
-        kv.compact(r - 1).await,
-        Err(KvError::Compacted { .. })
-    ));
-    assert_eq!(
-        get(&kv, "k").await.unwrap().value,
-        b"2",
-        "compaction keeps current keys"
-    );
+    assert!(matches!(kv.compact(r).await, Err(KvError::Compacted { .. })));
+    assert!(matches!(kv.compact(r - 1).await, Err(KvError::Compacted { .. })));
+    assert_eq!(get(&kv, "k").await.unwrap().value, b"2", "compaction keeps current keys");
 }
 
 /// Revoking a lease deletes every key on it in one revision, seen by watchers.
 pub async fn lease_revoke_deletes_its_keys_in_one_revision(kv: Kv) {
     let lease = kv.lease_grant(60).await.unwrap();
     assert!(lease.ttl >= 60);
-    kv.put(PutRequest::new("l/1", "a").with_lease(lease.id))
-        .await
-        .unwrap();
-    kv.put(PutRequest::new("l/2", "b").with_lease(lease.id))
-        .await
-        .unwrap();
+    kv.put(PutRequest::new("l/1", "a").with_lease(lease.id)).await.unwrap();
+    kv.put(PutRequest::new("l/2", "b").with_lease(lease.id)).await.unwrap();
     put(&kv, "l/3", "no lease").await;
     assert_eq!(get(&kv, "l/1").await.unwrap().lease, lease.id);
-    let status = kv
-        .lease_time_to_live(lease.id)
-        .await
-        .unwrap()
-        .expect("live lease");
+    let status = kv.lease_time_to_live(lease.id).await.unwrap().expect("live lease");
     assert_eq!(status.keys, vec![b"l/1".to_vec(), b"l/2".to_vec()]);
     assert_eq!(status.granted_ttl, lease.ttl);
     assert!(status.remaining_ttl <= lease.ttl && status.remaining_ttl > 0);
@@ -639,10 +483,7 @@ pub async fn lease_revoke_deletes_its_keys_in_one_revision(kv: Kv) {
     assert_eq!(batch.revision, r);
     assert_eq!(
         keys(&batch),
-        vec![
-            (EventKind::Delete, "l/1".into()),
-            (EventKind::Delete, "l/2".into())
-        ]
+        vec![(EventKind::Delete, "l/1".into()), (EventKind::Delete, "l/2".into())]
     );
     assert!(get(&kv, "l/1").await.is_none());
     assert!(get(&kv, "l/3").await.is_some());
@@ -650,23 +491,15 @@ pub async fn lease_revoke_deletes_its_keys_in_one_revision(kv: Kv) {
     assert!(
         matches!(kv.lease_keep_alive(lease.id).await, Err(KvError::LeaseNotFound(id)) if id == lease.id)
     );
-    assert!(matches!(
-        kv.lease_revoke(lease.id).await,
-        Err(KvError::LeaseNotFound(_))
-    ));
+    assert!(matches!(kv.lease_revoke(lease.id).await, Err(KvError::LeaseNotFound(_))));
 }
 
 /// A lease nobody keeps alive expires and takes its keys with it.
 pub async fn lease_expiry_deletes_its_keys(kv: Kv) {
     let lease = kv.lease_grant(1).await.unwrap();
     let mut stream = kv.watch(WatchRequest::key("ephemeral")).await.unwrap();
-    kv.put(PutRequest::new("ephemeral", "v").with_lease(lease.id))
-        .await
-        .unwrap();
-    assert_eq!(
-        next_batch(&mut stream).await.unwrap().events[0].kind,
-        EventKind::Put
-    );
+    kv.put(PutRequest::new("ephemeral", "v").with_lease(lease.id)).await.unwrap();
+    assert_eq!(next_batch(&mut stream).await.unwrap().events[0].kind, EventKind::Put);
     let gone = next_batch(&mut stream).await.unwrap();
     assert_eq!(keys(&gone), vec![(EventKind::Delete, "ephemeral".into())]);
     assert!(get(&kv, "ephemeral").await.is_none());
@@ -676,19 +509,14 @@ pub async fn lease_expiry_deletes_its_keys(kv: Kv) {
 /// Keep-alives hold a short lease (and its key) past its TTL.
 pub async fn lease_keep_alive_keeps_keys(kv: Kv) {
     let lease = kv.lease_grant(2).await.unwrap();
-    kv.put(PutRequest::new("held", "v").with_lease(lease.id))
-        .await
-        .unwrap();
+    kv.put(PutRequest::new("held", "v").with_lease(lease.id)).await.unwrap();
     let until = tokio::time::Instant::now() + Duration::from_secs(4);
     while tokio::time::Instant::now() < until {
         let ttl = kv.lease_keep_alive(lease.id).await.unwrap();
         assert_eq!(ttl, lease.ttl);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert!(
-        get(&kv, "held").await.is_some(),
-        "kept-alive lease lost its key"
-    );
+    assert!(get(&kv, "held").await.is_some(), "kept-alive lease lost its key");
     kv.lease_revoke(lease.id).await.unwrap();
 }
 
@@ -705,23 +533,15 @@ pub async fn unknown_lease_is_refused(kv: Kv) {
         .and_then(TxnOp::Put(PutRequest::new("b", "v").with_lease(missing)));
     assert!(matches!(kv.txn(txn).await, Err(KvError::LeaseNotFound(_))));
     assert_eq!(revision(&kv).await, r);
-    assert!(
-        get(&kv, "a").await.is_none(),
-        "a refused txn writes nothing"
-    );
-    assert!(matches!(
-        kv.lease_keep_alive(missing).await,
-        Err(KvError::LeaseNotFound(_))
-    ));
+    assert!(get(&kv, "a").await.is_none(), "a refused txn writes nothing");
+    assert!(matches!(kv.lease_keep_alive(missing).await, Err(KvError::LeaseNotFound(_))));
     assert_eq!(kv.lease_time_to_live(missing).await.unwrap(), None);
 }
 
 /// A put without a lease detaches the key from its old lease.
 pub async fn put_without_lease_detaches_the_key(kv: Kv) {
     let lease = kv.lease_grant(60).await.unwrap();
-    kv.put(PutRequest::new("k", "1").with_lease(lease.id))
-        .await
-        .unwrap();
+    kv.put(PutRequest::new("k", "1").with_lease(lease.id)).await.unwrap();
     put(&kv, "k", "2").await;
     assert_eq!(get(&kv, "k").await.unwrap().lease, 0);
     let status = kv.lease_time_to_live(lease.id).await.unwrap().unwrap();
@@ -756,10 +576,8 @@ pub async fn concurrent_compare_and_swap_counts_exactly(kv: Kv) {
     for task in tasks {
         won += task.await.unwrap();
     }
-    let value: u64 = String::from_utf8(get(&kv, "counter").await.unwrap().value)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let value: u64 =
+        String::from_utf8(get(&kv, "counter").await.unwrap().value).unwrap().parse().unwrap();
     assert!(won > 0);
     assert_eq!(value, won);
 }
@@ -770,20 +588,14 @@ pub async fn many_watchers_see_the_same_history(kv: Kv) {
     let start = revision(&kv).await + 1;
     let mut streams = Vec::new();
     for _ in 0..8 {
-        streams.push(
-            kv.watch(WatchRequest::prefix("h/").from_revision(start))
-                .await
-                .unwrap(),
-        );
+        streams.push(kv.watch(WatchRequest::prefix("h/").from_revision(start)).await.unwrap());
     }
     let mut writers = Vec::new();
     for w in 0..4 {
         let kv = kv.clone();
         writers.push(tokio::spawn(async move {
             for i in 0..25 {
-                kv.put(PutRequest::new(format!("h/{w}"), i.to_string()))
-                    .await
-                    .unwrap();
+                kv.put(PutRequest::new(format!("h/{w}"), i.to_string())).await.unwrap();
             }
         }));
     }

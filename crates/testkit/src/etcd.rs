@@ -79,10 +79,7 @@ impl EtcdProcess {
         let log = std::fs::File::create(&self.log).expect("etcd log file");
         let child = Command::new("etcd")
             .arg("--name=test")
-            .arg(format!(
-                "--data-dir={}",
-                self.data.path().join("member").display()
-            ))
+            .arg(format!("--data-dir={}", self.data.path().join("member").display()))
             .arg(format!("--listen-client-urls={client}"))
             .arg(format!("--advertise-client-urls={client}"))
             .arg(format!("--listen-peer-urls={peer}"))
@@ -121,10 +118,7 @@ impl EtcdProcess {
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                panic!(
-                    "etcd at {} did not become ready in 30 s:\n{log}",
-                    self.endpoint()
-                );
+                panic!("etcd at {} did not become ready in 30 s:\n{log}", self.endpoint());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

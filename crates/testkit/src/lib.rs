@@ -45,22 +45,12 @@ impl TestStore {
                 let dir = tempfile::tempdir().expect("temporary directory");
                 let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default())
                     .expect("open the embedded store");
-                TestStore {
-                    store: Arc::new(store),
-                    backend,
-                    etcd: None,
-                    dir: Some(dir),
-                }
+                TestStore { store: Arc::new(store), backend, etcd: None, dir: Some(dir) }
             }
             Backend::Etcd => {
                 let etcd = EtcdProcess::start().await;
                 let store = etcd.connect().await;
-                TestStore {
-                    store: Arc::new(store),
-                    backend,
-                    etcd: Some(etcd),
-                    dir: None,
-                }
+                TestStore { store: Arc::new(store), backend, etcd: Some(etcd), dir: None }
             }
         }
     }

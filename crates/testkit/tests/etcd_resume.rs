@@ -42,18 +42,9 @@ async fn watch_resumes_after_etcd_restart_without_loss_or_repeat() {
     }
     while seen.len() < 10 {
         let batch = tokio::time::timeout(Duration::from_secs(30), stream.next()).await;
-        seen.push(
-            batch
-                .expect("event after restart")
-                .unwrap()
-                .unwrap()
-                .revision,
-        );
+        seen.push(batch.expect("event after restart").unwrap().unwrap().revision);
     }
-    assert_eq!(
-        seen, written,
-        "every revision once, in order, across the restart"
-    );
+    assert_eq!(seen, written, "every revision once, in order, across the restart");
     // Nothing more is pending: no repeats arrive later.
     let extra = tokio::time::timeout(Duration::from_millis(500), stream.next()).await;
     assert!(extra.is_err(), "unexpected extra event {extra:?}");

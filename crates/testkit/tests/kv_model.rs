@@ -27,20 +27,9 @@ enum Range {
 
 #[derive(Clone, Debug)]
 enum SimpleOp {
-    Put {
-        key: u8,
-        value: u8,
-        lease: Option<usize>,
-        prev: bool,
-    },
-    Delete {
-        range: Range,
-        prev: bool,
-    },
-    Read {
-        range: Range,
-        limit: u8,
-    },
+    Put { key: u8, value: u8, lease: Option<usize>, prev: bool },
+    Delete { range: Range, prev: bool },
+    Read { range: Range, limit: u8 },
 }
 
 #[derive(Clone, Debug)]
@@ -55,11 +44,7 @@ enum Target {
 #[derive(Clone, Debug)]
 enum Op {
     Simple(SimpleOp),
-    Txn {
-        compares: Vec<(u8, u8, Target)>,
-        success: Vec<SimpleOp>,
-        failure: Vec<SimpleOp>,
-    },
+    Txn { compares: Vec<(u8, u8, Target)>, success: Vec<SimpleOp>, failure: Vec<SimpleOp> },
     Grant,
     Revoke(usize),
 }
@@ -122,10 +107,7 @@ impl Builder<'_> {
         match r {
             Range::Key(k) => KeyRange::Key(self.key(*k)),
             Range::Prefix => KeyRange::Prefix(self.prefix.as_bytes().to_vec()),
-            Range::Span(a, b) => KeyRange::Span {
-                start: self.key(*a),
-                end: self.key(*b),
-            },
+            Range::Span(a, b) => KeyRange::Span { start: self.key(*a), end: self.key(*b) },
         }
     }
 
@@ -135,22 +117,17 @@ impl Builder<'_> {
 
     fn op(&self, op: &SimpleOp) -> TxnOp {
         match op {
-            SimpleOp::Put {
-                key,
-                value,
-                lease,
-                prev,
-            } => TxnOp::Put(PutRequest {
+            SimpleOp::Put { key, value, lease, prev } => TxnOp::Put(PutRequest {
                 key: self.key(*key),
                 value: format!("v{value}").into_bytes(),
                 lease: self.lease(*lease),
                 prev_kv: *prev,
             }),
-            SimpleOp::Delete { range, prev } => TxnOp::Delete(DeleteRequest {
-                range: self.range(range),
-                prev_kv: *prev,
-            }),
+            SimpleOp::Delete { range, prev } => {
+                TxnOp::Delete(DeleteRequest { range: self.range(range), prev_kv: *prev })
+            }
             SimpleOp::Read { range, limit } => TxnOp::Range(RangeRequest {
+                serializable: false,
                 range: self.range(range),
                 limit: i64::from(*limit),
             }),
@@ -166,12 +143,9 @@ impl Builder<'_> {
         let compares = compares
             .iter()
             .map(|(key, op, target)| {
-                let op = [
-                    CompareOp::Equal,
-                    CompareOp::NotEqual,
-                    CompareOp::Less,
-                    CompareOp::Greater,
-                ][*op as usize];
+                let op =
+                    [CompareOp::Equal, CompareOp::NotEqual, CompareOp::Less, CompareOp::Greater]
+                        [*op as usize];
                 let target = match target {
                     Target::Value(v) => CompareTarget::Value(format!("v{v}").into_bytes()),
                     Target::Version(v) => CompareTarget::Version(i64::from(*v)),
@@ -226,16 +200,8 @@ async fn run_case(kv: &dyn KvStore, case: usize, ops: &[Op]) -> Result<(), TestC
     let mut ids: HashMap<LeaseId, LeaseId> = HashMap::new();
 
     for (step, op) in ops.iter().enumerate() {
-        let on_model = Builder {
-            prefix: &prefix,
-            base,
-            leases: &model_leases,
-        };
-        let on_real = Builder {
-            prefix: &prefix,
-            base,
-            leases: &real_leases,
-        };
+        let on_model = Builder { prefix: &prefix, base, leases: &model_leases };
+        let on_real = Builder { prefix: &prefix, base, leases: &real_leases };
         match op {
             Op::Grant => {
                 let real = kv.lease_grant(600).await.unwrap();
@@ -253,14 +219,9 @@ async fn run_case(kv: &dyn KvStore, case: usize, ops: &[Op]) -> Result<(), TestC
                 prop_assert_eq!(got, expected, "step {}: revoke", step);
             }
             Op::Simple(simple) => {
-                let expected = model.txn(&TxnRequest {
-                    success: vec![on_model.op(simple)],
-                    ..Default::default()
-                });
-                let txn = TxnRequest {
-                    success: vec![on_real.op(simple)],
-                    ..Default::default()
-                };
+                let expected = model
+                    .txn(&TxnRequest { success: vec![on_model.op(simple)], ..Default::default() });
+                let txn = TxnRequest { success: vec![on_real.op(simple)], ..Default::default() };
                 let mut got = kv.txn(txn).await;
                 if let Ok(resp) = &mut got {
                     map_txn(resp, &ids);
@@ -273,11 +234,7 @@ async fn run_case(kv: &dyn KvStore, case: usize, ops: &[Op]) -> Result<(), TestC
                     simple
                 );
             }
-            Op::Txn {
-                compares,
-                success,
-                failure,
-            } => {
+            Op::Txn { compares, success, failure } => {
                 let expected = model.txn(&on_model.txn(compares, success, failure));
                 let mut got = kv.txn(on_real.txn(compares, success, failure)).await;
                 if let Ok(resp) = &mut got {
@@ -297,15 +254,9 @@ async fn run_case(kv: &dyn KvStore, case: usize, ops: &[Op]) -> Result<(), TestC
     }
 
     // The whole key space of the case, and every lease's keys, agree.
-    let mut stored = kv
-        .range(RangeRequest::prefix(prefix.as_str()))
-        .await
-        .unwrap();
+    let mut stored = kv.range(RangeRequest::prefix(prefix.as_str())).await.unwrap();
     stored.kvs.iter_mut().for_each(|kv| map_kv(kv, &ids));
-    prop_assert_eq!(
-        stored,
-        model.range(&RangeRequest::prefix(prefix.as_str())).unwrap()
-    );
+    prop_assert_eq!(stored, model.range(&RangeRequest::prefix(prefix.as_str())).unwrap());
     for (m, r) in model_leases.iter().zip(&real_leases) {
         let real = kv.lease_time_to_live(*r).await.unwrap().map(|s| s.keys);
         prop_assert_eq!(real, model.lease_keys(*m), "keys of lease {}", m);
@@ -323,10 +274,8 @@ async fn run_case(kv: &dyn KvStore, case: usize, ops: &[Op]) -> Result<(), TestC
         })
         .collect();
     if let Some(last) = expected.last().map(|b| b.revision) {
-        let mut stream = kv
-            .watch(WatchRequest::prefix(prefix.as_str()).from_revision(base + 1))
-            .await
-            .unwrap();
+        let mut stream =
+            kv.watch(WatchRequest::prefix(prefix.as_str()).from_revision(base + 1)).await.unwrap();
         let mut got = Vec::new();
         while got.last().map(|b: &WatchBatch| b.revision) != Some(last) {
             let mut batch = tokio::time::timeout(Duration::from_secs(15), stream.next())
@@ -334,10 +283,7 @@ async fn run_case(kv: &dyn KvStore, case: usize, ops: &[Op]) -> Result<(), TestC
                 .expect("history within the wait")
                 .expect("stream open")
                 .expect("no watch error");
-            batch
-                .events
-                .iter_mut()
-                .for_each(|e| map_kv(&mut e.kv, &ids));
+            batch.events.iter_mut().for_each(|e| map_kv(&mut e.kv, &ids));
             got.push(batch);
         }
         prop_assert_eq!(got, expected);
@@ -349,18 +295,12 @@ async fn run_case(kv: &dyn KvStore, case: usize, ops: &[Op]) -> Result<(), TestC
 }
 
 fn check(backend: Backend, cases: u32) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let store = runtime.block_on(TestStore::start(backend));
     let kv = store.kv();
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner =
+        TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
     let case = std::sync::atomic::AtomicUsize::new(0);
     let result = runner.run(&proptest::collection::vec(op(), 1..24), |ops| {
         let case = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
