@@ -8,11 +8,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ifc_api::{Claim, ClaimOutcome, SwarmStats, TaskPage, WitnessQuery};
 use ifc_kv::{
     Compare, CompareOp, CompareTarget, DeleteRequest, KeyRange, KeyValue, KvError, KvStore,
     LeaseId, PutRequest, RangeRequest, Revision, TxnOp, TxnOpResponse, TxnRequest, prefix_end,
 };
-use serde::Serialize;
 use serde_json::json;
 
 use crate::codec::{decode, encode};
@@ -30,80 +30,6 @@ pub type WitnessLogger = Arc<dyn Fn(&WitnessRecord) + Send + Sync>;
 
 /// How many times an operation re-reads after losing a compare-and-swap.
 const MAX_CAS_ROUNDS: usize = 16;
-
-/// A won claim.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Claim {
-    /// The task, as it now stands.
-    pub task: TaskRecord,
-    /// The fencing token: carry it on renew, complete and fail.
-    pub token: Revision,
-    /// The claim lapses no earlier than this (ms since the epoch) unless renewed.
-    pub deadline_ms: i64,
-}
-
-/// The answer to a claim: a win, or why not (none of these is an error; the
-/// seed's `claim_task` answers `False`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum ClaimOutcome {
-    /// This swarm holds the task now.
-    Claimed(Box<Claim>),
-    /// Another swarm holds it.
-    AlreadyClaimed {
-        /// Who.
-        owner: String,
-    },
-    /// It is completed, dead or cancelled.
-    Finished {
-        /// Which.
-        state: TaskState,
-    },
-    /// It failed recently and waits out its retry backoff.
-    BackingOff {
-        /// Claimable from this time (ms since the epoch).
-        ready_at_ms: i64,
-    },
-}
-
-/// A swarm's statistics, computed from the store (every node answers the same).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SwarmStats {
-    /// The swarm's record.
-    pub swarm: SwarmRecord,
-    /// Tasks it holds now.
-    pub current_claims: Vec<String>,
-    /// Claims won over its life.
-    pub tasks_claimed: i64,
-    /// Tasks completed.
-    pub task_count: i64,
-    /// Tasks failed.
-    pub tasks_failed: i64,
-    /// Seconds since it first registered.
-    pub uptime_seconds: i64,
-}
-
-/// One page of tasks.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct TaskPage {
-    /// The tasks, by id.
-    pub tasks: Vec<TaskView>,
-    /// Pass as `after` for the next page; `None` at the end.
-    pub next_after: Option<String>,
-}
-
-/// What to select from the witness log.
-#[derive(Clone, Debug, Default)]
-pub struct WitnessQuery {
-    /// Only this task's records.
-    pub task_id: Option<String>,
-    /// Only records naming this swarm (as actor or subject).
-    pub swarm_id: Option<String>,
-    /// Only records at or after this time (ms since the epoch).
-    pub from_ms: Option<i64>,
-    /// Only records before this time.
-    pub to_ms: Option<i64>,
-}
 
 /// What a write reads first.
 struct Snapshot {
@@ -273,7 +199,7 @@ impl Coordinator {
         }
         Ok(Some(SwarmStats {
             uptime_seconds: (now_ms() - swarm.registered_at_ms).max(0) / 1000,
-            swarm,
+            swarm: swarm.public(),
             current_claims,
             tasks_claimed: count(Counter::Claimed),
             task_count: count(Counter::Completed),

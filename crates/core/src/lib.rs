@@ -17,10 +17,9 @@ pub mod task;
 pub mod validate;
 pub mod witness;
 
-pub use coordinator::{
-    Claim, ClaimOutcome, Coordinator, SwarmStats, TaskPage, WitnessLogger, WitnessQuery, capset_id,
-};
+pub use coordinator::{Coordinator, WitnessLogger, capset_id};
 pub use error::CoreError;
+pub use ifc_api::{Claim, ClaimOutcome, Swarm, SwarmStats, TaskPage, WitnessQuery};
 pub use reaper::Reaper;
 pub use swarm::{SwarmRecord, SwarmRegistry, SwarmSession};
 pub use task::{Attempt, AttemptOutcome, NewTask, TaskRecord, TaskState, TaskView};

@@ -37,6 +37,18 @@ pub struct SwarmRecord {
     pub token_sha256: String,
 }
 
+impl SwarmRecord {
+    /// The record as the API shows it (without the token hash and lease).
+    pub fn public(&self) -> ifc_api::Swarm {
+        ifc_api::Swarm {
+            swarm_id: self.swarm_id.clone(),
+            capabilities: self.capabilities.clone(),
+            metadata: self.metadata.clone(),
+            registered_at_ms: self.registered_at_ms,
+        }
+    }
+}
+
 /// What a successful registration hands the swarm.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SwarmSession {

@@ -13,49 +13,13 @@ use ifc_kv::{KeyValue, PutRequest, TxnOp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use ifc_api::{Tampering, WitnessRecord};
+
 use crate::CoreError;
 use crate::keys::Keys;
 
 /// The hash that precedes a chain's first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// One audit record.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WitnessRecord {
-    /// The chain: `task/<id>` or `swarm/<id>`.
-    pub chain: String,
-    /// Position in the chain, from 1.
-    pub seq: u64,
-    /// What happened: `task_created`, `task_claimed`, `task_completed`, …
-    pub op: String,
-    /// Who did it: a swarm id, `orchestrator`, or `coordinator` (lease-driven).
-    pub actor: String,
-    /// The task concerned, if any.
-    pub task_id: Option<String>,
-    /// The swarm concerned, if any.
-    pub swarm_id: Option<String>,
-    /// The fencing token the operation carried or ended. For `task_claimed` the
-    /// stored record has none (the token is the claim's revision, unknown until
-    /// commit); the logger and queries fill it in from the record's revision.
-    pub token: Option<i64>,
-    /// The outcome, e.g. the task's new state.
-    pub outcome: String,
-    /// Details (result size, error text, …).
-    pub detail: serde_json::Value,
-    /// Wall-clock time of the write, ms since the epoch.
-    pub at_ms: i64,
-    /// The previous record's hash ([`GENESIS`] for the first).
-    pub prev_hash: String,
-    /// This record's hash.
-    pub hash: String,
-    /// The store revision that committed it (from the store, not hashed).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub revision: i64,
-}
-
-fn is_zero(v: &i64) -> bool {
-    *v == 0
-}
 
 /// A chain's head as stored.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,17 +111,6 @@ impl Entry {
         ];
         Ok((record, ops))
     }
-}
-
-/// A problem [`verify`] found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Tampering {
-    /// The chain.
-    pub chain: String,
-    /// The sequence number where it shows (the head's, for a removed tail).
-    pub seq: u64,
-    /// What is wrong.
-    pub problem: String,
 }
 
 /// Checks one chain: its records in key order, and its stored head.

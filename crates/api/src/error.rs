@@ -1,0 +1,83 @@
+//! The one error shape of the API, `{"code": "...", "message": "..."}`, and its
+//! stable codes. The server maps every failure to one of these (once, at the
+//! edge); the client turns them back into typed errors.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Stable error codes. New codes may be added; existing ones never change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// A field is malformed (400).
+    InvalidArgument,
+    /// The body is not valid JSON (400).
+    MalformedJson,
+    /// The body is JSON of the wrong shape (422).
+    InvalidBody,
+    /// No or wrong bearer token (401).
+    Unauthorized,
+    /// The token is valid but not for this operation (403).
+    Forbidden,
+    /// The swarm lacks the task's required capabilities (403).
+    Incapable,
+    /// No such route (404).
+    NotFound,
+    /// No such task (404).
+    TaskNotFound,
+    /// The swarm is not registered (404).
+    SwarmNotRegistered,
+    /// The operation conflicts with the current state (409).
+    Conflict,
+    /// The claim token is stale: the claim lapsed or was replaced (409).
+    Fenced,
+    /// Another swarm holds the task (409).
+    NotOwner,
+    /// The body is too large (413).
+    PayloadTooLarge,
+    /// The body is not `application/json` (415).
+    UnsupportedMediaType,
+    /// The swarm limit is reached (429).
+    TooManySwarms,
+    /// The store cannot be reached; retry (503).
+    Unavailable,
+    /// Anything else (500); the message carries no internals.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status this code is sent with.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidArgument | ErrorCode::MalformedJson => 400,
+            ErrorCode::InvalidBody => 422,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden | ErrorCode::Incapable => 403,
+            ErrorCode::NotFound | ErrorCode::TaskNotFound | ErrorCode::SwarmNotRegistered => 404,
+            ErrorCode::Conflict | ErrorCode::Fenced | ErrorCode::NotOwner => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::TooManySwarms => 429,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// The error body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ApiError {
+    /// What went wrong, for programs.
+    pub code: ErrorCode,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with this code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into() }
+    }
+}
