@@ -28,6 +28,8 @@ pub enum ErrorCode {
     TaskNotFound,
     /// The swarm is not registered (404).
     SwarmNotRegistered,
+    /// The route exists but not with this method (405).
+    MethodNotAllowed,
     /// The operation conflicts with the current state (409).
     Conflict,
     /// The claim token is stale: the claim lapsed or was replaced (409).
@@ -55,6 +57,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden | ErrorCode::Incapable => 403,
             ErrorCode::NotFound | ErrorCode::TaskNotFound | ErrorCode::SwarmNotRegistered => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict | ErrorCode::Fenced | ErrorCode::NotOwner => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -67,7 +70,7 @@ impl ErrorCode {
 
 /// The error body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, thiserror::Error)]
-#[error("{code:?}: {message}")]
+#[error("{message}")]
 pub struct ApiError {
     /// What went wrong, for programs.
     pub code: ErrorCode,

@@ -1,170 +1,71 @@
-//! `ifc`: the IF.coordinator binary.
-//!
-//! Today it opens a store (the embedded default, or etcd with `--etcd`) and works
-//! on it directly: `ifc store status`, `ifc kv get|put|del|watch`. The service
-//! (`ifc serve`), the coordinator CLI and the benchmark land with their issues.
+//! `ifc`: the IF.coordinator binary — the service (`ifc serve`), the CLI that
+//! talks to it, and store tools for debugging (`ifc kv`, `ifc store`).
+
+mod cli;
+mod serve;
+mod store;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use futures::StreamExt;
-use ifc_kv::{DeleteRequest, EventKind, KvStore, PutRequest, RangeRequest, WatchRequest};
-use ifc_kv_embedded::{EmbeddedOptions, EmbeddedStore};
 
 #[derive(Parser)]
-#[command(name = "ifc", version, about = "IF.coordinator: coordination for fleets of agent swarms")]
+#[command(
+    name = "ifc",
+    version,
+    about = "IF.coordinator: coordination for fleets of agent swarms",
+    long_about = "IF.coordinator: swarms register with capabilities, claim tasks atomically, \
+                  complete or fail them; every change is witnessed in a tamper-evident log.\n\n\
+                  Start a server with `ifc serve`, then drive it with the other commands."
+)]
 struct Cli {
-    /// Data directory of the embedded store.
-    #[arg(long, env = "IFC_DATA_DIR", default_value = "./ifc-data", global = true)]
-    data_dir: PathBuf,
-    /// etcd endpoints, comma-separated (needs a build with `--features etcd`).
-    #[arg(long, env = "IFC_ETCD", global = true)]
-    etcd: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Where the local data lives (the embedded store and the admin token).
+#[derive(clap::Args, Clone, Debug)]
+pub struct DataDir {
+    /// Data directory: the embedded store and the generated admin token.
+    #[arg(long, env = "IFC_DATA_DIR", default_value = "./ifc-data", global = true)]
+    pub data_dir: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Opens the store and reports its revision and size.
+    /// Runs the coordinator service.
+    ///
+    /// Example: `ifc serve` (embedded store in ./ifc-data, listening on 127.0.0.1:7400)
+    Serve(serve::ServeArgs),
+    /// Tasks: create, claim, complete, fail, inspect.
+    Task(cli::TaskCommand),
+    /// Swarms: register, list, stats, heartbeat, unregister.
+    Swarm(cli::SwarmCommand),
+    /// The witness log: list, export, verify.
+    Witness(cli::WitnessCommand),
+    /// Opens the store directly and reports it (not while a server holds it).
     ///
     /// Example: `ifc store status --data-dir ./ifc-data`
-    Store {
-        #[command(subcommand)]
-        command: StoreCommand,
-    },
-    /// Raw key-value access, for debugging.
+    Store(store::StoreArgs),
+    /// Raw key-value access to the store, for debugging.
     ///
-    /// Example: `ifc kv put greeting hello && ifc kv get greeting`
-    Kv {
-        #[command(subcommand)]
-        command: KvCommand,
-    },
+    /// Example: `ifc kv get ifc/ --prefix`
+    Kv(store::KvArgs),
 }
 
-#[derive(Subcommand)]
-enum StoreCommand {
-    /// Opens the store (creating an embedded one if needed) and prints its state.
-    Status,
-}
-
-#[derive(Subcommand)]
-enum KvCommand {
-    /// Prints a key, or every key under a prefix with `--prefix`.
-    Get {
-        key: String,
-        #[arg(long)]
-        prefix: bool,
-    },
-    /// Writes a key.
-    Put { key: String, value: String },
-    /// Deletes a key, or a prefix with `--prefix`.
-    Del {
-        key: String,
-        #[arg(long)]
-        prefix: bool,
-    },
-    /// Prints changes under a prefix as they happen (Ctrl-C to stop).
-    Watch {
-        prefix: String,
-        /// Start from this revision (0: from now).
-        #[arg(long, default_value_t = 0)]
-        from: i64,
-    },
-}
-
-async fn open(cli: &Cli) -> Result<(Arc<dyn KvStore>, String)> {
-    if let Some(endpoints) = &cli.etcd {
-        return open_etcd(endpoints).await;
-    }
-    let store = EmbeddedStore::open(&cli.data_dir, EmbeddedOptions::default())
-        .with_context(|| format!("opening the embedded store in {}", cli.data_dir.display()))?;
-    Ok((Arc::new(store), format!("embedded store in {}", cli.data_dir.display())))
-}
-
-#[cfg(feature = "etcd")]
-async fn open_etcd(endpoints: &str) -> Result<(Arc<dyn KvStore>, String)> {
-    let endpoints: Vec<String> = endpoints.split(',').map(str::to_string).collect();
-    let store = ifc_kv_etcd::EtcdStore::connect(ifc_kv_etcd::EtcdOptions::new(endpoints.clone()))
-        .await
-        .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?;
-    Ok((Arc::new(store), format!("etcd at {}", endpoints.join(","))))
-}
-
-#[cfg(not(feature = "etcd"))]
-async fn open_etcd(_: &str) -> Result<(Arc<dyn KvStore>, String)> {
-    anyhow::bail!("this ifc was built without etcd support: rebuild with `--features etcd`")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let cli = Cli::parse();
-    let (store, name) = open(&cli).await?;
-    match &cli.command {
-        Command::Store { command: StoreCommand::Status } => {
-            let all = store.range(RangeRequest::prefix("").with_limit(1)).await?;
-            println!("{name}: revision {}, {} keys", all.revision, all.count);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let code = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await.map(|()| 0),
+            Command::Task(command) => cli::task(command).await,
+            Command::Swarm(command) => cli::swarm(command).await,
+            Command::Witness(command) => cli::witness(command).await,
+            Command::Store(args) => store::status(args).await.map(|()| 0),
+            Command::Kv(args) => store::kv(args).await.map(|()| 0),
         }
-        Command::Kv { command } => match command {
-            KvCommand::Get { key, prefix } => {
-                let req = if *prefix {
-                    RangeRequest::prefix(key.as_str())
-                } else {
-                    RangeRequest::key(key.as_str())
-                };
-                let resp = store.range(req).await?;
-                if resp.kvs.is_empty() {
-                    anyhow::bail!("{key}: not found (revision {})", resp.revision);
-                }
-                for kv in resp.kvs {
-                    println!(
-                        "{}\t{}\t(mod {}, version {})",
-                        text(&kv.key),
-                        text(&kv.value),
-                        kv.mod_revision,
-                        kv.version
-                    );
-                }
-            }
-            KvCommand::Put { key, value } => {
-                let resp = store.put(PutRequest::new(key.as_str(), value.as_str())).await?;
-                println!("revision {}", resp.revision);
-            }
-            KvCommand::Del { key, prefix } => {
-                let req = if *prefix {
-                    DeleteRequest::prefix(key.as_str())
-                } else {
-                    DeleteRequest::key(key.as_str())
-                };
-                let resp = store.delete(req).await?;
-                println!("deleted {} at revision {}", resp.deleted, resp.revision);
-            }
-            KvCommand::Watch { prefix, from } => {
-                let mut stream =
-                    store.watch(WatchRequest::prefix(prefix.as_str()).from_revision(*from)).await?;
-                while let Some(batch) = stream.next().await {
-                    let batch = batch?;
-                    for event in batch.events {
-                        let kind = match event.kind {
-                            EventKind::Put => "PUT",
-                            EventKind::Delete => "DELETE",
-                        };
-                        println!(
-                            "{}\t{kind}\t{}\t{}",
-                            batch.revision,
-                            text(&event.kv.key),
-                            text(&event.kv.value)
-                        );
-                    }
-                }
-            }
-        },
-    }
-    Ok(())
+    })?;
+    std::process::exit(code);
 }

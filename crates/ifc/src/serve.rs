@@ -1,0 +1,166 @@
+//! `ifc serve`: the coordinator service.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use ifc_core::{Coordinator, CoreConfig, Reaper, WitnessRecord};
+use ifc_server::{AppState, MeteredStore, Metrics};
+
+use crate::DataDir;
+use crate::store::Backend;
+
+/// Name of the generated admin token file in the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// `ifc serve` settings. Every flag also reads its environment variable.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    data: DataDir,
+    #[command(flatten)]
+    backend: Backend,
+    /// Address to listen on.
+    #[arg(long, env = "IFC_LISTEN", default_value = "127.0.0.1:7400")]
+    listen: SocketAddr,
+    /// Key prefix of this deployment (several may share one etcd).
+    #[arg(long, env = "IFC_NAMESPACE", default_value = "ifc")]
+    namespace: String,
+    /// The admin (orchestrator) bearer token. Without it, one is generated on
+    /// first start and kept in `<data-dir>/admin.token` (mode 0600).
+    #[arg(long, env = "IFC_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Most live swarms at once (the seed's IF_COORDINATOR_MAX_SWARMS).
+    #[arg(long, env = "IF_COORDINATOR_MAX_SWARMS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_swarms: u64,
+    /// Claim lease in ms unless renewed (the seed's IF_COORDINATOR_CLAIM_TIMEOUT).
+    #[arg(long, env = "IF_COORDINATOR_CLAIM_TIMEOUT", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1000..=86_400_000))]
+    claim_timeout_ms: u64,
+    /// Push acknowledgement timeout in ms (the seed's IF_COORDINATOR_PUSH_TIMEOUT).
+    /// Accepted and checked now; the push inbox that uses it is not built yet.
+    #[arg(long, env = "IF_COORDINATOR_PUSH_TIMEOUT", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    push_timeout_ms: u64,
+    /// Seconds a swarm stays registered without a heartbeat.
+    #[arg(long, env = "IFC_SWARM_TTL", default_value_t = 10,
+          value_parser = clap::value_parser!(i64).range(1..=86_400))]
+    swarm_ttl: i64,
+    /// Delay in ms before a failed task can be claimed again.
+    #[arg(long, env = "IFC_RETRY_BACKOFF", default_value_t = 0)]
+    retry_backoff_ms: u64,
+    /// Attempts a task gets when its creator does not say.
+    #[arg(long, env = "IFC_MAX_ATTEMPTS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_attempts: u32,
+    /// Largest metadata, result or error, in bytes.
+    #[arg(long, env = "IFC_MAX_JSON_BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
+    max_json_bytes: u64,
+    /// Log format.
+    #[arg(long, env = "IFC_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Reads the admin token file, creating it (0600) with a fresh token if absent.
+pub fn admin_token(dir: &Path) -> Result<(String, PathBuf)> {
+    let path = dir.join(ADMIN_TOKEN_FILE);
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_string();
+        anyhow::ensure!(!token.is_empty(), "{} is empty", path.display());
+        return Ok((token, path));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let token: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    Ok((token, path))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let subscriber = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    );
+    match args.log_format {
+        LogFormat::Json => subscriber.json().init(),
+        LogFormat::Text => subscriber.init(),
+    }
+    let (admin, token_source) = match &args.admin_token {
+        Some(token) if !token.trim().is_empty() => {
+            (token.trim().to_string(), "IFC_ADMIN_TOKEN".to_string())
+        }
+        Some(_) => anyhow::bail!("--admin-token (IFC_ADMIN_TOKEN) is empty"),
+        None => {
+            let (token, path) = admin_token(&args.data.data_dir)?;
+            (token, path.display().to_string())
+        }
+    };
+    let (store, store_name) = args.backend.open(&args.data).await?;
+    let metrics = Arc::new(Metrics::default());
+    let store: Arc<dyn ifc_kv::KvStore> = Arc::new(MeteredStore::new(store, metrics.clone()));
+    let config = CoreConfig {
+        namespace: args.namespace.clone(),
+        swarm_ttl_secs: args.swarm_ttl,
+        max_swarms: args.max_swarms as usize,
+        max_json_bytes: args.max_json_bytes as usize,
+        claim_timeout_ms: args.claim_timeout_ms,
+        retry_backoff_ms: args.retry_backoff_ms,
+        default_max_attempts: args.max_attempts,
+    };
+    let counted = metrics.clone();
+    let core = Arc::new(
+        Coordinator::new(store.clone(), config)
+            .with_witness_logger(Arc::new(move |r: &WitnessRecord| counted.operation(&r.op))),
+    );
+    let reaper = Reaper::spawn(core.clone());
+    let state = AppState::new(core.clone(), &admin, metrics);
+    let router = ifc_server::router(state, 2 * args.max_json_bytes as usize + 64 * 1024);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, store = %store_name, admin_token = %token_source, "IF.coordinator serving");
+    println!(
+        "IF.coordinator listening on http://{address} ({store_name}); admin token: {token_source}"
+    );
+    ifc_server::serve(listener, router, shutdown_signal()).await?;
+    drop(reaper);
+    tracing::info!("stopped: in-flight requests finished, every acknowledged write is on disk");
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! The one error-to-HTTP table. Every failure leaves the server as
+//! `{"code", "message"}` with the status of its code; anything unmapped is a
+//! 500 whose message carries no internals. Conversion never logs.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ifc_api::{ApiError, ErrorCode};
+use ifc_core::CoreError;
+use ifc_kv::KvError;
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct AppError(pub ApiError);
+
+impl AppError {
+    /// An error with this code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        AppError(ApiError::new(code, message))
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.0)).into_response()
+    }
+}
+
+impl From<CoreError> for AppError {
+    fn from(e: CoreError) -> Self {
+        let code = match &e {
+            CoreError::Invalid { .. } => ErrorCode::InvalidArgument,
+            CoreError::NotRegistered(_) => ErrorCode::SwarmNotRegistered,
+            CoreError::Conflict(_) => ErrorCode::Conflict,
+            CoreError::WrongToken(_) => ErrorCode::Forbidden,
+            CoreError::TooManySwarms { .. } => ErrorCode::TooManySwarms,
+            CoreError::TaskNotFound(_) => ErrorCode::TaskNotFound,
+            CoreError::Incapable { .. } => ErrorCode::Incapable,
+            CoreError::NotOwner { .. } => ErrorCode::NotOwner,
+            CoreError::Fenced { .. } => ErrorCode::Fenced,
+            CoreError::Store(KvError::Unavailable(_)) => ErrorCode::Unavailable,
+            CoreError::Store(KvError::Stopped(_)) => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        };
+        let message = match code {
+            // Store and decoding failures stay in the server's log, not the body.
+            ErrorCode::Internal => "internal error".to_string(),
+            ErrorCode::Unavailable => "the store is unavailable; retry".to_string(),
+            _ => e.to_string(),
+        };
+        AppError::new(code, message)
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(rejection: JsonRejection) -> Self {
+        let code = match &rejection {
+            JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedMediaType,
+            JsonRejection::JsonSyntaxError(_) => ErrorCode::MalformedJson,
+            JsonRejection::JsonDataError(_) => ErrorCode::InvalidBody,
+            JsonRejection::BytesRejection(_) => {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ErrorCode::PayloadTooLarge
+                } else {
+                    ErrorCode::InvalidArgument
+                }
+            }
+            _ => ErrorCode::InvalidArgument,
+        };
+        AppError::new(code, rejection.body_text())
+    }
+}

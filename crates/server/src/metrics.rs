@@ -1,0 +1,192 @@
+//! Prometheus metrics, kept in atomics and rendered as text on `/metrics`.
+//! Histograms have fixed buckets (seconds), as Prometheus expects.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ifc_kv::{
+    DeleteRequest, DeleteResponse, KvError, KvStore, Lease, LeaseId, LeaseStatus, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, Revision, TxnRequest, TxnResponse, WatchRequest,
+    WatchStream,
+};
+
+const BUCKETS: [f64; 12] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
+
+/// One latency histogram.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 12],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        for (bucket, le) in self.buckets.iter().zip(BUCKETS) {
+            if secs <= le {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (bucket, le) in self.buckets.iter().zip(BUCKETS) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {count}");
+    }
+}
+
+/// Every metric of one server.
+#[derive(Default)]
+pub struct Metrics {
+    /// Request latency per route template.
+    requests: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
+    /// Responses per route and status.
+    responses: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Witnessed operations by name (claims, completions, failures, …).
+    operations: Mutex<BTreeMap<String, u64>>,
+    /// Store transaction latency.
+    pub store_txn: Histogram,
+    /// Open server-sent-event streams.
+    pub open_streams: AtomicI64,
+}
+
+impl Metrics {
+    /// Records one request.
+    pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
+        let histogram = {
+            let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+            requests.entry(route.to_string()).or_default().clone()
+        };
+        histogram.observe(elapsed);
+        let mut responses = self.responses.lock().unwrap_or_else(|e| e.into_inner());
+        *responses.entry((route.to_string(), status)).or_default() += 1;
+    }
+
+    /// Counts one witnessed operation.
+    pub fn operation(&self, op: &str) {
+        let mut operations = self.operations.lock().unwrap_or_else(|e| e.into_inner());
+        *operations.entry(op.to_string()).or_default() += 1;
+    }
+
+    /// The Prometheus text; `live_swarms` is read from the store by the caller.
+    pub fn render(&self, live_swarms: Option<usize>) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP ifc_http_request_duration_seconds Request latency by route.\n");
+        out.push_str("# TYPE ifc_http_request_duration_seconds histogram\n");
+        for (route, histogram) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            histogram.render(
+                &mut out,
+                "ifc_http_request_duration_seconds",
+                &format!("route=\"{route}\""),
+            );
+        }
+        out.push_str("# HELP ifc_http_responses_total Responses by route and status.\n");
+        out.push_str("# TYPE ifc_http_responses_total counter\n");
+        for ((route, status), n) in self.responses.lock().unwrap_or_else(|e| e.into_inner()).iter()
+        {
+            let _ = writeln!(
+                out,
+                "ifc_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP ifc_operations_total Witnessed operations (claims, completions, failures, dead-letters, …) by this node.\n");
+        out.push_str("# TYPE ifc_operations_total counter\n");
+        for (op, n) in self.operations.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "ifc_operations_total{{op=\"{op}\"}} {n}");
+        }
+        out.push_str("# HELP ifc_store_txn_duration_seconds Store transaction latency.\n");
+        out.push_str("# TYPE ifc_store_txn_duration_seconds histogram\n");
+        self.store_txn.render(&mut out, "ifc_store_txn_duration_seconds", "");
+        out.push_str(
+            "# HELP ifc_open_streams Open event streams.\n# TYPE ifc_open_streams gauge\n",
+        );
+        let _ = writeln!(out, "ifc_open_streams {}", self.open_streams.load(Ordering::Relaxed));
+        if let Some(live) = live_swarms {
+            out.push_str(
+                "# HELP ifc_live_swarms Registered, live swarms.\n# TYPE ifc_live_swarms gauge\n",
+            );
+            let _ = writeln!(out, "ifc_live_swarms {live}");
+        }
+        out
+    }
+}
+
+/// A store that times its transactions into [`Metrics::store_txn`].
+pub struct MeteredStore {
+    inner: std::sync::Arc<dyn KvStore>,
+    metrics: std::sync::Arc<Metrics>,
+}
+
+impl MeteredStore {
+    /// Wraps `inner`.
+    pub fn new(inner: std::sync::Arc<dyn KvStore>, metrics: std::sync::Arc<Metrics>) -> Self {
+        MeteredStore { inner, metrics }
+    }
+}
+
+#[async_trait]
+impl KvStore for MeteredStore {
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, KvError> {
+        self.inner.range(req).await
+    }
+
+    async fn put(&self, req: PutRequest) -> Result<PutResponse, KvError> {
+        self.inner.put(req).await
+    }
+
+    async fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse, KvError> {
+        self.inner.delete(req).await
+    }
+
+    async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, KvError> {
+        let started = std::time::Instant::now();
+        let result = self.inner.txn(req).await;
+        self.metrics.store_txn.observe(started.elapsed());
+        result
+    }
+
+    async fn watch(&self, req: WatchRequest) -> Result<WatchStream, KvError> {
+        self.inner.watch(req).await
+    }
+
+    async fn lease_grant(&self, ttl_secs: i64) -> Result<Lease, KvError> {
+        self.inner.lease_grant(ttl_secs).await
+    }
+
+    async fn lease_keep_alive(&self, id: LeaseId) -> Result<i64, KvError> {
+        self.inner.lease_keep_alive(id).await
+    }
+
+    async fn lease_revoke(&self, id: LeaseId) -> Result<Revision, KvError> {
+        self.inner.lease_revoke(id).await
+    }
+
+    async fn lease_time_to_live(&self, id: LeaseId) -> Result<Option<LeaseStatus>, KvError> {
+        self.inner.lease_time_to_live(id).await
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), KvError> {
+        self.inner.compact(revision).await
+    }
+}

@@ -1,0 +1,380 @@
+//! End to end: the real server on a loopback port 0, on each backend, driven
+//! through the client and through raw HTTP.
+
+use std::sync::Arc;
+
+use ifc_client::{ClaimOutcome, Client, ClientError, ErrorCode, NewTask};
+use ifc_core::{Coordinator, CoreConfig};
+use ifc_kv::{KvStore, RangeRequest, RangeResponse};
+use ifc_server::{AppState, Metrics};
+use ifc_testkit::TestStore;
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const ADMIN: &str = "test-admin-token";
+
+struct Server {
+    url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+    kv: Arc<dyn KvStore>,
+    _store: TestStore,
+}
+
+impl Server {
+    async fn start(store: TestStore) -> Server {
+        let kv = store.kv();
+        let config = CoreConfig { max_json_bytes: 4096, ..CoreConfig::default() };
+        let core = Arc::new(Coordinator::new(kv.clone(), config));
+        let state = AppState::new(core, ADMIN, Arc::new(Metrics::default()));
+        let router = ifc_server::router(state, 16 * 1024);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(ifc_server::serve(listener, router, async {
+            let _ = stopped.await;
+        }));
+        Server { url, stop: Some(stop), task, kv, _store: store }
+    }
+
+    fn admin(&self) -> Client {
+        Client::new(&self.url, ADMIN)
+    }
+
+    async fn dump(&self) -> RangeResponse {
+        self.kv.range(RangeRequest::prefix("")).await.unwrap()
+    }
+
+    async fn shutdown(mut self) -> TestStore {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap().unwrap();
+        self._store
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Server::start(ifc_testkit::TestStore::start(ifc_testkit::Backend::Embedded).await).await).await;
+                }
+            )*
+        }
+        mod etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Server::start(ifc_testkit::TestStore::start(ifc_testkit::Backend::Etcd).await).await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    seed_workflow_through_the_client,
+    auth_is_enforced,
+    bad_input_gets_a_code_and_changes_nothing,
+    openapi_lists_exactly_the_routes,
+    graceful_shutdown_loses_no_acknowledged_write,
+);
+
+fn task(id: &str) -> NewTask {
+    NewTask {
+        task_id: id.into(),
+        task_type: "code-review".into(),
+        metadata: json!({"language": "python"}),
+        required_capabilities: vec!["code-analysis:python".into()],
+        priority: 0,
+        max_attempts: None,
+    }
+}
+
+fn code(result: Result<impl std::fmt::Debug, ClientError>) -> ErrorCode {
+    match result {
+        Err(e) => e.code().unwrap_or_else(|| panic!("no server error code in {e:?}")),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+async fn seed_workflow_through_the_client(server: Server) {
+    let admin = server.admin();
+    let swarm1 =
+        admin.register_swarm("swarm-1", &["code-analysis:python"], json!({})).await.unwrap();
+    let swarm2 = admin.register_swarm("swarm-2", &["code-analysis:rust"], json!({})).await.unwrap();
+    admin.create_task(task("review-pr-123")).await.unwrap();
+    let claim = match swarm1.claim_task("review-pr-123").await.unwrap() {
+        ClaimOutcome::Claimed(claim) => claim,
+        other => panic!("swarm 1 must win: {other:?}"),
+    };
+    assert_eq!(swarm1.get_task_owner("review-pr-123").await.unwrap().as_deref(), Some("swarm-1"));
+    let renewed = swarm1.renew_claim("review-pr-123", claim.token).await.unwrap();
+    assert!(renewed >= claim.deadline_ms);
+    swarm1
+        .complete_task("review-pr-123", claim.token, json!({"status": "approved"}))
+        .await
+        .unwrap();
+    // Swarm 2 lacks the capability and the task is done anyway.
+    assert!(!matches!(swarm2.claim_task("review-pr-123").await, Ok(ClaimOutcome::Claimed(_))));
+    assert_eq!(
+        admin.get_task_owner("review-pr-123").await.unwrap().as_deref(),
+        Some("completed:swarm-1")
+    );
+    assert_eq!(admin.get_task_owner("nothing").await.unwrap(), None);
+    let stats = swarm1.get_swarm_stats("swarm-1").await.unwrap();
+    assert_eq!(stats.task_count, 1);
+
+    admin.create_task(task("next-one")).await.unwrap();
+    let next = swarm1.claim_next().await.unwrap().expect("a ready task");
+    swarm1.fail_task("next-one", next.token, "ImportError: numpy").await.unwrap();
+    assert_eq!(admin.get_task("next-one").await.unwrap().record.attempts, 1);
+    assert_eq!(
+        code(swarm1.complete_task("next-one", next.token, json!(null)).await),
+        ErrorCode::Fenced
+    );
+
+    let verification = admin.verify_witness().await.unwrap();
+    assert!(verification.ok);
+    let export = admin.export_witness().await.unwrap();
+    assert!(export.lines().count() >= 8);
+    assert_eq!(admin.list_swarms().await.unwrap().len(), 2);
+    swarm2.unregister().await.unwrap();
+    assert_eq!(admin.list_swarms().await.unwrap().len(), 1);
+}
+
+async fn auth_is_enforced(server: Server) {
+    let admin = server.admin();
+    let one = admin.register_swarm("one", &[], json!({})).await.unwrap();
+    let two = admin.register_swarm("two", &[], json!({})).await.unwrap();
+    admin.create_task(NewTask { required_capabilities: vec![], ..task("t") }).await.unwrap();
+
+    let nobody = Client::new(&server.url, "wrong");
+    assert_eq!(code(nobody.list_swarms().await), ErrorCode::Unauthorized);
+    let http = reqwest::Client::new();
+    let bare = http.get(format!("{}/v1/swarms", server.url)).send().await.unwrap();
+    assert_eq!(bare.status(), 401);
+
+    // Swarm "two"'s token presented as swarm "one".
+    let impostor = admin.as_swarm("one", &two.registration().token);
+    assert_eq!(code(impostor.claim_task("t").await), ErrorCode::Unauthorized);
+    // Swarm "one" acting for "two" in the body.
+    let body = json!({"swarm_id": "two"});
+    let response = http
+        .post(format!("{}/v1/tasks/t/claim", server.url))
+        .bearer_auth(&one.registration().token)
+        .header("x-ifc-swarm", "one")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // Admin-only routes refuse swarms; swarm routes refuse the admin.
+    assert_eq!(code(one.create_task(task("x")).await), ErrorCode::Forbidden);
+    assert_eq!(code(one.list_swarms().await), ErrorCode::Forbidden);
+    assert_eq!(code(one.get_swarm_stats("two").await), ErrorCode::Forbidden);
+    assert_eq!(code(admin.as_swarm("one", ADMIN).claim_task("t").await), ErrorCode::Unauthorized);
+    let as_admin = http
+        .post(format!("{}/v1/tasks/t/claim", server.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({"swarm_id": "one"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_admin.status(), 403);
+    assert_eq!(admin.get_task_owner("t").await.unwrap().as_deref(), Some("unclaimed"));
+}
+
+async fn bad_input_gets_a_code_and_changes_nothing(server: Server) {
+    let admin = server.admin();
+    let swarm = admin.register_swarm("s", &[], json!({})).await.unwrap();
+    admin.create_task(NewTask { required_capabilities: vec![], ..task("real") }).await.unwrap();
+    let before = server.dump().await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Vec<u8>, content_type: &str| {
+        http.post(format!("{}{path}", server.url))
+            .bearer_auth(ADMIN)
+            .header("content-type", content_type.to_string())
+            .body(body)
+            .send()
+    };
+    let json_type = "application/json";
+    let cases: Vec<(&str, Vec<u8>, &str, u16, &str)> = vec![
+        ("/v1/tasks", b"{".to_vec(), json_type, 400, "malformed_json"),
+        ("/v1/tasks", b"[1,2]".to_vec(), json_type, 422, "invalid_body"),
+        (
+            "/v1/tasks",
+            br#"{"task_id": 5, "task_type": "x"}"#.to_vec(),
+            json_type,
+            422,
+            "invalid_body",
+        ),
+        (
+            "/v1/tasks",
+            br#"{"task_id": "a", "task_type": "x"}"#.to_vec(),
+            "text/plain",
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "/v1/tasks",
+            br#"{"task_id": "a/b", "task_type": "x"}"#.to_vec(),
+            json_type,
+            400,
+            "invalid_argument",
+        ),
+        (
+            "/v1/tasks",
+            b"{\"task_id\": \"a\\u0001\", \"task_type\": \"x\"}".to_vec(),
+            json_type,
+            400,
+            "invalid_argument",
+        ),
+        (
+            "/v1/tasks",
+            br#"{"task_id": "", "task_type": "x"}"#.to_vec(),
+            json_type,
+            400,
+            "invalid_argument",
+        ),
+        (
+            "/v1/tasks",
+            format!(
+                r#"{{"task_id": "big", "task_type": "x", "metadata": "{}"}}"#,
+                "y".repeat(8000)
+            )
+            .into_bytes(),
+            json_type,
+            400,
+            "invalid_argument",
+        ),
+        ("/v1/tasks", vec![b' '; 64 * 1024], json_type, 413, "payload_too_large"),
+        (
+            "/v1/swarms",
+            br#"{"swarm_id": "x", "capabilities": [""]}"#.to_vec(),
+            json_type,
+            400,
+            "invalid_argument",
+        ),
+        ("/v1/tasks/real/cancel/extra", b"{}".to_vec(), json_type, 404, "not_found"),
+        ("/v1/tasks/a%2Fb/cancel", b"".to_vec(), json_type, 400, "invalid_argument"),
+        ("/v1/tasks/a%01b/cancel", b"".to_vec(), json_type, 400, "invalid_argument"),
+        ("/v1/tasks/missing/cancel", b"".to_vec(), json_type, 404, "task_not_found"),
+    ];
+    for (path, body, content_type, status, expected) in cases {
+        let response = post(path, body, content_type).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path} ({expected})");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["code"], expected, "{path}: {error}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let query = http
+        .get(format!("{}/v1/tasks?state=bogus", server.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(query.status(), 400);
+    let token = swarm.registration().token.clone();
+    let stale = http
+        .post(format!("{}/v1/tasks/real/complete", server.url))
+        .bearer_auth(&token)
+        .header("x-ifc-swarm", "s")
+        .json(&json!({"swarm_id": "s", "token": 1, "result": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 409);
+    assert_eq!(stale.json::<serde_json::Value>().await.unwrap()["code"], "fenced");
+    let after = server.dump().await;
+    assert_eq!(after.kvs, before.kvs, "bad input changed nothing");
+}
+
+async fn openapi_lists_exactly_the_routes(server: Server) {
+    let spec: serde_json::Value =
+        reqwest::get(format!("{}/openapi.json", server.url)).await.unwrap().json().await.unwrap();
+    let paths = spec["paths"].as_object().expect("paths");
+    let mut documented = Vec::new();
+    for (path, methods) in paths {
+        for method in methods.as_object().unwrap().keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    documented.sort();
+    let mut expected = vec![
+        "POST /v1/swarms",
+        "GET /v1/swarms",
+        "GET /v1/swarms/{swarm_id}",
+        "DELETE /v1/swarms/{swarm_id}",
+        "POST /v1/swarms/{swarm_id}/heartbeat",
+        "POST /v1/swarms/{swarm_id}/claim-next",
+        "POST /v1/tasks",
+        "GET /v1/tasks",
+        "GET /v1/tasks/{task_id}",
+        "GET /v1/tasks/{task_id}/owner",
+        "POST /v1/tasks/{task_id}/claim",
+        "POST /v1/tasks/{task_id}/renew",
+        "POST /v1/tasks/{task_id}/complete",
+        "POST /v1/tasks/{task_id}/fail",
+        "POST /v1/tasks/{task_id}/cancel",
+        "GET /v1/witness",
+        "GET /v1/witness/export",
+        "GET /v1/witness/verify",
+        "GET /healthz",
+        "GET /readyz",
+        "GET /metrics",
+    ];
+    expected.sort();
+    assert_eq!(documented, expected, "the document lists every route");
+    // Every documented route exists: none answers "no such route" or 405.
+    let http = reqwest::Client::new();
+    for entry in &documented {
+        let (method, path) = entry.split_once(' ').unwrap();
+        let path = path.replace("{swarm_id}", "x").replace("{task_id}", "x");
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = http.request(method, format!("{}{path}", server.url)).send().await.unwrap();
+        assert_ne!(response.status(), 405, "{entry}");
+        if response.status() == 404 {
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_ne!(body["code"], "not_found", "{entry} is documented but not routed");
+        }
+    }
+}
+
+async fn graceful_shutdown_loses_no_acknowledged_write(server: Server) {
+    let admin = server.admin();
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let admin = admin.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0..200 {
+                let id = format!("w{w}-{i}");
+                let t = NewTask { required_capabilities: vec![], ..task(&id) };
+                match admin.create_task(t).await {
+                    Ok(_) => acknowledged.push(id),
+                    Err(ClientError::Transport(_)) => break,
+                    Err(e) => panic!("{id}: {e}"),
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let kv = server.kv.clone();
+    let store = server.shutdown().await;
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    assert!(!acknowledged.is_empty());
+    let core = Coordinator::new(kv, CoreConfig::default());
+    for id in &acknowledged {
+        core.get_task(id).await.unwrap_or_else(|e| panic!("acknowledged {id} is gone: {e}"));
+    }
+    drop(store);
+}
