@@ -281,6 +281,10 @@ pub struct TaskRecord {
     pub error: Option<String>,
     /// Not claimable before this time (retry backoff), ms since the epoch.
     pub not_before_ms: i64,
+    /// Pushed to its owner and not yet acknowledged: if the push lapses, the
+    /// task returns to the pool without using an attempt.
+    #[serde(default)]
+    pub awaiting_ack: bool,
 }
 
 impl TaskRecord {
@@ -434,4 +438,155 @@ pub struct Tampering {
     pub seq: u64,
     /// What is wrong.
     pub problem: String,
+}
+
+/// A pushed task as it reaches the swarm's inbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InboxItem {
+    /// The push's store revision: the SSE event id, and where a reconnecting
+    /// subscriber resumes (`Last-Event-ID`).
+    pub revision: i64,
+    /// The task, claimed for this swarm.
+    pub task: TaskRecord,
+    /// The claim's fencing token (ack, decline, renew, complete and fail carry it).
+    pub token: i64,
+    /// Ack before this time (ms since the epoch), or the task returns to the pool.
+    pub ack_deadline_ms: i64,
+    /// The blocker this is help for, if it is a help task.
+    pub blocker_id: Option<String>,
+}
+
+/// Acknowledging or declining a pushed task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AckRequest {
+    /// The push's fencing token.
+    pub token: i64,
+}
+
+/// What a stuck swarm reports (the seed's `blocker_info`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BlockerInfo {
+    /// Kind of blocker, e.g. `missing_dependency`.
+    #[serde(rename = "type")]
+    pub blocker_type: String,
+    /// What is wrong.
+    pub description: String,
+    /// `low`, `medium`, `high`, `critical` (free-form).
+    #[serde(default)]
+    pub severity: String,
+    /// Capabilities a helper must all hold.
+    #[serde(default)]
+    pub required_capabilities: Vec<String>,
+    /// The task it blocks, if any (it keeps its owner and its attempts).
+    #[serde(default)]
+    pub task_id: Option<String>,
+}
+
+/// Where a blocker stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockerState {
+    /// Raised, nobody assigned.
+    Open,
+    /// At least one helper assigned.
+    Assigned,
+    /// Resolved; final.
+    Resolved,
+}
+
+/// A blocker as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Blocker {
+    /// Its id.
+    pub blocker_id: String,
+    /// The swarm that raised it.
+    pub swarm_id: String,
+    /// What it reported.
+    pub info: BlockerInfo,
+    /// Where it stands.
+    pub state: BlockerState,
+    /// Helpers assigned so far, with the help task pushed to each.
+    pub helpers: Vec<String>,
+    /// How it was resolved.
+    pub resolution: Option<String>,
+    /// When it was raised (ms since the epoch).
+    pub raised_at_ms: i64,
+}
+
+/// A live swarm that could help with a blocker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HelperCandidate {
+    /// The swarm.
+    pub swarm_id: String,
+    /// Its capabilities (a superset of the blocker's required ones).
+    pub capabilities: Vec<String>,
+    /// Tasks it holds now (candidates come least loaded first).
+    pub current_claims: usize,
+}
+
+/// A blocker as it reaches the orchestrator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BlockerEvent {
+    /// The revision that raised it (the SSE event id).
+    pub revision: i64,
+    /// The blocker.
+    pub blocker: Blocker,
+    /// Live swarms holding every required capability, least loaded first, the
+    /// reporter excluded.
+    pub candidates: Vec<HelperCandidate>,
+}
+
+/// The answer to raising a blocker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BlockerRaised {
+    /// The new blocker's id.
+    pub blocker_id: String,
+}
+
+/// Assigning a helper.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AssignHelper {
+    /// The helper swarm.
+    pub helper_swarm_id: String,
+}
+
+/// Resolving a blocker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ResolveBlocker {
+    /// How it was resolved.
+    pub resolution: String,
+}
+
+/// One coordination event: a witnessed change, or a claim renewal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CoordinationEvent {
+    /// The store revision (the SSE event id; resume after it).
+    pub revision: i64,
+    /// What happened (`task_claimed`, `task_renewed`, `blocker_raised`, …).
+    pub op: String,
+    /// Who did it.
+    pub actor: String,
+    /// The task, if any.
+    pub task_id: Option<String>,
+    /// The swarm, if any.
+    pub swarm_id: Option<String>,
+    /// The blocker, if any.
+    pub blocker_id: Option<String>,
+    /// The fencing token involved, if any.
+    pub token: Option<i64>,
+    /// The outcome.
+    pub outcome: String,
+    /// Details.
+    pub detail: serde_json::Value,
+    /// Wall-clock time, ms since the epoch.
+    pub at_ms: i64,
+}
+
+/// Listing blockers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListBlockers {
+    /// Only open (not resolved) blockers.
+    #[serde(default)]
+    pub open: bool,
 }

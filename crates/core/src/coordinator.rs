@@ -32,13 +32,14 @@ pub type WitnessLogger = Arc<dyn Fn(&WitnessRecord) + Send + Sync>;
 const MAX_CAS_ROUNDS: usize = 16;
 
 /// What a write reads first.
-struct Snapshot {
-    keys: Option<TaskKeys>,
-    head: Head,
-    swarm: Option<KeyValue>,
+pub(crate) struct Snapshot {
+    pub keys: Option<TaskKeys>,
+    pub head: Head,
+    pub swarm: Option<KeyValue>,
 }
 
 struct Bucket {
+    ttl: i64,
     lease: LeaseId,
     opened: Instant,
     deadline_ms: i64,
@@ -47,29 +48,29 @@ struct Bucket {
 /// The coordinator over one store. Stateless apart from a lease cache: any
 /// number of coordinators may share a store.
 pub struct Coordinator {
-    store: Arc<dyn KvStore>,
-    keys: Keys,
-    config: CoreConfig,
-    swarms: SwarmRegistry,
-    /// The claim lease new claims attach to; replaced every second, so claims
-    /// lapse between the claim timeout and one second after it.
-    bucket: Mutex<Option<Bucket>>,
+    pub(crate) store: Arc<dyn KvStore>,
+    pub(crate) keys: Keys,
+    pub(crate) config: CoreConfig,
+    pub(crate) swarms: SwarmRegistry,
+    /// The leases new claims and pushes attach to, one per TTL; replaced every
+    /// second, so claims lapse between their timeout and one second after it.
+    buckets: Mutex<Vec<Bucket>>,
     logger: Option<WitnessLogger>,
 }
 
-fn range_op(range: KeyRange) -> TxnOp {
+pub(crate) fn range_op(range: KeyRange) -> TxnOp {
     TxnOp::Range(RangeRequest::new(range))
 }
 
-fn put(key: String, value: Vec<u8>) -> TxnOp {
+pub(crate) fn put(key: String, value: Vec<u8>) -> TxnOp {
     TxnOp::Put(PutRequest::new(key, value))
 }
 
-fn delete(key: String) -> TxnOp {
+pub(crate) fn delete(key: String) -> TxnOp {
     TxnOp::Delete(DeleteRequest::key(key))
 }
 
-fn ranges(responses: &[TxnOpResponse]) -> Vec<&[KeyValue]> {
+pub(crate) fn ranges(responses: &[TxnOpResponse]) -> Vec<&[KeyValue]> {
     responses
         .iter()
         .filter_map(|r| match r {
@@ -86,7 +87,7 @@ pub fn capset_id(capabilities: &[String]) -> String {
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn canonical_capabilities(mut caps: Vec<String>) -> Vec<String> {
+pub(crate) fn canonical_capabilities(mut caps: Vec<String>) -> Vec<String> {
     caps.sort();
     caps.dedup();
     caps
@@ -100,7 +101,7 @@ impl Coordinator {
             swarms: SwarmRegistry::new(store.clone(), config.clone()),
             store,
             config,
-            bucket: Mutex::new(None),
+            buckets: Mutex::new(Vec::new()),
             logger: None,
         }
     }
@@ -218,7 +219,7 @@ impl Coordinator {
         self.swarms.record_expiry(swarm_id).await
     }
 
-    async fn held_tasks(&self, swarm_id: &str) -> Result<Vec<String>, CoreError> {
+    pub(crate) async fn held_tasks(&self, swarm_id: &str) -> Result<Vec<String>, CoreError> {
         validate::id("swarm_id", swarm_id)?;
         let resp = self.store.range(RangeRequest::prefix(self.keys.holding(swarm_id))).await?;
         Ok(resp
@@ -235,36 +236,9 @@ impl Coordinator {
     /// Creates a task, ready to claim. Creating the same id with the same content
     /// again returns the existing task; with other content it is a conflict.
     pub async fn create_task(&self, new: NewTask) -> Result<TaskRecord, CoreError> {
-        validate::id("task_id", &new.task_id)?;
-        validate::text("task_type", &new.task_type)?;
-        validate::capabilities("required_capabilities", &new.required_capabilities)?;
-        validate::json("metadata", &new.metadata, self.config.max_json_bytes)?;
-        let max_attempts = new.max_attempts.unwrap_or(self.config.default_max_attempts);
-        if max_attempts == 0 {
-            return Err(CoreError::Invalid {
-                field: "max_attempts",
-                reason: "must be at least 1".into(),
-            });
-        }
-        let caps = canonical_capabilities(new.required_capabilities.clone());
+        let record = self.new_record(&new)?;
+        let (caps, max_attempts) = (record.required_capabilities.clone(), record.max_attempts);
         let capset = capset_id(&caps);
-        let record = TaskRecord {
-            task_id: new.task_id.clone(),
-            task_type: new.task_type.clone(),
-            metadata: new.metadata.clone(),
-            required_capabilities: caps.clone(),
-            priority: new.priority,
-            max_attempts,
-            created_at_ms: now_ms(),
-            state: TaskState::Ready,
-            owner: None,
-            claimed_at_ms: None,
-            attempts: 0,
-            history: Vec::new(),
-            result: None,
-            error: None,
-            not_before_ms: 0,
-        };
         let chain = task_chain(&new.task_id);
         let (witness, mut ops) = Entry {
             op: "task_created",
@@ -314,6 +288,39 @@ impl Coordinator {
         }
     }
 
+    /// Checks a new task and builds its ready record.
+    pub(crate) fn new_record(&self, new: &NewTask) -> Result<TaskRecord, CoreError> {
+        validate::id("task_id", &new.task_id)?;
+        validate::text("task_type", &new.task_type)?;
+        validate::capabilities("required_capabilities", &new.required_capabilities)?;
+        validate::json("metadata", &new.metadata, self.config.max_json_bytes)?;
+        let max_attempts = new.max_attempts.unwrap_or(self.config.default_max_attempts);
+        if max_attempts == 0 {
+            return Err(CoreError::Invalid {
+                field: "max_attempts",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(TaskRecord {
+            task_id: new.task_id.clone(),
+            task_type: new.task_type.clone(),
+            metadata: new.metadata.clone(),
+            required_capabilities: canonical_capabilities(new.required_capabilities.clone()),
+            priority: new.priority,
+            max_attempts,
+            created_at_ms: now_ms(),
+            state: TaskState::Ready,
+            owner: None,
+            claimed_at_ms: None,
+            attempts: 0,
+            history: Vec::new(),
+            result: None,
+            error: None,
+            not_before_ms: 0,
+            awaiting_ack: false,
+        })
+    }
+
     /// Reads a task's keys (linearizable).
     async fn read_task(&self, task_id: &str) -> Result<Option<TaskKeys>, CoreError> {
         let resp = self.store.range(RangeRequest::prefix(self.keys.task_dir(task_id))).await?;
@@ -324,7 +331,7 @@ impl Coordinator {
     /// snapshot. A serializable read is fine here: every write that follows is
     /// guarded by compare-and-swap, and negative answers are confirmed on a
     /// linearizable read before they are returned.
-    async fn snapshot(
+    pub(crate) async fn snapshot(
         &self,
         task_id: &str,
         swarm_id: Option<&str>,
@@ -348,7 +355,7 @@ impl Coordinator {
         })
     }
 
-    fn task_keys(&self, task_id: &str, kvs: &[KeyValue]) -> Option<TaskKeys> {
+    pub(crate) fn task_keys(&self, task_id: &str, kvs: &[KeyValue]) -> Option<TaskKeys> {
         let find = |key: String| kvs.iter().find(|kv| kv.key == key.as_bytes()).cloned();
         Some(TaskKeys {
             record: find(self.keys.task(task_id))?,
@@ -357,7 +364,7 @@ impl Coordinator {
         })
     }
 
-    fn view(&self, keys: &TaskKeys) -> Result<TaskView, CoreError> {
+    pub(crate) fn view(&self, keys: &TaskKeys) -> Result<TaskView, CoreError> {
         let record: TaskRecord = decode(&keys.record)?;
         let live_claim = keys.live_claim();
         let lapsed = record.state == TaskState::Claimed && live_claim.is_none();
@@ -463,29 +470,40 @@ impl Coordinator {
     // ---- claims ------------------------------------------------------------
 
     /// The lease new claims attach to, and the deadline it gives them.
-    async fn claim_lease(&self) -> Result<(LeaseId, i64), CoreError> {
+    pub(crate) async fn claim_lease(&self) -> Result<(LeaseId, i64), CoreError> {
+        self.bucket_lease(self.config.claim_timeout_ms).await
+    }
+
+    /// The lease new pushes attach to (until acknowledged).
+    pub(crate) async fn push_lease(&self) -> Result<(LeaseId, i64), CoreError> {
+        self.bucket_lease(self.config.push_timeout_ms).await
+    }
+
+    /// A lease shared by everything this node attaches in one second, lasting at
+    /// least `timeout_ms`: the hot path grants a lease once a second, not once
+    /// per claim. Returns the lease and the earliest time it can expire.
+    async fn bucket_lease(&self, timeout_ms: u64) -> Result<(LeaseId, i64), CoreError> {
+        let ttl = timeout_ms.div_ceil(1000) as i64 + 1;
         {
-            let bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(b) = bucket.as_ref()
+            let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(b) = buckets.iter().find(|b| b.ttl == ttl)
                 && b.opened.elapsed() < Duration::from_secs(1)
             {
                 return Ok((b.lease, b.deadline_ms));
             }
         }
-        let ttl = self.config.claim_timeout_ms.div_ceil(1000) as i64 + 1;
         let started_ms = now_ms();
         let lease = self.store.lease_grant(ttl).await?;
         let deadline_ms = started_ms + lease.ttl * 1000;
-        *self.bucket.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Bucket { lease: lease.id, opened: Instant::now(), deadline_ms });
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        buckets.retain(|b| b.ttl != ttl);
+        buckets.push(Bucket { ttl, lease: lease.id, opened: Instant::now(), deadline_ms });
         Ok((lease.id, deadline_ms))
     }
 
-    fn forget_claim_lease(&self, lease: LeaseId) {
-        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        if bucket.as_ref().is_some_and(|b| b.lease == lease) {
-            *bucket = None;
-        }
+    /// Drops a cached lease that turned out to be gone.
+    pub(crate) fn forget_claim_lease(&self, lease: LeaseId) {
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner()).retain(|b| b.lease != lease);
     }
 
     /// The seed's `claim_task`: exactly one of any number of concurrent claimers
@@ -594,7 +612,8 @@ impl Coordinator {
         .seal(&self.keys, &chain, head)?;
         ops.extend(witness_ops);
         witnesses.push(witness);
-        let claim = ClaimValue { swarm_id: swarm.swarm_id.clone(), deadline_ms };
+        let claim =
+            ClaimValue { swarm_id: swarm.swarm_id.clone(), deadline_ms, written_at_ms: now_ms() };
         ops.extend([
             put(self.keys.task(&record.task_id), encode(&record)?),
             put(self.keys.state_entry(TaskState::Claimed.as_str(), &record.task_id), Vec::new()),
@@ -652,7 +671,7 @@ impl Coordinator {
     }
 
     /// A txn guarded by the task record's revision (every task write is).
-    fn guarded(&self, keys: &TaskKeys, ops: Vec<TxnOp>) -> TxnRequest {
+    pub(crate) fn guarded(&self, keys: &TaskKeys, ops: Vec<TxnOp>) -> TxnRequest {
         TxnRequest {
             compares: vec![Compare::mod_revision_is(
                 keys.record.key.clone(),
@@ -665,7 +684,7 @@ impl Coordinator {
 
     /// Ops that record a lapsed claim: attempts + 1, back to ready or to dead.
     /// Updates `record` and `head`.
-    fn lapse_ops(
+    pub(crate) fn lapse_ops(
         &self,
         record: &mut TaskRecord,
         keys: &TaskKeys,
@@ -673,7 +692,11 @@ impl Coordinator {
     ) -> Result<(Vec<TxnOp>, WitnessRecord), CoreError> {
         let owner = record.owner.clone().unwrap_or_default();
         let token = keys.claim.as_ref().map_or(0, |c| c.create_revision);
-        record.attempts += 1;
+        let pushed = record.awaiting_ack;
+        record.awaiting_ack = false;
+        if !pushed {
+            record.attempts += 1;
+        }
         record.history.push(Attempt {
             swarm_id: owner.clone(),
             token,
@@ -689,7 +712,10 @@ impl Coordinator {
         }
         ops.push(delete(self.keys.holder(&record.task_id)));
         ops.push(delete(self.keys.holding_entry(&owner, &record.task_id)));
-        let op = self.requeue(record, &mut ops)?;
+        ops.push(delete(self.keys.inbox_entry(&owner, &record.task_id)));
+        let op =
+            if pushed { self.release(record, &mut ops) } else { self.requeue(record, &mut ops)? };
+        let op = if pushed { "push_expired" } else { op };
         let chain = task_chain(&record.task_id);
         let (witness, witness_ops) = Entry {
             op,
@@ -698,7 +724,8 @@ impl Coordinator {
             swarm_id: Some(owner),
             token: if token == 0 { None } else { Some(token) },
             outcome: record.state.as_str().into(),
-            detail: json!({"reason": "claim lapsed", "attempts": record.attempts}),
+            detail: json!({"reason": if pushed { "push not acknowledged" } else { "claim lapsed" },
+                "attempts": record.attempts}),
         }
         .seal(&self.keys, &chain, head)?;
         *head = Head { seq: witness.seq, hash: witness.hash.clone() };
@@ -709,33 +736,39 @@ impl Coordinator {
 
     /// Puts an ended attempt's task back in the pool, or in dead-letter when it
     /// has no attempts left. Returns the witness op name.
-    fn requeue(
+    pub(crate) fn requeue(
         &self,
         record: &mut TaskRecord,
         ops: &mut Vec<TxnOp>,
     ) -> Result<&'static str, CoreError> {
+        if record.attempts < record.max_attempts {
+            return Ok(self.release(record, ops));
+        }
         record.owner = None;
         record.claimed_at_ms = None;
-        if record.attempts >= record.max_attempts {
-            record.state = TaskState::Dead;
-            ops.push(put(
-                self.keys.state_entry(TaskState::Dead.as_str(), &record.task_id),
-                Vec::new(),
-            ));
-            Ok("task_dead_lettered")
-        } else {
-            record.state = TaskState::Ready;
-            let capset = capset_id(&record.required_capabilities);
-            ops.push(put(
-                self.keys.ready(&capset, record.priority, record.created_at_ms, &record.task_id),
-                Vec::new(),
-            ));
-            ops.push(put(
-                self.keys.state_entry(TaskState::Ready.as_str(), &record.task_id),
-                Vec::new(),
-            ));
-            Ok("task_requeued")
-        }
+        record.awaiting_ack = false;
+        record.state = TaskState::Dead;
+        ops.push(put(self.keys.state_entry(TaskState::Dead.as_str(), &record.task_id), Vec::new()));
+        Ok("task_dead_lettered")
+    }
+
+    /// Puts a task back in the pool (ready index and state index). Returns the
+    /// witness op name.
+    pub(crate) fn release(&self, record: &mut TaskRecord, ops: &mut Vec<TxnOp>) -> &'static str {
+        record.owner = None;
+        record.claimed_at_ms = None;
+        record.awaiting_ack = false;
+        record.state = TaskState::Ready;
+        let capset = capset_id(&record.required_capabilities);
+        ops.push(put(
+            self.keys.ready(&capset, record.priority, record.created_at_ms, &record.task_id),
+            Vec::new(),
+        ));
+        ops.push(put(
+            self.keys.state_entry(TaskState::Ready.as_str(), &record.task_id),
+            Vec::new(),
+        ));
+        "task_requeued"
     }
 
     /// The highest-priority, oldest ready task whose required capabilities the
@@ -817,7 +850,8 @@ impl Coordinator {
         let claim = self.check_fence(swarm_id, task_id, token, &keys)?;
         for _ in 0..2 {
             let (lease, deadline_ms) = self.claim_lease().await?;
-            let value = ClaimValue { swarm_id: swarm_id.into(), deadline_ms };
+            let value =
+                ClaimValue { swarm_id: swarm_id.into(), deadline_ms, written_at_ms: now_ms() };
             let txn = TxnRequest::new()
                 .when(Compare::new(
                     claim.key.clone(),
@@ -846,7 +880,7 @@ impl Coordinator {
 
     /// Checks that `swarm_id` holds the live claim `token` on the task; returns
     /// the claim key.
-    fn check_fence<'k>(
+    pub(crate) fn check_fence<'k>(
         &self,
         swarm_id: &str,
         task_id: &str,
@@ -935,6 +969,7 @@ impl Coordinator {
                 delete(self.keys.claim(task_id)),
                 delete(self.keys.holder(task_id)),
                 delete(self.keys.holding_entry(swarm_id, task_id)),
+                delete(self.keys.inbox_entry(swarm_id, task_id)),
                 delete(self.keys.state_entry(TaskState::Claimed.as_str(), task_id)),
             ];
             let ended = now_ms();
@@ -949,6 +984,7 @@ impl Coordinator {
             let (op, detail) = match &outcome {
                 Ok(result) => {
                     record.state = TaskState::Completed;
+                    record.awaiting_ack = false;
                     record.result = Some(result.clone());
                     record.claimed_at_ms = None;
                     ops.push(put(
@@ -1035,6 +1071,7 @@ impl Coordinator {
             ];
             if let Some(owner) = record.owner.clone() {
                 ops.push(delete(self.keys.holding_entry(&owner, task_id)));
+                ops.push(delete(self.keys.inbox_entry(&owner, task_id)));
                 record.history.push(Attempt {
                     swarm_id: owner,
                     token: view.token.unwrap_or(0),
@@ -1049,6 +1086,7 @@ impl Coordinator {
                 });
             }
             record.state = TaskState::Cancelled;
+            record.awaiting_ack = false;
             record.owner = None;
             record.claimed_at_ms = None;
             let (witness, witness_ops) = Entry {
@@ -1113,7 +1151,7 @@ impl Coordinator {
 
     // ---- witness -------------------------------------------------------------
 
-    fn log(&self, mut record: WitnessRecord, revision: Revision) {
+    pub(crate) fn log(&self, mut record: WitnessRecord, revision: Revision) {
         record.revision = revision;
         if let Some(logger) = &self.logger {
             logger(&record);

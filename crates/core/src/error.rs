@@ -58,6 +58,17 @@ pub enum CoreError {
         /// The stale token.
         token: i64,
     },
+    /// No blocker has this id.
+    #[error("blocker {0} not found")]
+    BlockerNotFound(String),
+    /// A stream was asked to start before the oldest revision the store keeps.
+    #[error(
+        "history before revision {compact_revision} is compacted; resume from a newer revision"
+    )]
+    Compacted {
+        /// The oldest revision still available.
+        compact_revision: i64,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] KvError),

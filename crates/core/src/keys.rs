@@ -81,6 +81,26 @@ impl Keys {
         format!("{}holding/{swarm_id}/{task_id}", self.root)
     }
 
+    /// Prefix of a swarm's inbox (pushed, not yet acknowledged tasks).
+    pub fn inbox(&self, swarm_id: &str) -> String {
+        format!("{}inbox/{swarm_id}/", self.root)
+    }
+
+    /// A pushed task in a swarm's inbox; its create revision is the push's token.
+    pub fn inbox_entry(&self, swarm_id: &str, task_id: &str) -> String {
+        format!("{}inbox/{swarm_id}/{task_id}", self.root)
+    }
+
+    /// Prefix of every blocker.
+    pub fn blockers(&self) -> String {
+        format!("{}blockers/", self.root)
+    }
+
+    /// One blocker.
+    pub fn blocker(&self, blocker_id: &str) -> String {
+        format!("{}blockers/{blocker_id}", self.root)
+    }
+
     /// Prefix of the ready queue of one capability set.
     pub fn ready_queue(&self, capset: &str) -> String {
         format!("{}ready/{capset}/", self.root)
@@ -156,6 +176,11 @@ impl Keys {
 /// The chain of a task.
 pub fn task_chain(task_id: &str) -> String {
     format!("task/{task_id}")
+}
+
+/// The chain of a blocker.
+pub fn blocker_chain(blocker_id: &str) -> String {
+    format!("blocker/{blocker_id}")
 }
 
 /// The chain of a swarm.

@@ -11,6 +11,7 @@ mod codec;
 mod coordinator;
 mod error;
 pub mod keys;
+mod realtime;
 mod reaper;
 pub mod swarm;
 pub mod task;
@@ -19,7 +20,11 @@ pub mod witness;
 
 pub use coordinator::{Coordinator, WitnessLogger, capset_id};
 pub use error::CoreError;
-pub use ifc_api::{Claim, ClaimOutcome, Swarm, SwarmStats, TaskPage, WitnessQuery};
+pub use ifc_api::{
+    Blocker, BlockerEvent, BlockerInfo, BlockerState, Claim, ClaimOutcome, CoordinationEvent,
+    HelperCandidate, InboxItem, Swarm, SwarmStats, TaskPage, WitnessQuery,
+};
+pub use realtime::CoreStream;
 pub use reaper::Reaper;
 pub use swarm::{SwarmRecord, SwarmRegistry, SwarmSession};
 pub use task::{Attempt, AttemptOutcome, NewTask, TaskRecord, TaskState, TaskView};
@@ -40,6 +45,9 @@ pub struct CoreConfig {
     /// `IF_COORDINATOR_CLAIM_TIMEOUT`). Claims lapse between this and one
     /// second more (claim leases are shared per second).
     pub claim_timeout_ms: u64,
+    /// How long a pushed task waits for the swarm's ack before it returns to
+    /// the pool, in ms (the seed's `IF_COORDINATOR_PUSH_TIMEOUT`).
+    pub push_timeout_ms: u64,
     /// Delay after a failure before the task can be claimed again, in ms.
     pub retry_backoff_ms: u64,
     /// Attempts a task gets when its creator does not say.
@@ -54,6 +62,7 @@ impl Default for CoreConfig {
             max_swarms: 100,
             max_json_bytes: 1 << 20,
             claim_timeout_ms: 5000,
+            push_timeout_ms: 10_000,
             retry_backoff_ms: 0,
             default_max_attempts: 3,
         }

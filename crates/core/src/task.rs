@@ -13,6 +13,9 @@ pub struct ClaimValue {
     pub swarm_id: String,
     /// When the claim lapses at the latest, unless renewed (ms since the epoch).
     pub deadline_ms: i64,
+    /// When this value was written (the claim, the ack or the last renewal).
+    #[serde(default)]
+    pub written_at_ms: i64,
 }
 
 /// The keys of one task, read together in one snapshot.

@@ -40,8 +40,8 @@ pub struct ServeArgs {
     #[arg(long, env = "IF_COORDINATOR_CLAIM_TIMEOUT", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(1000..=86_400_000))]
     claim_timeout_ms: u64,
-    /// Push acknowledgement timeout in ms (the seed's IF_COORDINATOR_PUSH_TIMEOUT).
-    /// Accepted and checked now; the push inbox that uses it is not built yet.
+    /// How long a pushed task waits for the swarm's ack before it returns to the
+    /// pool, in ms (the seed's IF_COORDINATOR_PUSH_TIMEOUT).
     #[arg(long, env = "IF_COORDINATOR_PUSH_TIMEOUT", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
     push_timeout_ms: u64,
@@ -140,6 +140,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         max_swarms: args.max_swarms as usize,
         max_json_bytes: args.max_json_bytes as usize,
         claim_timeout_ms: args.claim_timeout_ms,
+        push_timeout_ms: args.push_timeout_ms,
         retry_backoff_ms: args.retry_backoff_ms,
         default_max_attempts: args.max_attempts,
     };
