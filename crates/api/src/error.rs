@@ -26,6 +26,10 @@ pub enum ErrorCode {
     NotFound,
     /// No such task (404).
     TaskNotFound,
+    /// No such blocker (404).
+    BlockerNotFound,
+    /// The stream's start revision is older than the store's history (410).
+    Compacted,
     /// The swarm is not registered (404).
     SwarmNotRegistered,
     /// The route exists but not with this method (405).
@@ -56,7 +60,11 @@ impl ErrorCode {
             ErrorCode::InvalidBody => 422,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden | ErrorCode::Incapable => 403,
-            ErrorCode::NotFound | ErrorCode::TaskNotFound | ErrorCode::SwarmNotRegistered => 404,
+            ErrorCode::NotFound
+            | ErrorCode::TaskNotFound
+            | ErrorCode::BlockerNotFound
+            | ErrorCode::SwarmNotRegistered => 404,
+            ErrorCode::Compacted => 410,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict | ErrorCode::Fenced | ErrorCode::NotOwner => 409,
             ErrorCode::PayloadTooLarge => 413,

@@ -302,6 +302,98 @@ impl Client {
     }
 }
 
+/// A stream of server-sent items; it reconnects by itself (resuming with
+/// `Last-Event-ID`) and ends only on an error it cannot recover from.
+pub type ItemStream<T> = futures::stream::BoxStream<'static, Result<T, ClientError>>;
+
+impl Client {
+    /// The seed's `push_task_to_swarm` (admin): creates the task if new (or takes
+    /// a ready one) and puts it in the swarm's durable inbox.
+    pub async fn push_task_to_swarm(
+        &self,
+        swarm_id: &str,
+        task: NewTask,
+    ) -> Result<InboxItem, ClientError> {
+        self.post(&format!("/v1/swarms/{}/push", encode(swarm_id)), &task).await
+    }
+
+    /// Acknowledges a pushed task (as the swarm); returns the claim's deadline.
+    pub async fn ack_push(&self, task_id: &str, token: i64) -> Result<i64, ClientError> {
+        let path = format!("/v1/swarms/{}/inbox/{}/ack", encode(self.me()?), encode(task_id));
+        let renewed: Renewed = self.post(&path, &AckRequest { token }).await?;
+        Ok(renewed.deadline_ms)
+    }
+
+    /// Declines a pushed task (as the swarm): it returns to the pool at once.
+    pub async fn decline_push(&self, task_id: &str, token: i64) -> Result<TaskRecord, ClientError> {
+        let path = format!("/v1/swarms/{}/inbox/{}/decline", encode(self.me()?), encode(task_id));
+        self.post(&path, &AckRequest { token }).await
+    }
+
+    /// The seed's `detect_blocker` (as the swarm); returns the blocker's id.
+    pub async fn detect_blocker(&self, info: BlockerInfo) -> Result<String, ClientError> {
+        let path = format!("/v1/swarms/{}/blockers", encode(self.me()?));
+        let raised: BlockerRaised = self.post(&path, &info).await?;
+        Ok(raised.blocker_id)
+    }
+
+    /// Blockers, all or only unresolved ones (admin).
+    pub async fn list_blockers(&self, open_only: bool) -> Result<Vec<Blocker>, ClientError> {
+        self.get(&format!("/v1/blockers?open={open_only}")).await
+    }
+
+    /// Pushes a help task for a blocker to a helper swarm (admin).
+    pub async fn assign_helper(
+        &self,
+        blocker_id: &str,
+        helper_swarm_id: &str,
+    ) -> Result<InboxItem, ClientError> {
+        let path = format!("/v1/blockers/{}/assign", encode(blocker_id));
+        self.post(&path, &AssignHelper { helper_swarm_id: helper_swarm_id.into() }).await
+    }
+
+    /// Resolves a blocker (admin).
+    pub async fn resolve_blocker(
+        &self,
+        blocker_id: &str,
+        resolution: &str,
+    ) -> Result<Blocker, ClientError> {
+        let path = format!("/v1/blockers/{}/resolve", encode(blocker_id));
+        self.post(&path, &ResolveBlocker { resolution: resolution.into() }).await
+    }
+
+    /// This swarm's inbox: every unacknowledged push after revision `after`,
+    /// then each new one as it happens.
+    pub fn inbox(&self, after: i64) -> Result<ItemStream<InboxItem>, ClientError> {
+        let path = format!("/v1/swarms/{}/inbox", encode(self.me()?));
+        Ok(self.event_stream(path, "task", after, |i: &InboxItem| i.revision))
+    }
+
+    /// Blockers as they are raised, with helper candidates (admin).
+    pub fn blockers(&self, after: i64) -> ItemStream<BlockerEvent> {
+        self.event_stream("/v1/blockers/stream".into(), "blocker", after, |b: &BlockerEvent| {
+            b.revision
+        })
+    }
+
+    /// Every coordination event after revision `after` (admin).
+    pub fn events(&self, after: i64) -> ItemStream<CoordinationEvent> {
+        self.event_stream("/v1/events".into(), "event", after, |e: &CoordinationEvent| e.revision)
+    }
+
+    fn event_stream<T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: String,
+        name: &'static str,
+        after: i64,
+        revision_of: fn(&T) -> i64,
+    ) -> ItemStream<T> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(sse::follow(self.clone(), path, name, after, revision_of, tx));
+        Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+    }
+}
+
 /// A registered swarm: a [`Client`] acting as it, heartbeating in the
 /// background until dropped or unregistered.
 pub struct SwarmClient {
@@ -330,10 +422,166 @@ impl SwarmClient {
         &self.registration
     }
 
+    /// The seed's `task_callback`: calls `callback` with every pushed task, in
+    /// push order, each once (resuming after reconnects), and acknowledges it
+    /// when the callback returns. Runs until the returned handle is dropped or
+    /// aborted.
+    pub fn on_task<F, Fut>(&self, callback: F) -> TaskCallback
+    where
+        F: Fn(InboxItem) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let client = self.client.clone();
+        let task = tokio::spawn(async move {
+            let mut inbox = match client.inbox(0) {
+                Ok(inbox) => inbox,
+                Err(_) => return,
+            };
+            while let Some(item) = futures::StreamExt::next(&mut inbox).await {
+                let item = match item {
+                    Ok(item) => item,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "inbox stream ended");
+                        return;
+                    }
+                };
+                let (task_id, token) = (item.task.task_id.clone(), item.token);
+                callback(item).await;
+                if let Err(e) = client.ack_push(&task_id, token).await {
+                    tracing::warn!(error = %e, %task_id, "ack failed");
+                }
+            }
+        });
+        TaskCallback(task)
+    }
+
     /// Unregisters and stops heartbeating.
     pub async fn unregister(self) -> Result<(), ClientError> {
         self.heartbeat.abort();
         self.client.unregister_swarm().await
+    }
+}
+
+/// A running [`SwarmClient::on_task`] callback; dropping it stops it.
+pub struct TaskCallback(JoinHandle<()>);
+
+impl Drop for TaskCallback {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+mod sse {
+    //! A minimal Server-Sent Events reader with reconnect and `Last-Event-ID`.
+
+    use std::time::Duration;
+
+    use serde::de::DeserializeOwned;
+    use tokio::sync::mpsc::Sender;
+
+    use super::{ApiError, Client, ClientError, ErrorCode};
+
+    #[derive(serde::Deserialize)]
+    struct StreamEnd {
+        code: String,
+        message: String,
+    }
+
+    /// Follows `path`, sending each `name` event's data, reconnecting after
+    /// drops from the last revision delivered. Stops when the receiver is gone
+    /// or the server refuses the stream.
+    pub async fn follow<T: DeserializeOwned>(
+        client: Client,
+        path: String,
+        name: &'static str,
+        mut after: i64,
+        revision_of: fn(&T) -> i64,
+        tx: Sender<Result<T, ClientError>>,
+    ) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut request = client
+                .http
+                .get(format!("{}{path}", client.base))
+                .bearer_auth(&client.token)
+                .header("last-event-id", after.to_string());
+            if let Some(swarm) = &client.swarm_id {
+                request = request.header("x-ifc-swarm", swarm);
+            }
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(_) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = tx.closed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if !response.status().is_success() {
+                let status = response.status().as_u16();
+                let text = response.text().await.unwrap_or_default();
+                let error = serde_json::from_str::<ApiError>(&text)
+                    .unwrap_or_else(|_| ApiError::new(ErrorCode::Internal, text));
+                let retry = status >= 500;
+                if !retry {
+                    let _ = tx.send(Err(ClientError::Api { status, error })).await;
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            backoff = Duration::from_millis(100);
+            let mut body = response.bytes_stream();
+            let mut buffer = String::new();
+            let (mut event, mut data) = (String::new(), String::new());
+            loop {
+                let chunk = tokio::select! {
+                    chunk = futures::StreamExt::next(&mut body) => chunk,
+                    () = tx.closed() => return,
+                };
+                let Some(Ok(chunk)) = chunk else { break };
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(newline) = buffer.find('\n') {
+                    let line = buffer[..newline].trim_end_matches('\r').to_string();
+                    buffer.drain(..=newline);
+                    if line.is_empty() {
+                        if event == name {
+                            match serde_json::from_str::<T>(&data) {
+                                Ok(item) => {
+                                    after = revision_of(&item);
+                                    if tx.send(Ok(item)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e) => {
+                                    let _ = tx.send(Err(ClientError::Decode(e.to_string()))).await;
+                                    return;
+                                }
+                            }
+                        } else if event == "error"
+                            && let Ok(end) = serde_json::from_str::<StreamEnd>(&data)
+                            && end.code == "compacted"
+                        {
+                            let error = ApiError::new(ErrorCode::Compacted, end.message);
+                            let _ = tx.send(Err(ClientError::Api { status: 410, error })).await;
+                            return;
+                        }
+                        event.clear();
+                        data.clear();
+                    } else if let Some(value) = line.strip_prefix("event:") {
+                        event = value.trim().to_string();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        if !data.is_empty() {
+                            data.push('\n');
+                        }
+                        data.push_str(value.strip_prefix(' ').unwrap_or(value));
+                    }
+                }
+            }
+            // Dropped or cut off: reconnect from `after`.
+        }
     }
 }
 

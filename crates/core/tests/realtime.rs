@@ -23,6 +23,7 @@ on_both_backends!(
     push_takes_ready_tasks_and_refuses_held_ones,
     blockers_reach_the_orchestrator_with_helpers_by_load,
     event_stream_resumes_exactly_and_reports_compaction,
+    a_subscriber_that_does_not_read_stalls_no_writer,
 );
 
 fn task(id: &str) -> NewTask {
@@ -266,6 +267,35 @@ async fn event_stream_resumes_exactly_and_reports_compaction(store: TestStore) {
     let mut old = c.events(1).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(15), old.next()).await.unwrap().unwrap();
     assert!(matches!(first, Err(CoreError::Compacted { .. })), "{first:?}");
+}
+
+async fn a_subscriber_that_does_not_read_stalls_no_writer(store: TestStore) {
+    let (c, _) = coordinator(&store, CoreConfig::default());
+    let mut idle = c.events(0).await.unwrap();
+    // Far more events than any buffer on the way holds, with nobody reading.
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                for i in 0..150 {
+                    c.create_task(task(&format!("w{w}-{i}"))).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        tokio::time::timeout(Duration::from_secs(120), writer)
+            .await
+            .expect("writers finish")
+            .unwrap();
+    }
+    // The idle subscriber still gets everything, in order, from the history.
+    let mut last = 0;
+    for _ in 0..1200 {
+        let event = next(&mut idle).await;
+        assert!(event.revision > last);
+        last = event.revision;
+    }
 }
 
 /// Two coordinator nodes, each with its own etcd connection.

@@ -41,6 +41,8 @@ impl From<CoreError> for AppError {
             CoreError::Incapable { .. } => ErrorCode::Incapable,
             CoreError::NotOwner { .. } => ErrorCode::NotOwner,
             CoreError::Fenced { .. } => ErrorCode::Fenced,
+            CoreError::BlockerNotFound(_) => ErrorCode::BlockerNotFound,
+            CoreError::Compacted { .. } => ErrorCode::Compacted,
             CoreError::Store(KvError::Unavailable(_)) => ErrorCode::Unavailable,
             CoreError::Store(KvError::Stopped(_)) => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,

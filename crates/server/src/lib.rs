@@ -13,6 +13,7 @@
 
 mod error;
 mod metrics;
+mod realtime;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use utoipa_axum::routes;
 
 pub use error::AppError;
 pub use metrics::{MeteredStore, Metrics};
+pub use realtime::SLOW_READER_TIMEOUT;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -459,6 +461,17 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(witness))
         .routes(routes!(witness_export))
         .routes(routes!(witness_verify))
+        .routes(routes!(realtime::push_task))
+        .routes(routes!(realtime::inbox))
+        .routes(routes!(realtime::ack))
+        .routes(routes!(realtime::decline))
+        .routes(routes!(realtime::raise_blocker))
+        .routes(routes!(realtime::list_blockers))
+        .routes(routes!(realtime::blocker_stream))
+        .routes(routes!(realtime::get_blocker))
+        .routes(routes!(realtime::assign_helper))
+        .routes(routes!(realtime::resolve_blocker))
+        .routes(routes!(realtime::events))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics_text))

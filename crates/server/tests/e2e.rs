@@ -324,6 +324,17 @@ async fn openapi_lists_exactly_the_routes(server: Server) {
         "GET /v1/witness",
         "GET /v1/witness/export",
         "GET /v1/witness/verify",
+        "POST /v1/swarms/{swarm_id}/push",
+        "GET /v1/swarms/{swarm_id}/inbox",
+        "POST /v1/swarms/{swarm_id}/inbox/{task_id}/ack",
+        "POST /v1/swarms/{swarm_id}/inbox/{task_id}/decline",
+        "POST /v1/swarms/{swarm_id}/blockers",
+        "GET /v1/blockers",
+        "GET /v1/blockers/stream",
+        "GET /v1/blockers/{blocker_id}",
+        "POST /v1/blockers/{blocker_id}/assign",
+        "POST /v1/blockers/{blocker_id}/resolve",
+        "GET /v1/events",
         "GET /healthz",
         "GET /readyz",
         "GET /metrics",
@@ -334,7 +345,8 @@ async fn openapi_lists_exactly_the_routes(server: Server) {
     let http = reqwest::Client::new();
     for entry in &documented {
         let (method, path) = entry.split_once(' ').unwrap();
-        let path = path.replace("{swarm_id}", "x").replace("{task_id}", "x");
+        let path =
+            path.replace("{swarm_id}", "x").replace("{task_id}", "x").replace("{blocker_id}", "x");
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let response = http.request(method, format!("{}{path}", server.url)).send().await.unwrap();
         assert_ne!(response.status(), 405, "{entry}");
@@ -377,4 +389,160 @@ async fn graceful_shutdown_loses_no_acknowledged_write(server: Server) {
         core.get_task(id).await.unwrap_or_else(|e| panic!("acknowledged {id} is gone: {e}"));
     }
     drop(store);
+}
+
+mod streams {
+    use super::*;
+    use futures::StreamExt;
+    use ifc_client::BlockerInfo;
+    use std::time::Duration;
+
+    async fn next<T>(stream: &mut ifc_client::ItemStream<T>) -> T {
+        tokio::time::timeout(Duration::from_secs(15), stream.next())
+            .await
+            .expect("an item within the wait")
+            .expect("stream open")
+            .expect("no error")
+    }
+
+    macro_rules! on_both {
+        ($($case:ident),*) => {
+            mod embedded { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() {
+                super::$case(super::super::Server::start(ifc_testkit::TestStore::start(ifc_testkit::Backend::Embedded).await).await).await;
+            } )* }
+            mod etcd { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() {
+                super::$case(super::super::Server::start(ifc_testkit::TestStore::start(ifc_testkit::Backend::Etcd).await).await).await;
+            } )* }
+        };
+    }
+
+    on_both!(push_reaches_the_swarm_over_sse_and_resumes, blockers_and_events_stream_over_sse);
+
+    async fn push_reaches_the_swarm_over_sse_and_resumes(server: Server) {
+        let admin = server.admin();
+        let swarm = admin.register_swarm("s", &["x"], json!({})).await.unwrap();
+        let mut inbox = swarm.inbox(0).unwrap();
+        let first = admin.push_task_to_swarm("s", task("p1")).await.unwrap();
+        let second = admin.push_task_to_swarm("s", task("p2")).await.unwrap();
+        assert_eq!(next(&mut inbox).await.token, first.token);
+        assert_eq!(next(&mut inbox).await.token, second.token);
+
+        // Raw HTTP: Last-Event-ID resumes after the first push.
+        let response = reqwest::Client::new()
+            .get(format!("{}/v1/swarms/s/inbox", server.url))
+            .bearer_auth(&swarm.registration().token)
+            .header("x-ifc-swarm", "s")
+            .header("last-event-id", first.revision.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut body = response.bytes_stream();
+        let mut text = String::new();
+        while !text.contains("\n\n") {
+            let chunk = tokio::time::timeout(Duration::from_secs(15), body.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        assert!(text.contains(&format!("id: {}", second.revision)), "{text}");
+        assert!(text.contains("event: task"), "{text}");
+        assert!(!text.contains(&format!("id: {}\n", first.revision)), "{text}");
+
+        // The seed's task_callback: each push once, acknowledged after the callback.
+        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        let _callback = swarm.on_task(move |item| {
+            let seen_tx = seen_tx.clone();
+            async move {
+                let _ = seen_tx.send(item.task.task_id);
+            }
+        });
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            if got.len() == 2 {
+                admin.push_task_to_swarm("s", task("p3")).await.unwrap();
+            }
+            got.push(
+                tokio::time::timeout(Duration::from_secs(15), seen_rx.recv())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        assert_eq!(got, ["p1", "p2", "p3"]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while admin.get_task("p3").await.unwrap().record.awaiting_ack {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the callback's item was not acknowledged"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Decline through the client; push to nobody is a 404.
+        let declined = admin.push_task_to_swarm("s", task("p4")).await.unwrap();
+        drop(_callback);
+        let _ = swarm.decline_push("p4", declined.token).await;
+        assert_eq!(
+            code(admin.push_task_to_swarm("ghost", task("p5")).await),
+            ErrorCode::SwarmNotRegistered
+        );
+    }
+
+    async fn blockers_and_events_stream_over_sse(server: Server) {
+        let admin = server.admin();
+        let mut events = admin.events(0);
+        let mut blockers = admin.blockers(0);
+        let reporter = admin.register_swarm("reporter", &["x"], json!({})).await.unwrap();
+        let _helper = admin.register_swarm("helper", &["x", "y"], json!({})).await.unwrap();
+        let info = BlockerInfo {
+            blocker_type: "missing_tool".into(),
+            description: "Rust compiler not found".into(),
+            severity: "high".into(),
+            required_capabilities: vec!["x".into()],
+            task_id: None,
+        };
+        let blocker_id = reporter.detect_blocker(info).await.unwrap();
+        let event = next(&mut blockers).await;
+        assert_eq!(event.blocker.blocker_id, blocker_id);
+        assert_eq!(
+            event.candidates.iter().map(|c| c.swarm_id.as_str()).collect::<Vec<_>>(),
+            ["helper"]
+        );
+        let help = admin.assign_helper(&blocker_id, "helper").await.unwrap();
+        assert_eq!(help.blocker_id.as_deref(), Some(blocker_id.as_str()));
+        admin.resolve_blocker(&blocker_id, "installed rustc").await.unwrap();
+        assert!(admin.list_blockers(true).await.unwrap().is_empty());
+
+        let mut ops = Vec::new();
+        while ops.len() < 6 {
+            ops.push(next(&mut events).await);
+        }
+        let names: Vec<_> = ops.iter().map(|e| e.op.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "swarm_registered",
+                "swarm_registered",
+                "blocker_raised",
+                "task_pushed",
+                "blocker_assigned",
+                "blocker_resolved"
+            ]
+        );
+        // Resume after the blocker was raised.
+        let mut resumed = admin.events(ops[2].revision);
+        assert_eq!(next(&mut resumed).await, ops[3]);
+        // A stream from a compacted revision is refused with a code.
+        let kv = server.kv.clone();
+        let now = kv.range(RangeRequest::key("\0")).await.unwrap().revision;
+        kv.compact(now).await.unwrap();
+        let mut old = admin.events(1);
+        let refused =
+            tokio::time::timeout(Duration::from_secs(15), old.next()).await.unwrap().unwrap();
+        assert_eq!(refused.err().and_then(|e| e.code()), Some(ErrorCode::Compacted));
+        assert_eq!(code(admin.resolve_blocker("blk-none", "x").await), ErrorCode::BlockerNotFound);
+    }
 }
