@@ -366,18 +366,19 @@ impl Client {
     /// then each new one as it happens.
     pub fn inbox(&self, after: i64) -> Result<ItemStream<InboxItem>, ClientError> {
         let path = format!("/v1/swarms/{}/inbox", encode(self.me()?));
-        Ok(self.event_stream(path, "task", after, |i: &InboxItem| i.revision))
+        Ok(self.event_stream(path, "task", Some(after), |i: &InboxItem| i.revision))
     }
 
-    /// Blockers as they are raised, with helper candidates (admin).
-    pub fn blockers(&self, after: i64) -> ItemStream<BlockerEvent> {
+    /// Blockers raised after revision `after` (`None`: from now), with helper
+    /// candidates (admin).
+    pub fn blockers(&self, after: Option<i64>) -> ItemStream<BlockerEvent> {
         self.event_stream("/v1/blockers/stream".into(), "blocker", after, |b: &BlockerEvent| {
             b.revision
         })
     }
 
-    /// Every coordination event after revision `after` (admin).
-    pub fn events(&self, after: i64) -> ItemStream<CoordinationEvent> {
+    /// Every coordination event after revision `after` (`None`: from now) (admin).
+    pub fn events(&self, after: Option<i64>) -> ItemStream<CoordinationEvent> {
         self.event_stream("/v1/events".into(), "event", after, |e: &CoordinationEvent| e.revision)
     }
 
@@ -385,7 +386,7 @@ impl Client {
         &self,
         path: String,
         name: &'static str,
-        after: i64,
+        after: Option<i64>,
         revision_of: fn(&T) -> i64,
     ) -> ItemStream<T> {
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
@@ -494,17 +495,17 @@ mod sse {
         client: Client,
         path: String,
         name: &'static str,
-        mut after: i64,
+        mut after: Option<i64>,
         revision_of: fn(&T) -> i64,
         tx: Sender<Result<T, ClientError>>,
     ) {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let mut request = client
-                .http
-                .get(format!("{}{path}", client.base))
-                .bearer_auth(&client.token)
-                .header("last-event-id", after.to_string());
+            let mut request =
+                client.http.get(format!("{}{path}", client.base)).bearer_auth(&client.token);
+            if let Some(after) = after {
+                request = request.header("last-event-id", after.to_string());
+            }
             if let Some(swarm) = &client.swarm_id {
                 request = request.header("x-ifc-swarm", swarm);
             }
@@ -550,7 +551,7 @@ mod sse {
                         if event == name {
                             match serde_json::from_str::<T>(&data) {
                                 Ok(item) => {
-                                    after = revision_of(&item);
+                                    after = Some(revision_of(&item));
                                     if tx.send(Ok(item)).await.is_err() {
                                         return;
                                     }

@@ -451,13 +451,14 @@ impl Coordinator {
         Ok(candidates)
     }
 
-    /// The orchestrator's blocker stream: each blocker raised after `after` (0:
-    /// from now), with its helper candidates as they stand at delivery.
+    /// The orchestrator's blocker stream: each blocker raised after revision
+    /// `after` (`None`: from now), with its helper candidates as they stand at
+    /// delivery.
     pub async fn blockers(
         self: &std::sync::Arc<Self>,
-        after: i64,
+        after: Option<i64>,
     ) -> Result<CoreStream<BlockerEvent>, CoreError> {
-        let from = if after > 0 { after + 1 } else { 0 };
+        let from = after.map_or(0, |after| after + 1);
         let watch = self
             .store
             .watch(WatchRequest::prefix(self.keys.blockers()).from_revision(from))
@@ -623,12 +624,15 @@ impl Coordinator {
 
     // ---- events --------------------------------------------------------------
 
-    /// Every coordination event after revision `after` (0: from now), in commit
+    /// Every coordination event after revision `after` (`None`: from now), in commit
     /// order: the witness records as they commit, and claim renewals. A revision
     /// older than the store's history ends the stream with
     /// [`CoreError::Compacted`].
-    pub async fn events(&self, after: i64) -> Result<CoreStream<CoordinationEvent>, CoreError> {
-        let from = if after > 0 { after + 1 } else { 0 };
+    pub async fn events(
+        &self,
+        after: Option<i64>,
+    ) -> Result<CoreStream<CoordinationEvent>, CoreError> {
+        let from = after.map_or(0, |after| after + 1);
         let root = self.keys.root().to_string();
         let keys = self.keys.clone();
         let watch = self.store.watch(WatchRequest::prefix(root).from_revision(from)).await?;

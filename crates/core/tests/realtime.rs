@@ -191,7 +191,7 @@ async fn blockers_reach_the_orchestrator_with_helpers_by_load(store: TestStore) 
         ClaimOutcome::Claimed(claim) => claim,
         other => panic!("{other:?}"),
     };
-    let mut stream = c.blockers(0).await.unwrap();
+    let mut stream = c.blockers(None).await.unwrap();
     let info = BlockerInfo {
         blocker_type: "missing_dependency".into(),
         description: "Cannot find NDI SDK headers".into(),
@@ -233,7 +233,7 @@ async fn blockers_reach_the_orchestrator_with_helpers_by_load(store: TestStore) 
 
 async fn event_stream_resumes_exactly_and_reports_compaction(store: TestStore) {
     let (c, _) = coordinator(&store, CoreConfig::default());
-    let mut live = c.events(0).await.unwrap();
+    let mut live = c.events(None).await.unwrap();
     c.register_swarm("s", caps(&[]), json!(null), None).await.unwrap();
     c.create_task(task("e")).await.unwrap();
     let claim = match c.claim_task("s", "e").await.unwrap() {
@@ -256,7 +256,7 @@ async fn event_stream_resumes_exactly_and_reports_compaction(store: TestStore) {
     assert!(events.windows(2).all(|w| w[0].revision < w[1].revision));
 
     // Resume after the claim: exactly the events that followed.
-    let mut resumed = c.events(events[2].revision).await.unwrap();
+    let mut resumed = c.events(Some(events[2].revision)).await.unwrap();
     let again: Vec<_> = [next(&mut resumed).await, next(&mut resumed).await].to_vec();
     assert_eq!(again, events[3..].to_vec());
     nothing_more(&mut resumed).await;
@@ -264,14 +264,14 @@ async fn event_stream_resumes_exactly_and_reports_compaction(store: TestStore) {
     // A revision the store no longer keeps is a typed error, not silence.
     let current = c.store().range(ifc_kv::RangeRequest::key("\0")).await.unwrap().revision;
     c.store().compact(current).await.unwrap();
-    let mut old = c.events(1).await.unwrap();
+    let mut old = c.events(Some(0)).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(15), old.next()).await.unwrap().unwrap();
     assert!(matches!(first, Err(CoreError::Compacted { .. })), "{first:?}");
 }
 
 async fn a_subscriber_that_does_not_read_stalls_no_writer(store: TestStore) {
     let (c, _) = coordinator(&store, CoreConfig::default());
-    let mut idle = c.events(0).await.unwrap();
+    let mut idle = c.events(None).await.unwrap();
     // Far more events than any buffer on the way holds, with nobody reading.
     let writers: Vec<_> = (0..8)
         .map(|w| {
@@ -309,7 +309,7 @@ async fn two_nodes_over_one_etcd_see_each_others_pushes_and_blockers() {
     node_b.register_swarm("reporter", caps(&["x"]), json!(null), None).await.unwrap();
 
     let mut inbox_on_b = node_b.inbox("worker", 0).await.unwrap();
-    let mut blockers_on_a = node_a.blockers(0).await.unwrap();
+    let mut blockers_on_a = node_a.blockers(None).await.unwrap();
     let pushed = node_a.push_task_to_swarm("worker", task("cross")).await.unwrap();
     assert_eq!(next(&mut inbox_on_b).await.token, pushed.token);
     let blocker_id = node_b

@@ -480,3 +480,299 @@ pub async fn witness(cmd: WitnessCommand) -> Result<i32> {
         .await,
     )
 }
+
+/// `ifc push …`
+#[derive(clap::Args)]
+pub struct PushCommand {
+    #[command(flatten)]
+    conn: Connection,
+    /// The swarm to push to.
+    swarm_id: String,
+    /// The task (created if new, taken if ready).
+    task_id: String,
+    #[arg(long = "type", default_value = "task")]
+    task_type: String,
+    /// Metadata, JSON.
+    #[arg(long, default_value = "null")]
+    meta: String,
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i32,
+}
+
+/// Runs `ifc push …`.
+pub async fn push(cmd: PushCommand) -> Result<i32> {
+    let c = &cmd.conn;
+    finish(
+        async {
+            let task = NewTask {
+                task_id: cmd.task_id.clone(),
+                task_type: cmd.task_type.clone(),
+                metadata: json_arg("meta", &cmd.meta)?,
+                required_capabilities: Vec::new(),
+                priority: cmd.priority,
+                max_attempts: None,
+            };
+            let item = c.admin()?.push_task_to_swarm(&cmd.swarm_id, task).await?;
+            c.print(&item, |i| {
+                format!(
+                    "pushed {} to {} (token {}, ack by {} ms)",
+                    i.task.task_id, cmd.swarm_id, i.token, i.ack_deadline_ms
+                )
+            });
+            Ok(0)
+        }
+        .await,
+    )
+}
+
+/// `ifc inbox …` (as a swarm)
+#[derive(clap::Args)]
+pub struct InboxCommand {
+    #[command(flatten)]
+    conn: Connection,
+    #[command(subcommand)]
+    command: InboxOp,
+}
+
+#[derive(clap::Subcommand)]
+enum InboxOp {
+    /// Prints pushed tasks as they arrive (Ctrl-C to stop).
+    ///
+    /// Example: `ifc inbox follow --swarm swarm-1 --swarm-token … --after 0`
+    Follow {
+        /// Resume after this revision.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
+    /// Acknowledges a pushed task: the swarm takes it.
+    ///
+    /// Example: `ifc inbox ack urgent-review --claim-token 17`
+    Ack {
+        task_id: String,
+        #[arg(long)]
+        claim_token: i64,
+    },
+    /// Declines a pushed task: it returns to the pool.
+    ///
+    /// Example: `ifc inbox decline urgent-review --claim-token 17`
+    Decline {
+        task_id: String,
+        #[arg(long)]
+        claim_token: i64,
+    },
+}
+
+/// Runs `ifc inbox …`.
+pub async fn inbox(cmd: InboxCommand) -> Result<i32> {
+    let c = &cmd.conn;
+    finish(
+        async {
+            match cmd.command {
+                InboxOp::Follow { after } => {
+                    let mut stream = c.swarm()?.inbox(after)?;
+                    while let Some(item) = futures::StreamExt::next(&mut stream).await {
+                        let item = item?;
+                        c.print(&item, |i| {
+                            format!("{}\t{}\ttoken {}", i.revision, i.task.task_id, i.token)
+                        });
+                    }
+                }
+                InboxOp::Ack { task_id, claim_token } => {
+                    let deadline = c.swarm()?.ack_push(&task_id, claim_token).await?;
+                    c.print(&serde_json::json!({"deadline_ms": deadline}), |_| {
+                        format!("acknowledged; claim until {deadline} ms")
+                    });
+                }
+                InboxOp::Decline { task_id, claim_token } => {
+                    let record = c.swarm()?.decline_push(&task_id, claim_token).await?;
+                    c.print(&record, |r| {
+                        format!("declined; {} is {}", r.task_id, r.state.as_str())
+                    });
+                }
+            }
+            Ok(0)
+        }
+        .await,
+    )
+}
+
+/// `ifc blocker …`
+#[derive(clap::Args)]
+pub struct BlockerCommand {
+    #[command(flatten)]
+    conn: Connection,
+    #[command(subcommand)]
+    command: BlockerOp,
+}
+
+#[derive(clap::Subcommand)]
+enum BlockerOp {
+    /// Raises a blocker (as the stuck swarm).
+    ///
+    /// Example: `ifc blocker raise --type missing_dependency --description "no NDI SDK" --needs integration:ndi`
+    Raise {
+        #[arg(long = "type")]
+        blocker_type: String,
+        #[arg(long)]
+        description: String,
+        #[arg(long, default_value = "high")]
+        severity: String,
+        /// A capability a helper must hold (repeat for several).
+        #[arg(long = "needs")]
+        needs: Vec<String>,
+        /// The blocked task.
+        #[arg(long)]
+        task: Option<String>,
+    },
+    /// Lists blockers (admin).
+    ///
+    /// Example: `ifc blocker list --open`
+    List {
+        #[arg(long)]
+        open: bool,
+    },
+    /// Pushes a help task to a helper swarm (admin).
+    ///
+    /// Example: `ifc blocker assign blk-… swarm-infra`
+    Assign { blocker_id: String, helper_swarm_id: String },
+    /// Resolves a blocker (admin).
+    ///
+    /// Example: `ifc blocker resolve blk-… --resolution "installed the SDK"`
+    Resolve {
+        blocker_id: String,
+        #[arg(long)]
+        resolution: String,
+    },
+    /// Prints blockers as they are raised, with helper candidates (admin).
+    ///
+    /// Example: `ifc blocker follow`
+    Follow {
+        /// Resume after this revision (default: from now).
+        #[arg(long)]
+        after: Option<i64>,
+    },
+}
+
+/// Runs `ifc blocker …`.
+pub async fn blocker(cmd: BlockerCommand) -> Result<i32> {
+    let c = &cmd.conn;
+    finish(
+        async {
+            match cmd.command {
+                BlockerOp::Raise { blocker_type, description, severity, needs, task } => {
+                    let info = ifc_client::BlockerInfo {
+                        blocker_type,
+                        description,
+                        severity,
+                        required_capabilities: needs,
+                        task_id: task,
+                    };
+                    let id = c.swarm()?.detect_blocker(info).await?;
+                    c.print(&serde_json::json!({"blocker_id": id}), |_| format!("raised {id}"));
+                }
+                BlockerOp::List { open } => {
+                    let blockers = c.admin()?.list_blockers(open).await?;
+                    c.print(&blockers, |list| {
+                        let mut out = format!(
+                            "{:<32} {:<10} {:<20} {:<20} HELPERS",
+                            "BLOCKER", "STATE", "REPORTER", "TYPE"
+                        );
+                        for b in list {
+                            let state = serde_json::to_value(b.state)
+                                .ok()
+                                .and_then(|v| v.as_str().map(String::from))
+                                .unwrap_or_default();
+                            out.push_str(&format!(
+                                "\n{:<32} {:<10} {:<20} {:<20} {}",
+                                b.blocker_id,
+                                state,
+                                b.swarm_id,
+                                b.info.blocker_type,
+                                b.helpers.join(",")
+                            ));
+                        }
+                        out
+                    });
+                }
+                BlockerOp::Assign { blocker_id, helper_swarm_id } => {
+                    let item = c.admin()?.assign_helper(&blocker_id, &helper_swarm_id).await?;
+                    c.print(&item, |i| format!("pushed {} to {helper_swarm_id}", i.task.task_id));
+                }
+                BlockerOp::Resolve { blocker_id, resolution } => {
+                    let blocker = c.admin()?.resolve_blocker(&blocker_id, &resolution).await?;
+                    c.print(&blocker, |b| format!("{} resolved", b.blocker_id));
+                }
+                BlockerOp::Follow { after } => {
+                    let mut stream = c.admin()?.blockers(after);
+                    while let Some(event) = futures::StreamExt::next(&mut stream).await {
+                        let event = event?;
+                        c.print(&event, |e| {
+                            let helpers: Vec<_> = e
+                                .candidates
+                                .iter()
+                                .map(|h| format!("{}({})", h.swarm_id, h.current_claims))
+                                .collect();
+                            format!(
+                                "{}\t{}\tfrom {}\t{}\thelpers: {}",
+                                e.revision,
+                                e.blocker.blocker_id,
+                                e.blocker.swarm_id,
+                                e.blocker.info.description,
+                                helpers.join(" ")
+                            )
+                        });
+                    }
+                }
+            }
+            Ok(0)
+        }
+        .await,
+    )
+}
+
+/// `ifc events …`
+#[derive(clap::Args)]
+pub struct EventsCommand {
+    #[command(flatten)]
+    conn: Connection,
+    /// Keep following; without it, prints what arrives within a second and stops.
+    #[arg(long)]
+    follow: bool,
+    /// Resume after this revision (0: from the oldest kept; default: from now).
+    #[arg(long)]
+    after: Option<i64>,
+}
+
+/// Runs `ifc events …`.
+pub async fn events(cmd: EventsCommand) -> Result<i32> {
+    let c = &cmd.conn;
+    finish(
+        async {
+            let mut stream = c.admin()?.events(cmd.after);
+            loop {
+                let next = futures::StreamExt::next(&mut stream);
+                let event = if cmd.follow {
+                    next.await
+                } else {
+                    match tokio::time::timeout(std::time::Duration::from_secs(1), next).await {
+                        Ok(event) => event,
+                        Err(_) => break,
+                    }
+                };
+                let Some(event) = event else { break };
+                let event = event?;
+                c.print(&event, |e| {
+                    format!(
+                        "{:>8} {:<22} {:<20} {}",
+                        e.revision,
+                        e.op,
+                        e.actor,
+                        e.task_id.clone().or(e.blocker_id.clone()).unwrap_or_default()
+                    )
+                });
+            }
+            Ok(0)
+        }
+        .await,
+    )
+}

@@ -44,9 +44,21 @@ enum Command {
     Swarm(cli::SwarmCommand),
     /// The witness log: list, export, verify.
     Witness(cli::WitnessCommand),
+    /// Pushes a task straight to one swarm's inbox (admin).
+    ///
+    /// Example: `ifc push swarm-finance urgent-review --type code-review`
+    Push(cli::PushCommand),
+    /// Pushed tasks: follow this swarm's inbox, ack, decline.
+    Inbox(cli::InboxCommand),
+    /// Blockers: raise, list, assign a helper, resolve, follow.
+    Blocker(cli::BlockerCommand),
+    /// Follows the coordination event stream (admin).
+    ///
+    /// Example: `ifc events --follow --after 120 -o json`
+    Events(cli::EventsCommand),
     /// Opens the store directly and reports it (not while a server holds it).
     ///
-    /// Example: `ifc store status --data-dir ./ifc-data`
+    /// Example: `ifc store --data-dir ./ifc-data`
     Store(store::StoreArgs),
     /// Raw key-value access to the store, for debugging.
     ///
@@ -63,6 +75,10 @@ fn main() -> Result<()> {
             Command::Task(command) => cli::task(command).await,
             Command::Swarm(command) => cli::swarm(command).await,
             Command::Witness(command) => cli::witness(command).await,
+            Command::Push(command) => cli::push(command).await,
+            Command::Inbox(command) => cli::inbox(command).await,
+            Command::Blocker(command) => cli::blocker(command).await,
+            Command::Events(command) => cli::events(command).await,
             Command::Store(args) => store::status(args).await.map(|()| 0),
             Command::Kv(args) => store::kv(args).await.map(|()| 0),
         }

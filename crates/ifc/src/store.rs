@@ -112,20 +112,28 @@ pub struct KvArgs {
 #[derive(clap::Subcommand)]
 enum KvCommand {
     /// Prints a key, or every key under a prefix with `--prefix`.
+    ///
+    /// Example: `ifc kv get ifc/tasks/ --prefix`
     Get {
         key: String,
         #[arg(long)]
         prefix: bool,
     },
     /// Writes a key.
+    ///
+    /// Example: `ifc kv put greeting hello`
     Put { key: String, value: String },
     /// Deletes a key, or a prefix with `--prefix`.
+    ///
+    /// Example: `ifc kv del greeting`
     Del {
         key: String,
         #[arg(long)]
         prefix: bool,
     },
     /// Prints changes under a prefix as they happen (Ctrl-C to stop).
+    ///
+    /// Example: `ifc kv watch ifc/ --from 1`
     Watch {
         prefix: String,
         /// Start from this revision (0: from now).

@@ -34,7 +34,9 @@ pub const SLOW_READER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events buffered per stream.
 const STREAM_BUFFER: usize = 256;
 
-/// Where a stream starts: after `Last-Event-ID`, or after `?after=`.
+/// Where a stream starts: after `Last-Event-ID`, or after `?after=`; with
+/// neither, the inbox starts with every pending push and the other streams
+/// start now.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StreamStart {
@@ -43,23 +45,22 @@ pub struct StreamStart {
     pub after: Option<i64>,
 }
 
-fn resume_point(headers: &HeaderMap, query: &StreamStart) -> Result<i64, AppError> {
-    match headers.get("last-event-id") {
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .filter(|v| *v >= 0)
-            .ok_or_else(|| {
-                AppError::new(ErrorCode::InvalidArgument, "Last-Event-ID is not a revision")
-            }),
-        None => match query.after {
-            Some(after) if after < 0 => {
-                Err(AppError::new(ErrorCode::InvalidArgument, "after must be ≥ 0"))
-            }
-            Some(after) => Ok(after),
-            None => Ok(0),
-        },
+/// Where a stream resumes: after `Last-Event-ID`, else after `?after=`; `None`
+/// when neither is given.
+fn resume_point(headers: &HeaderMap, query: &StreamStart) -> Result<Option<i64>, AppError> {
+    let after = match headers.get("last-event-id") {
+        Some(value) => {
+            Some(value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()).ok_or_else(
+                || AppError::new(ErrorCode::InvalidArgument, "Last-Event-ID is not a revision"),
+            )?)
+        }
+        None => query.after,
+    };
+    match after {
+        Some(after) if after < 0 => {
+            Err(AppError::new(ErrorCode::InvalidArgument, "a revision is ≥ 0"))
+        }
+        after => Ok(after),
     }
 }
 
@@ -180,7 +181,7 @@ pub async fn inbox(
     Q(query): Q<StreamStart>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     caller.swarm(&swarm_id)?;
-    let after = resume_point(&headers, &query)?;
+    let after = resume_point(&headers, &query)?.unwrap_or(0);
     let items = state.core.inbox(&swarm_id, after).await?;
     Ok(sse(state.metrics.clone(), items, "task", |i: &InboxItem| i.revision, after))
 }
@@ -270,7 +271,13 @@ pub async fn blocker_stream(
     caller.admin()?;
     let after = resume_point(&headers, &query)?;
     let items = state.core.blockers(after).await?;
-    Ok(sse(state.metrics.clone(), items, "blocker", |b: &BlockerEvent| b.revision, after))
+    Ok(sse(
+        state.metrics.clone(),
+        items,
+        "blocker",
+        |b: &BlockerEvent| b.revision,
+        after.unwrap_or(0),
+    ))
 }
 
 /// One blocker (admin).
@@ -325,5 +332,11 @@ pub async fn events(
     caller.admin()?;
     let after = resume_point(&headers, &query)?;
     let items = state.core.events(after).await?;
-    Ok(sse(state.metrics.clone(), items, "event", |e: &CoordinationEvent| e.revision, after))
+    Ok(sse(
+        state.metrics.clone(),
+        items,
+        "event",
+        |e: &CoordinationEvent| e.revision,
+        after.unwrap_or(0),
+    ))
 }

@@ -493,8 +493,8 @@ mod streams {
 
     async fn blockers_and_events_stream_over_sse(server: Server) {
         let admin = server.admin();
-        let mut events = admin.events(0);
-        let mut blockers = admin.blockers(0);
+        let mut events = admin.events(None);
+        let mut blockers = admin.blockers(None);
         let reporter = admin.register_swarm("reporter", &["x"], json!({})).await.unwrap();
         let _helper = admin.register_swarm("helper", &["x", "y"], json!({})).await.unwrap();
         let info = BlockerInfo {
@@ -533,13 +533,13 @@ mod streams {
             ]
         );
         // Resume after the blocker was raised.
-        let mut resumed = admin.events(ops[2].revision);
+        let mut resumed = admin.events(Some(ops[2].revision));
         assert_eq!(next(&mut resumed).await, ops[3]);
         // A stream from a compacted revision is refused with a code.
         let kv = server.kv.clone();
         let now = kv.range(RangeRequest::key("\0")).await.unwrap().revision;
         kv.compact(now).await.unwrap();
-        let mut old = admin.events(1);
+        let mut old = admin.events(Some(0));
         let refused =
             tokio::time::timeout(Duration::from_secs(15), old.next()).await.unwrap().unwrap();
         assert_eq!(refused.err().and_then(|e| e.code()), Some(ErrorCode::Compacted));
