@@ -16,7 +16,8 @@ if [ ${#need[@]} -gt 0 ]; then
   # Debian starts an etcd service on install; the tests start their own.
   $sudo_cmd systemctl stop etcd >/dev/null 2>&1 || true
 fi
-etcd --version | head -1
+versions=$(etcd --version)
+echo "${versions%%$'\n'*}"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings

@@ -1,0 +1,270 @@
+//! Push, blocker and subscription figures, in process and through HTTP.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use ifc_core::{BlockerInfo, ClaimOutcome, Coordinator, CoreConfig, NewTask};
+use ifc_kv::KvStore;
+
+use crate::{Summary, histogram, record, summary};
+
+fn task(id: String) -> NewTask {
+    NewTask {
+        task_id: id,
+        task_type: "bench".into(),
+        metadata: serde_json::Value::Null,
+        required_capabilities: Vec::new(),
+        priority: 0,
+        max_attempts: None,
+    }
+}
+
+fn coordinator(store: Arc<dyn KvStore>, max_swarms: usize) -> Arc<Coordinator> {
+    let config = CoreConfig {
+        max_swarms,
+        claim_timeout_ms: 60_000,
+        push_timeout_ms: 60_000,
+        ..CoreConfig::default()
+    };
+    Arc::new(Coordinator::new(store, config))
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The floor: a raw etcd-client put, timed until the same client's watch sees it.
+pub async fn put_watch_floor(raw: &mut etcd_client::Client, n: usize) -> Result<Summary> {
+    let options = etcd_client::WatchOptions::new().with_prefix();
+    let mut watch = raw.watch("bench/floor-watch/", Some(options)).await?;
+    let mut h = histogram();
+    for i in 0..n {
+        let started = Instant::now();
+        raw.put(format!("bench/floor-watch/{i}"), "v", None).await?;
+        loop {
+            let message =
+                tokio::time::timeout(WAIT, watch.message()).await.context("watch floor")??;
+            if message.is_some_and(|m| !m.events().is_empty()) {
+                break;
+            }
+        }
+        record(&mut h, started);
+    }
+    Ok(summary(&h))
+}
+
+/// push_task_to_swarm, timed until the swarm's inbox stream yields it.
+pub async fn push_delivery(store: Arc<dyn KvStore>, n: usize) -> Result<Summary> {
+    let c = coordinator(store, 10);
+    c.register_swarm("push-target", Vec::new(), serde_json::Value::Null, None).await?;
+    let mut inbox = c.inbox("push-target", 0).await?;
+    let mut h = histogram();
+    for i in 0..n {
+        let started = Instant::now();
+        c.push_task_to_swarm("push-target", task(format!("push-{i}"))).await?;
+        tokio::time::timeout(WAIT, inbox.next())
+            .await
+            .context("push delivery")?
+            .context("inbox ended")??;
+        record(&mut h, started);
+    }
+    Ok(summary(&h))
+}
+
+/// detect_blocker, timed until the orchestrator's stream yields it (helper
+/// candidates included).
+pub async fn blocker_delivery(store: Arc<dyn KvStore>, n: usize) -> Result<Summary> {
+    let c = coordinator(store, 10);
+    c.register_swarm("reporter", vec!["x".into()], serde_json::Value::Null, None).await?;
+    c.register_swarm("helper", vec!["x".into()], serde_json::Value::Null, None).await?;
+    let mut blockers = c.blockers(None).await?;
+    let mut h = histogram();
+    for _ in 0..n {
+        let info = BlockerInfo {
+            blocker_type: "bench".into(),
+            description: "stuck".into(),
+            severity: "high".into(),
+            required_capabilities: vec!["x".into()],
+            task_id: None,
+        };
+        let started = Instant::now();
+        c.detect_blocker("reporter", info).await?;
+        tokio::time::timeout(WAIT, blockers.next())
+            .await
+            .context("blocker delivery")?
+            .context("ended")??;
+        record(&mut h, started);
+    }
+    Ok(summary(&h))
+}
+
+/// Resident memory of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Opens `count` idle inbox subscriptions (one per swarm id); returns the RSS
+/// growth they caused, and keeps them open until the returned guard drops.
+pub async fn idle_subscriptions(
+    store: Arc<dyn KvStore>,
+    count: usize,
+) -> Result<(u64, Vec<ifc_core::CoreStream<ifc_core::InboxItem>>)> {
+    let c = coordinator(store, count + 10);
+    let before = rss_bytes();
+    let mut streams = Vec::with_capacity(count);
+    for i in 0..count {
+        streams.push(c.inbox(&format!("idle-{i}"), 0).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok((rss_bytes().saturating_sub(before), streams))
+}
+
+/// An in-process server on a loopback port, on the given store.
+pub struct LocalServer {
+    pub url: String,
+    pub admin: ifc_client::Client,
+    _task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub async fn local_server(store: Arc<dyn KvStore>, max_swarms: usize) -> Result<LocalServer> {
+    let core = coordinator(store, max_swarms);
+    let state =
+        ifc_server::AppState::new(core, "bench-admin", Arc::new(ifc_server::Metrics::default()));
+    let router = ifc_server::router(state, 4 << 20);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(ifc_server::serve(listener, router, std::future::pending()));
+    Ok(LocalServer { admin: ifc_client::Client::new(&url, "bench-admin"), url, _task: task })
+}
+
+/// One HTTP client claiming distinct tasks one after another.
+pub async fn http_claim_rtt(server: &LocalServer, n: usize) -> Result<Summary> {
+    let swarm = server.admin.register_swarm("http-claimer", &[], serde_json::Value::Null).await?;
+    for i in 0..n {
+        server.admin.create_task(task(format!("http-{i}"))).await?;
+    }
+    let mut h = histogram();
+    for i in 0..n {
+        let started = Instant::now();
+        match swarm.claim_task(&format!("http-{i}")).await? {
+            ClaimOutcome::Claimed(_) => {}
+            other => anyhow::bail!("http claim: {other:?}"),
+        }
+        record(&mut h, started);
+    }
+    Ok(summary(&h))
+}
+
+/// `clients` HTTP clients, each claiming `per_client` distinct tasks.
+pub async fn http_claims_concurrent(
+    server: &LocalServer,
+    clients: usize,
+    per_client: usize,
+) -> Result<(f64, Summary)> {
+    let mut swarms = Vec::new();
+    for w in 0..clients {
+        swarms.push(
+            server.admin.register_swarm(&format!("hc-{w}"), &[], serde_json::Value::Null).await?,
+        );
+    }
+    let mut creators = Vec::new();
+    for chunk in 0..16 {
+        let admin = server.admin.clone();
+        creators.push(tokio::spawn(async move {
+            for t in (chunk..clients * per_client).step_by(16) {
+                admin.create_task(task(format!("hc-task-{t}"))).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for creator in creators {
+        creator.await??;
+    }
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for (w, swarm) in swarms.iter().enumerate() {
+        let client = (**swarm).clone();
+        workers.push(tokio::spawn(async move {
+            let mut h = histogram();
+            for i in 0..per_client {
+                let t = Instant::now();
+                match client.claim_task(&format!("hc-task-{}", w * per_client + i)).await? {
+                    ClaimOutcome::Claimed(_) => {}
+                    other => anyhow::bail!("{other:?}"),
+                }
+                record(&mut h, t);
+            }
+            anyhow::Ok(h)
+        }));
+    }
+    let mut all = histogram();
+    for worker in workers {
+        all.add(worker.await??)?;
+    }
+    Ok(((clients * per_client) as f64 / started.elapsed().as_secs_f64(), summary(&all)))
+}
+
+/// Push over HTTP, timed until the swarm's SSE inbox yields it.
+pub async fn http_push_sse(server: &LocalServer, n: usize) -> Result<Summary> {
+    let swarm = server.admin.register_swarm("sse-target", &[], serde_json::Value::Null).await?;
+    let mut inbox = swarm.inbox(0)?;
+    // Let the stream connect before timing.
+    server.admin.push_task_to_swarm("sse-target", task("sse-warmup".into())).await?;
+    tokio::time::timeout(WAIT, inbox.next()).await.context("sse warm-up")?.context("ended")??;
+    let mut h = histogram();
+    for i in 0..n {
+        let started = Instant::now();
+        server.admin.push_task_to_swarm("sse-target", task(format!("sse-{i}"))).await?;
+        tokio::time::timeout(WAIT, inbox.next())
+            .await
+            .context("sse delivery")?
+            .context("ended")??;
+        record(&mut h, started);
+    }
+    Ok(summary(&h))
+}
+
+/// Opens `count` idle SSE inbox streams through HTTP (client and server in this
+/// process); returns the RSS growth and the streams.
+pub async fn http_idle_streams(
+    server: &LocalServer,
+    count: usize,
+) -> Result<(u64, Vec<ifc_client::ItemStream<ifc_client::InboxItem>>)> {
+    let mut swarms = Vec::new();
+    for i in 0..count {
+        let swarm = server
+            .admin
+            .register_swarm(&format!("sse-idle-{i}"), &[], serde_json::Value::Null)
+            .await?;
+        swarms.push((*swarm).clone());
+        // The registration's heartbeat task stops when `swarm` drops; the
+        // plain client keeps the identity.
+    }
+    let before = rss_bytes();
+    let mut streams = Vec::with_capacity(count);
+    for swarm in &swarms {
+        streams.push(swarm.inbox(0)?);
+    }
+    // Wait until the server reports every stream open.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = reqwest::get(format!("{}/metrics", server.url)).await?.text().await?;
+        let open = metrics
+            .lines()
+            .find(|l| l.starts_with("ifc_open_streams "))
+            .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()))
+            .unwrap_or(0);
+        if open >= count || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((rss_bytes().saturating_sub(before), streams))
+}
