@@ -19,6 +19,11 @@ impl FaultSwitch {
         FaultSwitch::default()
     }
 
+    /// Whether fsyncs fail now.
+    pub fn failing(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
     /// From now on every fsync fails (`true`) or works (`false`).
     pub fn fail_fsync(&self, fail: bool) {
         self.0.store(fail, Ordering::SeqCst);

@@ -14,6 +14,7 @@
 mod codec;
 mod faults;
 mod leases;
+mod wal;
 mod watch;
 mod writer;
 
@@ -49,11 +50,15 @@ const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 const META_COMPACT: &str = "compact_revision";
 const META_NEXT_LEASE: &str = "next_lease";
+/// The last write-ahead log sequence the B-tree holds.
+const META_WAL_SEQ: &str = "wal_seq";
 
 /// The data file's name inside the data directory.
 pub const DATA_FILE: &str = "ifc.redb";
 /// The lock file's name inside the data directory.
 pub const LOCK_FILE: &str = "LOCK";
+/// The write-ahead log's name inside the data directory.
+pub const WAL_FILE: &str = "wal.log";
 
 /// How to open the store.
 #[derive(Clone, Debug)]
@@ -62,6 +67,9 @@ pub struct EmbeddedOptions {
     pub limits: Limits,
     /// Revisions of watch history kept by automatic compaction; 0 keeps all.
     pub history_retention: i64,
+    /// Largest size of the write-ahead log, in bytes; when it is full the
+    /// B-tree is made durable and the log starts over.
+    pub wal_bytes: u64,
     /// For crash tests only: a switch that makes the file's fsync fail.
     pub fault_switch: Option<FaultSwitch>,
 }
@@ -71,6 +79,7 @@ impl Default for EmbeddedOptions {
         EmbeddedOptions {
             limits: Limits::default(),
             history_retention: 100_000,
+            wal_bytes: 64 << 20,
             fault_switch: None,
         }
     }
@@ -228,7 +237,11 @@ impl EmbeddedStore {
             redb::DatabaseError::DatabaseAlreadyOpen => KvError::Locked(path.display().to_string()),
             e => KvError::Backend(format!("cannot open {}: {e}", path.display())),
         })?;
-        let (state, table) = load(&db, options.history_retention)?;
+        let mut wal =
+            wal::Wal::open(&dir.join(WAL_FILE), options.wal_bytes, options.fault_switch.clone())
+                .map_err(|e| KvError::Backend(format!("cannot open the write-ahead log: {e}")))?;
+        replay(&db, &mut wal)?;
+        let (state, table) = load(&db, options.history_retention, wal)?;
         let shared = Arc::new(Shared {
             db,
             leases: Mutex::new(table),
@@ -356,18 +369,44 @@ fn lock_dir(dir: &Path) -> Result<File, KvError> {
     }
 }
 
-/// Reads the counters and rebuilds the lease table.
-fn load(db: &Database, retention: i64) -> Result<(WriterState, LeaseTable), KvError> {
+/// Replays the write-ahead log into the B-tree and makes the result durable.
+fn replay(db: &Database, wal: &mut wal::Wal) -> Result<(), KvError> {
     // Create the tables on first open so readers never meet a missing one.
     let txn = db.begin_write().map_err(backend)?;
-    {
+    let applied = {
         txn.open_table(KV).map_err(backend)?;
         txn.open_table(HISTORY).map_err(backend)?;
         txn.open_table(LEASES).map_err(backend)?;
-        txn.open_table(META).map_err(backend)?;
-    }
+        let meta = txn.open_table(META).map_err(backend)?;
+        meta.get(META_WAL_SEQ).map_err(backend)?.map_or(0, |v| v.value())
+    };
     txn.commit().map_err(backend)?;
+    let records = wal
+        .recover(u64::try_from(applied).unwrap_or(0))
+        .map_err(|e| KvError::Backend(format!("cannot read the write-ahead log: {e}")))?;
+    let Some(last) = records.last().map(|(seq, _)| *seq) else {
+        return Ok(());
+    };
+    tracing::info!(records = records.len(), "replaying the write-ahead log");
+    let txn = db.begin_write().map_err(backend)?;
+    {
+        let mut tables = writer::Tables::open(&txn).map_err(KvError::Backend)?;
+        for (_, mutations) in records {
+            for mutation in mutations {
+                tables.apply(mutation).map_err(KvError::Backend)?;
+            }
+        }
+        tables.meta.insert(META_WAL_SEQ, last as i64).map_err(backend)?;
+    }
+    txn.commit().map_err(backend)
+}
 
+/// Reads the counters and rebuilds the lease table.
+fn load(
+    db: &Database,
+    retention: i64,
+    wal: wal::Wal,
+) -> Result<(WriterState, LeaseTable), KvError> {
     let txn = db.begin_read().map_err(backend)?;
     let meta = txn.open_table(META).map_err(backend)?;
     let get = |name: &str, default: i64| -> Result<i64, KvError> {
@@ -378,6 +417,8 @@ fn load(db: &Database, retention: i64) -> Result<(WriterState, LeaseTable), KvEr
         compact_revision: get(META_COMPACT, 0)?,
         next_lease: get(META_NEXT_LEASE, 1)?,
         retention,
+        wal,
+        last_checkpoint: std::time::Instant::now(),
     };
     let mut table = LeaseTable::default();
     for entry in txn.open_table(LEASES).map_err(backend)?.iter().map_err(backend)? {
