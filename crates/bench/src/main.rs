@@ -418,6 +418,7 @@ fn machine() -> String {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let start_rss = realtime::rss_bytes();
+    ifc_client::install_crypto_provider();
     let scale = if args.smoke { 1 } else { 10 };
     std::fs::create_dir_all(&args.work_dir)?;
     let work = tempfile::tempdir_in(&args.work_dir).context("work directory")?;

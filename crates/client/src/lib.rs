@@ -73,14 +73,29 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for the server at `base_url` with the admin token.
+    /// A client for the server at `base_url` (`http://` or `https://`, with the
+    /// system's root certificates) with the admin token.
     pub fn new(base_url: &str, admin_token: &str) -> Self {
+        install_crypto_provider();
         Client {
             http: reqwest::Client::new(),
             base: base_url.trim_end_matches('/').to_string(),
             token: admin_token.to_string(),
             swarm_id: None,
         }
+    }
+
+    /// Like [`Client::new`], also trusting the CA certificate `ca_pem` (for a
+    /// server with a private or self-signed certificate).
+    pub fn with_ca(base_url: &str, admin_token: &str, ca_pem: &[u8]) -> Result<Self, ClientError> {
+        install_crypto_provider();
+        let ca = reqwest::Certificate::from_pem(ca_pem)
+            .map_err(|e| ClientError::Transport(format!("bad CA certificate: {e}")))?;
+        let http = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Client { http, ..Client::new(base_url, admin_token) })
     }
 
     /// The same server, acting as `swarm_id` with its token.
@@ -584,6 +599,14 @@ mod sse {
             // Dropped or cut off: reconnect from `after`.
         }
     }
+}
+
+/// TLS in this crate uses rustls with the `ring` provider (no C toolchain
+/// needed), installed as the process default. [`Client`] does this itself;
+/// code that builds its own `reqwest` clients in the same process calls this
+/// first. Calling it again does nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Percent-encodes a path segment (ids may hold any character but `/`).

@@ -26,6 +26,9 @@ pub struct Connection {
     /// The swarm's token, from `ifc swarm register`.
     #[arg(long, env = "IFC_SWARM_TOKEN", global = true, hide_env_values = true)]
     swarm_token: Option<String>,
+    /// CA certificate (PEM) to trust for an https server with a private certificate.
+    #[arg(long, env = "IFC_CA_CERT", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
     /// Output: `table` for people, `json` for scripts.
     #[arg(short = 'o', long, value_enum, default_value = "table", global = true)]
     output: Output,
@@ -53,7 +56,18 @@ impl Connection {
                     .to_string()
             }
         };
-        Ok(Client::new(&self.server, &token))
+        self.client(&token)
+    }
+
+    fn client(&self, token: &str) -> Result<Client> {
+        match &self.ca_cert {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("reading --ca-cert {}", path.display()))?;
+                Ok(Client::with_ca(&self.server, token, &pem)?)
+            }
+            None => Ok(Client::new(&self.server, token)),
+        }
     }
 
     fn swarm(&self) -> Result<Client> {
@@ -62,7 +76,7 @@ impl Connection {
                 "this command acts as a swarm: give --swarm and --swarm-token (IFC_SWARM, IFC_SWARM_TOKEN)"
             );
         };
-        Ok(Client::new(&self.server, "").as_swarm(swarm, token))
+        Ok(self.client("")?.as_swarm(swarm, token))
     }
 
     fn print<T: Serialize>(&self, value: &T, table: impl FnOnce(&T) -> String) {

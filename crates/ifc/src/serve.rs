@@ -60,6 +60,12 @@ pub struct ServeArgs {
     #[arg(long, env = "IFC_MAX_JSON_BYTES", default_value_t = 1 << 20,
           value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
     max_json_bytes: u64,
+    /// TLS certificate chain (PEM); with --tls-key, the service speaks HTTPS.
+    #[arg(long, env = "IFC_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "IFC_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "IFC_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -131,6 +137,19 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             (token, path.display().to_string())
         }
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let cert = std::fs::read(cert)
+                .with_context(|| format!("reading --tls-cert {}", cert.display()))?;
+            let key = std::fs::read(key)
+                .with_context(|| format!("reading --tls-key {}", key.display()))?;
+            Some(
+                ifc_server::tls_config(&cert, &key)
+                    .map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key: {e}"))?,
+            )
+        }
+        _ => None,
+    };
     let (store, store_name) = args.backend.open(&args.data).await?;
     let metrics = Arc::new(Metrics::default());
     let store: Arc<dyn ifc_kv::KvStore> = Arc::new(MeteredStore::new(store, metrics.clone()));
@@ -156,11 +175,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, store = %store_name, admin_token = %token_source, "IF.coordinator serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%address, store = %store_name, admin_token = %token_source, scheme, "IF.coordinator serving");
     println!(
-        "IF.coordinator listening on http://{address} ({store_name}); admin token: {token_source}"
+        "IF.coordinator listening on {scheme}://{address} ({store_name}); admin token: {token_source}"
     );
-    ifc_server::serve(listener, router, shutdown_signal()).await?;
+    match tls {
+        Some(config) => ifc_server::serve_tls(listener, router, config, shutdown_signal()).await?,
+        None => ifc_server::serve(listener, router, shutdown_signal()).await?,
+    }
     drop(reaper);
     tracing::info!("stopped: in-flight requests finished, every acknowledged write is on disk");
     Ok(())

@@ -28,6 +28,7 @@ fn free_port() -> u16 {
 }
 
 async fn serve(backend: Backend) -> Served {
+    ifc_client::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_ifc"));

@@ -24,6 +24,7 @@ struct Server {
 
 impl Server {
     async fn start(store: TestStore) -> Server {
+        ifc_client::install_crypto_provider();
         let kv = store.kv();
         let config = CoreConfig { max_json_bytes: 4096, ..CoreConfig::default() };
         let core = Arc::new(Coordinator::new(kv.clone(), config));
@@ -545,4 +546,39 @@ mod streams {
         assert_eq!(refused.err().and_then(|e| e.code()), Some(ErrorCode::Compacted));
         assert_eq!(code(admin.resolve_blocker("blk-none", "x").await), ErrorCode::BlockerNotFound);
     }
+}
+
+/// HTTPS with a self-signed certificate, on the embedded store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_with_a_given_certificate() {
+    let store = TestStore::start(ifc_testkit::Backend::Embedded).await;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let config = ifc_server::tls_config(
+        cert.cert.pem().as_bytes(),
+        cert.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let core = Arc::new(Coordinator::new(store.kv(), CoreConfig::default()));
+    let state = AppState::new(core, ADMIN, Arc::new(Metrics::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(ifc_server::serve_tls(
+        listener,
+        ifc_server::router(state, 1 << 20),
+        config,
+        std::future::pending(),
+    ));
+    let https = format!("https://localhost:{port}");
+    let admin = Client::with_ca(&https, ADMIN, cert.cert.pem().as_bytes()).unwrap();
+    let swarm = admin.register_swarm("secure", &[], json!({})).await.unwrap();
+    admin.create_task(NewTask { required_capabilities: vec![], ..task("tls") }).await.unwrap();
+    assert!(matches!(swarm.claim_task("tls").await.unwrap(), ClaimOutcome::Claimed(_)));
+    // A client that does not trust the certificate is refused; so is plain HTTP.
+    let untrusting = Client::new(&https, ADMIN);
+    assert!(matches!(untrusting.list_swarms().await, Err(ClientError::Transport(_))));
+    let plain = Client::new(&format!("http://localhost:{port}"), ADMIN);
+    assert!(plain.list_swarms().await.is_err());
+    // A broken certificate or key is refused with a message.
+    assert!(ifc_server::tls_config(b"not pem", b"not pem").is_err());
+    server.abort();
 }
