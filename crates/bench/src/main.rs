@@ -425,7 +425,7 @@ async fn main() -> Result<()> {
     let command = if args.smoke {
         "cargo run --release -p ifc-bench -- --smoke"
     } else {
-        "cargo run --release -p ifc-bench -- --out docs/BENCHMARKS.md"
+        "cargo build --release -p ifc && cargo run --release -p ifc-bench -- --out docs/BENCHMARKS.md"
     };
     let mut report = Report {
         text: format!(
@@ -652,8 +652,9 @@ async fn main() -> Result<()> {
     let sub_store: Arc<dyn KvStore> =
         Arc::new(EmbeddedStore::open(work.path().join("subs"), EmbeddedOptions::default())?);
     let sizes: &[usize] = if args.smoke { &[100, 1000] } else { &[100, 1000, 10_000] };
-    for &count in sizes {
-        let (growth, streams) = realtime::idle_subscriptions(sub_store.clone(), count).await?;
+    for (round, &count) in sizes.iter().enumerate() {
+        let (growth, streams) =
+            realtime::idle_subscriptions(sub_store.clone(), count, round).await?;
         let _ = writeln!(
             rows,
             "| {count} | in process | {:.1} | {:.1} |",
@@ -681,6 +682,16 @@ async fn main() -> Result<()> {
     report.text.push_str(&rows);
     report
         .line(&format!("\nProcess RSS at the end: {:.1} MB.", realtime::rss_bytes() as f64 / 1e6));
+    match realtime::idle_server_rss().await? {
+        Some(rss) => report.line(&format!(
+            "\nAn idle `ifc serve` (embedded store, its own process): {:.1} MB RSS (target ≤ 30 MB: {}).",
+            rss as f64 / 1e6,
+            if rss <= 30_000_000 { "met" } else { "MISSED" }
+        )),
+        None => report.line(
+            "\nIdle `ifc serve` RSS: not measured (build `ifc` in release next to `ifc-bench` first).",
+        ),
+    }
 
     report.section(
         "Claim latency with many stored tasks, embedded",

@@ -110,20 +110,85 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Opens `count` idle inbox subscriptions (one per swarm id); returns the RSS
-/// growth they caused, and keeps them open until the returned guard drops.
+/// Registers `count` swarms and opens an idle inbox subscription for each;
+/// returns the RSS growth the subscriptions caused (registration lives in the
+/// store, not in memory), keeping them open until the returned streams drop.
 pub async fn idle_subscriptions(
     store: Arc<dyn KvStore>,
     count: usize,
+    round: usize,
 ) -> Result<(u64, Vec<ifc_core::CoreStream<ifc_core::InboxItem>>)> {
-    let c = coordinator(store, count + 10);
+    let c = coordinator(store, usize::MAX);
+    let mut registering = Vec::new();
+    for chunk in 0..16 {
+        let c = c.clone();
+        registering.push(tokio::spawn(async move {
+            for i in (chunk..count).step_by(16) {
+                c.register_swarm(
+                    &format!("idle-{round}-{i}"),
+                    Vec::new(),
+                    serde_json::Value::Null,
+                    None,
+                )
+                .await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for r in registering {
+        r.await??;
+    }
     let before = rss_bytes();
     let mut streams = Vec::with_capacity(count);
     for i in 0..count {
-        streams.push(c.inbox(&format!("idle-{i}"), 0).await?);
+        streams.push(c.inbox(&format!("idle-{round}-{i}"), 0).await?);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok((rss_bytes().saturating_sub(before), streams))
+}
+
+/// Starts the `ifc` binary built next to this one (`cargo build --release -p
+/// ifc`) on the embedded store, idle, and reads its resident memory.
+pub async fn idle_server_rss() -> Result<Option<u64>> {
+    let Some(ifc) = std::env::current_exe()?.parent().map(|dir| dir.join("ifc")) else {
+        return Ok(None);
+    };
+    if !ifc.exists() {
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut child = std::process::Command::new(&ifc)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("IFC_ETCD")
+        .env_remove("ETCD_HOST")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .map(|r| r.status().is_success())
+        .ok()
+        != Some(true)
+    {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            anyhow::bail!("ifc serve did not become ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+        .map(|kb| kb * 1024))
 }
 
 /// An in-process server on a loopback port, on the given store.
