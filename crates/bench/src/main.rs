@@ -228,8 +228,12 @@ async fn seeded_coordinator(
     swarms: usize,
     tasks: usize,
 ) -> Result<Arc<Coordinator>> {
-    let config =
-        CoreConfig { max_swarms: swarms.max(1), claim_timeout_ms: 60_000, ..CoreConfig::default() };
+    let config = CoreConfig {
+        max_swarms: swarms.max(1),
+        claim_timeout_ms: 60_000,
+        swarm_ttl_secs: 3600,
+        ..CoreConfig::default()
+    };
     let c = Arc::new(Coordinator::new(store, config));
     for s in 0..swarms {
         c.register_swarm(&format!("s{s}"), Vec::new(), serde_json::Value::Null, None).await?;
@@ -325,7 +329,8 @@ async fn claim_vs_stored(
     sizes: &[usize],
     probes: usize,
 ) -> Result<Vec<(usize, Summary)>> {
-    let config = CoreConfig { claim_timeout_ms: 600_000, ..CoreConfig::default() };
+    let config =
+        CoreConfig { claim_timeout_ms: 600_000, swarm_ttl_secs: 3600, ..CoreConfig::default() };
     let c = Arc::new(Coordinator::new(store, config));
     c.register_swarm("prober", Vec::new(), serde_json::Value::Null, None).await?;
     let mut created = 0;

@@ -26,6 +26,7 @@ fn coordinator(store: Arc<dyn KvStore>, max_swarms: usize) -> Arc<Coordinator> {
         max_swarms,
         claim_timeout_ms: 60_000,
         push_timeout_ms: 60_000,
+        swarm_ttl_secs: 3600,
         ..CoreConfig::default()
     };
     Arc::new(Coordinator::new(store, config))
