@@ -227,8 +227,10 @@ async fn seeded_coordinator(
     store: Arc<dyn KvStore>,
     swarms: usize,
     tasks: usize,
+    namespace: &str,
 ) -> Result<Arc<Coordinator>> {
     let config = CoreConfig {
+        namespace: namespace.to_string(),
         max_swarms: swarms.max(1),
         claim_timeout_ms: 60_000,
         swarm_ttl_secs: 3600,
@@ -268,7 +270,7 @@ async fn claim_vs_raw_cas(
     store: Arc<dyn KvStore>,
     n: usize,
 ) -> Result<(Summary, Summary)> {
-    let c = seeded_coordinator(store, 1, n).await?;
+    let c = seeded_coordinator(store, 1, n, "bench-cas").await?;
     let (mut h_raw, mut h_claim) = (histogram(), histogram());
     for i in 0..n {
         for ours_turn in [i % 2 == 1, i % 2 == 0] {
@@ -297,8 +299,9 @@ async fn concurrent_claims(
     store: Arc<dyn KvStore>,
     claimers: usize,
     per_claimer: usize,
+    namespace: &str,
 ) -> Result<(f64, Summary)> {
-    let c = seeded_coordinator(store, claimers, claimers * per_claimer).await?;
+    let c = seeded_coordinator(store, claimers, claimers * per_claimer, namespace).await?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..claimers {
@@ -328,9 +331,14 @@ async fn claim_vs_stored(
     store: Arc<dyn KvStore>,
     sizes: &[usize],
     probes: usize,
+    namespace: &str,
 ) -> Result<Vec<(usize, Summary)>> {
-    let config =
-        CoreConfig { claim_timeout_ms: 600_000, swarm_ttl_secs: 3600, ..CoreConfig::default() };
+    let config = CoreConfig {
+        namespace: namespace.to_string(),
+        claim_timeout_ms: 600_000,
+        swarm_ttl_secs: 3600,
+        ..CoreConfig::default()
+    };
     let c = Arc::new(Coordinator::new(store, config));
     c.register_swarm("prober", Vec::new(), serde_json::Value::Null, None).await?;
     let mut created = 0;
@@ -440,6 +448,86 @@ async fn main() -> Result<()> {
             machine()
         ),
     };
+
+    // --- The seed's table ----------------------------------------------------
+    report.section(
+        "The seed's table, ours",
+        "The seed's published latencies (ms) beside ours, for the same operations, in process and \
+         through HTTP (the Rust client against an in-process server on loopback), on both backends \
+         (etcd spawned on loopback). Push and blocker rows run until the swarm's inbox / the \
+         orchestrator's stream delivers. \"beats\" compares p95.",
+    );
+    let seed_ms: [(&str, [f64; 4]); 5] = [
+        ("claim_task", [2.0, 5.0, 8.0, 10.0]),
+        ("push_task_to_swarm (→ delivered)", [3.0, 7.0, 9.0, 12.0]),
+        ("create_task", [2.0, 4.0, 6.0, 8.0]),
+        ("complete_task", [2.0, 4.0, 6.0, 8.0]),
+        ("detect_blocker (→ orchestrator)", [3.0, 6.0, 8.0, 10.0]),
+    ];
+    let seed_n = 100 * scale;
+    let mut seed_rows = String::from(
+        "| operation | where | p50 ms | p95 ms | p99 ms | max ms | seed p50/p95/p99/max ms | beats the seed at p95 |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    let add_rows = |rows: &mut String, place: &str, results: Vec<(&'static str, Summary)>| {
+        for (name, s) in results {
+            let seed =
+                seed_ms.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).unwrap_or([0.0; 4]);
+            let _ = writeln!(
+                rows,
+                "| {name} | {place} | {:.2} | {:.2} | {:.2} | {:.2} | {}/{}/{}/{} | {} ({:.1}×) |",
+                s.p50 / 1000.0,
+                s.p95 / 1000.0,
+                s.p99 / 1000.0,
+                s.max / 1000.0,
+                seed[0],
+                seed[1],
+                seed[2],
+                seed[3],
+                if s.p95 / 1000.0 < seed[1] { "yes" } else { "no" },
+                seed[1] / (s.p95 / 1000.0).max(0.001),
+            );
+            println!(
+                "{name:<36} {place:<22} p50 {:.2} ms p95 {:.2} ms",
+                s.p50 / 1000.0,
+                s.p95 / 1000.0
+            );
+        }
+    };
+    {
+        let embedded: Arc<dyn KvStore> = Arc::new(EmbeddedStore::open(
+            work.path().join("seed-embedded"),
+            EmbeddedOptions::default(),
+        )?);
+        add_rows(
+            &mut seed_rows,
+            "embedded, in process",
+            realtime::seed_table(embedded, seed_n, "e").await?,
+        );
+        let embedded_http: Arc<dyn KvStore> = Arc::new(EmbeddedStore::open(
+            work.path().join("seed-embedded-http"),
+            EmbeddedOptions::default(),
+        )?);
+        let server = realtime::local_server(embedded_http, 100).await?;
+        add_rows(
+            &mut seed_rows,
+            "embedded, HTTP",
+            realtime::seed_table_http(&server, seed_n, "eh").await?,
+        );
+        let etcd = EtcdProcess::start().await;
+        let etcd_store: Arc<dyn KvStore> = Arc::new(etcd.connect().await);
+        add_rows(
+            &mut seed_rows,
+            "etcd, in process",
+            realtime::seed_table(etcd_store.clone(), seed_n, "t").await?,
+        );
+        let server = realtime::local_server(etcd_store, 100).await?;
+        add_rows(
+            &mut seed_rows,
+            "etcd, HTTP",
+            realtime::seed_table_http(&server, seed_n, "th").await?,
+        );
+    }
+    report.text.push_str(&seed_rows);
 
     // --- Storage: embedded -------------------------------------------------
     report.section(
@@ -561,6 +649,37 @@ async fn main() -> Result<()> {
         verdict(blocker_etcd),
         push_etcd.p95 / 1000.0,
     ));
+
+    report.section(
+        "Scaling on etcd",
+        "claim_task throughput and latency with concurrent claimers, and claim latency with many \
+         stored tasks, on the same etcd (each row in its own namespace).",
+    );
+    let mut rows = String::from(
+        "\n| concurrent claimers (etcd, in process) | claims/s | p50 µs | p99 µs |\n|---|---|---|---|\n",
+    );
+    let mut etcd_curve = Vec::new();
+    for claimers in [1usize, 16, 64, 256] {
+        let per_claimer = (10 * scale * 64 / claimers).max(5 * scale);
+        let namespace = format!("claimers-{claimers}");
+        let (rate, s) =
+            concurrent_claims(Arc::new(ours.clone()), claimers, per_claimer, &namespace).await?;
+        let _ = writeln!(rows, "| {claimers} | {rate:.0} | {:.0} | {:.0} |", s.p50, s.p99);
+        etcd_curve.push((claimers as f64, rate));
+        println!(
+            "{claimers:>4} claimers etcd: {rate:>8.0} claims/s p50 {:.0}µs p99 {:.0}µs",
+            s.p50, s.p99
+        );
+    }
+    report.text.push_str(&rows);
+    let etcd_sizes: &[usize] = if args.smoke { &[1000] } else { &[10_000] };
+    let mut rows =
+        String::from("\n| stored tasks (etcd) | claims | p50 µs | p99 µs |\n|---|---|---|---|\n");
+    for (size, s) in claim_vs_stored(Arc::new(ours.clone()), etcd_sizes, 100, "stored").await? {
+        let _ = writeln!(rows, "| {size} | {} | {:.0} | {:.0} |", s.count, s.p50, s.p99);
+        println!("{size:>8} stored on etcd: claim p50 {:.0}µs p99 {:.0}µs", s.p50, s.p99);
+    }
+    report.text.push_str(&rows);
     drop(etcd);
 
     let mut rows = String::from(
@@ -573,7 +692,7 @@ async fn main() -> Result<()> {
         let embedded: Arc<dyn KvStore> =
             Arc::new(EmbeddedStore::open(&dir, EmbeddedOptions::default())?);
         let per_claimer = (50 * scale * 64 / claimers).max(10 * scale);
-        let (rate, s) = concurrent_claims(embedded, claimers, per_claimer).await?;
+        let (rate, s) = concurrent_claims(embedded, claimers, per_claimer, "ifc").await?;
         if claimers == 64 {
             at_64 = (rate, s);
         }
@@ -708,7 +827,7 @@ async fn main() -> Result<()> {
     let stored_sizes: &[usize] = if args.smoke { &[1000] } else { &[10_000, 100_000] };
     let mut rows =
         String::from("\n| stored tasks | claims | p50 µs | p99 µs |\n|---|---|---|---|\n");
-    for (size, s) in claim_vs_stored(stored_store, stored_sizes, 200).await? {
+    for (size, s) in claim_vs_stored(stored_store, stored_sizes, 200, "ifc").await? {
         let _ = writeln!(rows, "| {size} | {} | {:.0} | {:.0} |", s.count, s.p50, s.p99);
         println!("{size:>8} stored: claim p50 {:.0}µs p99 {:.0}µs", s.p50, s.p99);
     }
@@ -723,7 +842,7 @@ async fn main() -> Result<()> {
             "Embedded claims/s vs concurrent claimers",
             "concurrent claimers",
             "claims per second",
-            &[("claim_task, in process", claim_curve)],
+            &[("embedded", claim_curve), ("etcd", etcd_curve)],
         )?;
         chart::line_chart(
             &dir.join("rss-vs-subscriptions.svg"),

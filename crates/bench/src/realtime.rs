@@ -334,3 +334,99 @@ pub async fn http_idle_streams(
     }
     Ok((rss_bytes().saturating_sub(before), streams))
 }
+
+/// The seed's table, ours, in process: create, claim, complete, push → inbox,
+/// blocker → orchestrator, each timed `n` times on a fresh coordinator.
+pub async fn seed_table(
+    store: Arc<dyn KvStore>,
+    n: usize,
+    tag: &str,
+) -> Result<Vec<(&'static str, Summary)>> {
+    let c = coordinator(store.clone(), 100);
+    c.register_swarm(&format!("seed-{tag}"), Vec::new(), serde_json::Value::Null, None).await?;
+    let swarm = format!("seed-{tag}");
+    let (mut create, mut claim, mut complete) = (histogram(), histogram(), histogram());
+    for i in 0..n {
+        let id = format!("seed-{tag}-{i}");
+        let t = Instant::now();
+        c.create_task(task(id.clone())).await?;
+        record(&mut create, t);
+        let t = Instant::now();
+        let token = match c.claim_task(&swarm, &id).await? {
+            ClaimOutcome::Claimed(claim) => claim.token,
+            other => anyhow::bail!("seed claim: {other:?}"),
+        };
+        record(&mut claim, t);
+        let t = Instant::now();
+        c.complete_task(&swarm, &id, token, serde_json::json!({"ok": true})).await?;
+        record(&mut complete, t);
+    }
+    Ok(vec![
+        ("claim_task", summary(&claim)),
+        ("push_task_to_swarm (→ delivered)", push_delivery(store.clone(), n).await?),
+        ("create_task", summary(&create)),
+        ("complete_task", summary(&complete)),
+        ("detect_blocker (→ orchestrator)", blocker_delivery(store, n).await?),
+    ])
+}
+
+/// The seed's table through HTTP: the same operations via the Rust client.
+pub async fn seed_table_http(
+    server: &LocalServer,
+    n: usize,
+    tag: &str,
+) -> Result<Vec<(&'static str, Summary)>> {
+    let admin = &server.admin;
+    let swarm = admin.register_swarm(&format!("hs-{tag}"), &["x"], serde_json::Value::Null).await?;
+    let (mut create, mut claim, mut complete) = (histogram(), histogram(), histogram());
+    for i in 0..n {
+        let id = format!("hs-{tag}-{i}");
+        let t = Instant::now();
+        admin.create_task(task(id.clone())).await?;
+        record(&mut create, t);
+        let t = Instant::now();
+        let token = match swarm.claim_task(&id).await? {
+            ClaimOutcome::Claimed(claim) => claim.token,
+            other => anyhow::bail!("http seed claim: {other:?}"),
+        };
+        record(&mut claim, t);
+        let t = Instant::now();
+        swarm.complete_task(&id, token, serde_json::json!({"ok": true})).await?;
+        record(&mut complete, t);
+    }
+    // Push → SSE and blocker → SSE.
+    let mut inbox = swarm.inbox(0)?;
+    let mut blockers = admin.blockers(None);
+    let helper =
+        admin.register_swarm(&format!("hs-helper-{tag}"), &["x"], serde_json::Value::Null).await?;
+    admin.push_task_to_swarm(&format!("hs-{tag}"), task(format!("hs-warm-{tag}"))).await?;
+    tokio::time::timeout(WAIT, inbox.next()).await.context("sse warm-up")?.context("ended")??;
+    let (mut push, mut blocker) = (histogram(), histogram());
+    for i in 0..n {
+        let t = Instant::now();
+        admin.push_task_to_swarm(&format!("hs-{tag}"), task(format!("hs-push-{tag}-{i}"))).await?;
+        tokio::time::timeout(WAIT, inbox.next()).await.context("sse push")?.context("ended")??;
+        record(&mut push, t);
+        let info = BlockerInfo {
+            blocker_type: "bench".into(),
+            description: "stuck".into(),
+            severity: "high".into(),
+            required_capabilities: vec!["x".into()],
+            task_id: None,
+        };
+        let t = Instant::now();
+        helper.detect_blocker(info).await?;
+        tokio::time::timeout(WAIT, blockers.next())
+            .await
+            .context("sse blocker")?
+            .context("ended")??;
+        record(&mut blocker, t);
+    }
+    Ok(vec![
+        ("claim_task", summary(&claim)),
+        ("push_task_to_swarm (→ delivered)", summary(&push)),
+        ("create_task", summary(&create)),
+        ("complete_task", summary(&complete)),
+        ("detect_blocker (→ orchestrator)", summary(&blocker)),
+    ])
+}

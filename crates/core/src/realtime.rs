@@ -410,9 +410,11 @@ impl Coordinator {
         &self,
         blocker: &Blocker,
     ) -> Result<Vec<HelperCandidate>, CoreError> {
+        // Advisory data: a member-local (serializable) read is fresh enough, and
+        // spares the orchestrator's notification a round of consensus.
         let txn = TxnRequest::new()
-            .and_then(range_op(KeyRange::prefix(self.keys.swarms())))
-            .and_then(range_op(KeyRange::prefix(self.keys.holdings())));
+            .and_then(TxnOp::Range(RangeRequest::prefix(self.keys.swarms()).serializable()))
+            .and_then(TxnOp::Range(RangeRequest::prefix(self.keys.holdings()).serializable()));
         let resp = self.store.txn(txn).await?;
         let read = ranges(&resp.responses);
         let mut load = std::collections::HashMap::<String, usize>::new();
