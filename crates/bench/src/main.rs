@@ -741,7 +741,7 @@ async fn main() -> Result<()> {
     );
     let http_store: Arc<dyn KvStore> =
         Arc::new(EmbeddedStore::open(work.path().join("http"), EmbeddedOptions::default())?);
-    let server = realtime::local_server(http_store, 5000).await?;
+    let server = realtime::local_server(http_store, 20_000).await?;
     let http_rtt = realtime::http_claim_rtt(&server, 200 * scale).await?;
     let (http_rate, http_conc) = realtime::http_claims_concurrent(&server, 64, 20 * scale).await?;
     let http_push = realtime::http_push_sse(&server, 200 * scale).await?;
@@ -791,8 +791,8 @@ async fn main() -> Result<()> {
     }
     let mut http_points = Vec::new();
     let http_sizes: &[usize] = if args.smoke { &[100] } else { &[100, 1000, 5000] };
-    for &count in http_sizes {
-        let (growth, streams) = realtime::http_idle_streams(&server, count).await?;
+    for (round, &count) in http_sizes.iter().enumerate() {
+        let (growth, streams) = realtime::http_idle_streams(&server, count, round).await?;
         let _ = writeln!(
             rows,
             "| {count} | SSE over HTTP | {:.1} | {:.1} |",
