@@ -302,13 +302,12 @@ pub async fn http_push_sse(server: &LocalServer, n: usize) -> Result<Summary> {
 pub async fn http_idle_streams(
     server: &LocalServer,
     count: usize,
+    round: usize,
 ) -> Result<(u64, Vec<ifc_client::ItemStream<ifc_client::InboxItem>>)> {
     let mut swarms = Vec::new();
     for i in 0..count {
-        let swarm = server
-            .admin
-            .register_swarm(&format!("sse-idle-{i}"), &[], serde_json::Value::Null)
-            .await?;
+        let id = format!("sse-idle-{round}-{i}");
+        let swarm = server.admin.register_swarm(&id, &[], serde_json::Value::Null).await?;
         swarms.push((*swarm).clone());
         // The registration's heartbeat task stops when `swarm` drops; the
         // plain client keeps the identity.
