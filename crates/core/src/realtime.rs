@@ -410,42 +410,42 @@ impl Coordinator {
         &self,
         blocker: &Blocker,
     ) -> Result<Vec<HelperCandidate>, CoreError> {
-        // Advisory data: a member-local (serializable) read is fresh enough, and
-        // spares the orchestrator's notification a round of consensus.
-        let txn = TxnRequest::new()
-            .and_then(TxnOp::Range(RangeRequest::prefix(self.keys.swarms()).serializable()))
-            .and_then(TxnOp::Range(RangeRequest::prefix(self.keys.holdings()).serializable()));
-        let resp = self.store.txn(txn).await?;
-        let read = ranges(&resp.responses);
-        let mut load = std::collections::HashMap::<String, usize>::new();
-        for kv in read[1] {
-            let key = String::from_utf8_lossy(&kv.key);
-            if let Some(swarm) = self
-                .keys
-                .strip(&key)
-                .and_then(|k| k.strip_prefix("holding/"))
-                .and_then(|k| k.split('/').next())
+        // Advisory data: member-local (serializable) reads are fresh enough, and
+        // spare the orchestrator's notification a round of consensus.
+        let swarms =
+            self.store.range(RangeRequest::prefix(self.keys.swarms()).serializable()).await?;
+        let mut capable = Vec::new();
+        for kv in &swarms.kvs {
+            let swarm: SwarmRecord = decode(kv)?;
+            if swarm.swarm_id != blocker.swarm_id
+                && blocker.info.required_capabilities.iter().all(|c| swarm.capabilities.contains(c))
             {
-                *load.entry(swarm.to_string()).or_default() += 1;
+                capable.push(swarm);
             }
         }
-        let mut candidates = Vec::new();
-        for kv in read[0] {
-            let swarm: SwarmRecord = decode(kv)?;
-            if swarm.swarm_id == blocker.swarm_id
-                || !blocker
-                    .info
-                    .required_capabilities
-                    .iter()
-                    .all(|c| swarm.capabilities.contains(c))
-            {
-                continue;
+        // Load = how many tasks each capable swarm holds: a count per swarm (no
+        // keys returned), never a scan of everyone's holdings.
+        let mut candidates = Vec::with_capacity(capable.len());
+        for chunk in capable.chunks(64) {
+            let mut txn = TxnRequest::new();
+            for swarm in chunk {
+                let count = RangeRequest::prefix(self.keys.holding(&swarm.swarm_id))
+                    .with_limit(1)
+                    .serializable();
+                txn = txn.and_then(TxnOp::Range(count));
             }
-            candidates.push(HelperCandidate {
-                current_claims: load.get(&swarm.swarm_id).copied().unwrap_or(0),
-                swarm_id: swarm.swarm_id,
-                capabilities: swarm.capabilities,
-            });
+            let resp = self.store.txn(txn).await?;
+            for (swarm, response) in chunk.iter().zip(&resp.responses) {
+                let current_claims = match response {
+                    ifc_kv::TxnOpResponse::Range(r) => r.count as usize,
+                    _ => 0,
+                };
+                candidates.push(HelperCandidate {
+                    swarm_id: swarm.swarm_id.clone(),
+                    capabilities: swarm.capabilities.clone(),
+                    current_claims,
+                });
+            }
         }
         candidates.sort_by(|a, b| {
             a.current_claims.cmp(&b.current_claims).then(a.swarm_id.cmp(&b.swarm_id))

@@ -129,7 +129,11 @@ async fn an_unacknowledged_push_returns_to_the_pool(store: TestStore) {
         0,
         "an expired push uses no attempt"
     );
-    assert!(witnessed.lock().unwrap().iter().any(|r| r.op == "push_expired"));
+    // The logger hears of a commit just after it lands: wait for it too.
+    eventually("the expiry to reach the witness logger", || async {
+        witnessed.lock().unwrap().iter().any(|r| r.op == "push_expired")
+    })
+    .await;
     assert!(matches!(c.ack_push("slow", "t", item.token).await, Err(CoreError::Fenced { .. })));
     let mut inbox = c.inbox("slow", 0).await.unwrap();
     nothing_more(&mut inbox).await;
