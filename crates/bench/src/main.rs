@@ -192,6 +192,15 @@ async fn etcd_put_overhead(
     Ok((summary(&h_raw), summary(&h_ours)))
 }
 
+/// The floor: one raw etcd-client compare-and-swap, "create `key` if missing".
+async fn raw_cas(raw: &mut etcd_client::Client, key: String) -> Result<()> {
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([EtcdTxnOp::put(key, "owner", None)]);
+    raw.txn(txn).await?;
+    Ok(())
+}
+
 /// Raw etcd compare-and-swap txn vs the contract's txn, interleaved.
 async fn etcd_cas_overhead(
     raw: &mut etcd_client::Client,
@@ -210,11 +219,7 @@ async fn etcd_cas_overhead(
                 ours.txn(txn).await?;
                 record(&mut h_ours, t);
             } else {
-                let key = format!("bench/cas/{i}");
-                let txn = Txn::new()
-                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                    .and_then([EtcdTxnOp::put(key, "owner", None)]);
-                raw.txn(txn).await?;
+                raw_cas(raw, format!("bench/cas/{i}")).await?;
                 record(&mut h_raw, t);
             }
         }
@@ -282,11 +287,7 @@ async fn claim_vs_raw_cas(
                 }
                 record(&mut h_claim, t);
             } else {
-                let key = format!("bench/claim-floor/{i}");
-                let txn = Txn::new()
-                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                    .and_then([EtcdTxnOp::put(key, "owner", None)]);
-                raw.txn(txn).await?;
+                raw_cas(raw, format!("bench/claim-floor/{i}")).await?;
                 record(&mut h_raw, t);
             }
         }

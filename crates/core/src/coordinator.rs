@@ -55,7 +55,6 @@ pub struct Coordinator {
     /// The leases new claims and pushes attach to, one per TTL; replaced every
     /// second, so claims lapse between their timeout and one second after it.
     buckets: Mutex<Vec<Bucket>>,
-    logger: Option<WitnessLogger>,
 }
 
 pub(crate) fn range_op(range: KeyRange) -> TxnOp {
@@ -102,14 +101,12 @@ impl Coordinator {
             store,
             config,
             buckets: Mutex::new(Vec::new()),
-            logger: None,
         }
     }
 
     /// Sends every witness record to `logger` after commit.
     pub fn with_witness_logger(mut self, logger: WitnessLogger) -> Self {
-        self.swarms.set_logger(logger.clone());
-        self.logger = Some(logger);
+        self.swarms.set_logger(logger);
         self
     }
 
@@ -1009,16 +1006,9 @@ impl Coordinator {
                 }
             };
             record.history.push(attempt);
-            let (witness, witness_ops) = Entry {
-                op,
-                actor: swarm_id.into(),
-                task_id: Some(task_id.into()),
-                swarm_id: Some(swarm_id.into()),
-                token: Some(token),
-                outcome: record.state.as_str().into(),
-                detail,
-            }
-            .seal(&self.keys, &task_chain(task_id), &head)?;
+            let (witness, witness_ops) =
+                Entry::by_holder(op, swarm_id, task_id, token, record.state.as_str(), detail)
+                    .seal(&self.keys, &task_chain(task_id), &head)?;
             ops.extend(witness_ops);
             ops.push(put(self.keys.task(task_id), encode(&record)?));
             let mut txn = self.guarded(&keys, ops);
@@ -1151,11 +1141,8 @@ impl Coordinator {
 
     // ---- witness -------------------------------------------------------------
 
-    pub(crate) fn log(&self, mut record: WitnessRecord, revision: Revision) {
-        record.revision = revision;
-        if let Some(logger) = &self.logger {
-            logger(&record);
-        }
+    pub(crate) fn log(&self, record: WitnessRecord, revision: Revision) {
+        self.swarms.log(record, revision);
     }
 
     async fn chains(&self) -> Result<Vec<(String, Vec<WitnessRecord>, Head)>, CoreError> {

@@ -275,16 +275,9 @@ impl Coordinator {
                 self.release(&mut record, &mut ops);
                 ("push_declined", 0)
             };
-            let (witness, witness_ops) = Entry {
-                op,
-                actor: swarm_id.into(),
-                task_id: Some(task_id.into()),
-                swarm_id: Some(swarm_id.into()),
-                token: Some(token),
-                outcome: record.state.as_str().into(),
-                detail: json!({}),
-            }
-            .seal(&self.keys, &task_chain(task_id), &snap.head)?;
+            let (witness, witness_ops) =
+                Entry::by_holder(op, swarm_id, task_id, token, record.state.as_str(), json!({}))
+                    .seal(&self.keys, &task_chain(task_id), &snap.head)?;
             ops.extend(witness_ops);
             // Rewriting the record serialises this with every other write to the task.
             ops.push(put(self.keys.task(task_id), encode(&record)?));

@@ -89,7 +89,9 @@ impl SwarmRegistry {
         self.logger = Some(logger);
     }
 
-    fn log(&self, mut record: WitnessRecord, revision: i64) {
+    /// Hands a committed record to the witness logger, if there is one (the
+    /// registry keeps the coordinator's logger).
+    pub(crate) fn log(&self, mut record: WitnessRecord, revision: i64) {
         record.revision = revision;
         if let Some(logger) = &self.logger {
             logger(&record);

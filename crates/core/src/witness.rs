@@ -64,6 +64,28 @@ pub struct Entry {
     pub detail: serde_json::Value,
 }
 
+impl Entry {
+    /// A swarm acting on a task it holds (complete, fail, ack, decline).
+    pub fn by_holder(
+        op: &'static str,
+        swarm_id: &str,
+        task_id: &str,
+        token: i64,
+        outcome: &str,
+        detail: serde_json::Value,
+    ) -> Entry {
+        Entry {
+            op,
+            actor: swarm_id.into(),
+            task_id: Some(task_id.into()),
+            swarm_id: Some(swarm_id.into()),
+            token: Some(token),
+            outcome: outcome.into(),
+            detail,
+        }
+    }
+}
+
 /// The hash of a record: everything but `hash` and `revision`, in field order.
 pub fn hash_of(record: &WitnessRecord) -> String {
     let mut unhashed = record.clone();

@@ -338,17 +338,23 @@ impl KvStore for EtcdStore {
             .iter()
             .zip(branch)
             .map(|(r, op)| match (r, op) {
-                (EtcdTxnOpResponse::Get(g), _) => TxnOpResponse::Range(range_response(g, revision)),
-                (EtcdTxnOpResponse::Put(p), TxnOp::Put(put)) => TxnOpResponse::Put(PutResponse {
-                    revision,
-                    prev_kv: if put.prev_kv { p.prev_key().map(kv_from) } else { None },
-                }),
-                (EtcdTxnOpResponse::Delete(d), TxnOp::Delete(del)) => {
-                    TxnOpResponse::Delete(delete_response(d, revision, del.prev_kv))
+                (EtcdTxnOpResponse::Get(g), _) => {
+                    Ok(TxnOpResponse::Range(range_response(g, revision)))
                 }
-                (other, _) => unreachable!("etcd answered {other:?} to a different operation"),
+                (EtcdTxnOpResponse::Put(p), TxnOp::Put(put)) => {
+                    Ok(TxnOpResponse::Put(PutResponse {
+                        revision,
+                        prev_kv: if put.prev_kv { p.prev_key().map(kv_from) } else { None },
+                    }))
+                }
+                (EtcdTxnOpResponse::Delete(d), TxnOp::Delete(del)) => {
+                    Ok(TxnOpResponse::Delete(delete_response(d, revision, del.prev_kv)))
+                }
+                (other, _) => Err(KvError::Backend(format!(
+                    "etcd answered {other:?} to a different operation"
+                ))),
             })
-            .collect();
+            .collect::<Result<Vec<_>, KvError>>()?;
         Ok(TxnResponse { succeeded: resp.succeeded(), responses, revision })
     }
 
