@@ -267,9 +267,21 @@ async fn claim_next_follows_priority_age_and_capabilities(store: TestStore) {
 }
 
 async fn concurrent_claim_next_callers_get_different_tasks(store: TestStore) {
+    // 100 callers over 10,000 ready tasks, as the issue asks.
     let (c, _) = coordinator(&store, CoreConfig { max_swarms: 1000, ..CoreConfig::default() });
-    for i in 0..400 {
-        c.create_task(NewTask { priority: i % 3, ..task(&format!("job-{i:04}")) }).await.unwrap();
+    let creators: Vec<_> = (0..16)
+        .map(|chunk| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                for i in (chunk..10_000).step_by(16) {
+                    let t = NewTask { priority: i % 3, ..task(&format!("job-{i:05}")) };
+                    c.create_task(t).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for creator in creators {
+        creator.await.unwrap();
     }
     for i in 0..100 {
         c.register_swarm(&format!("w{i}"), caps(&[]), json!(null), None).await.unwrap();

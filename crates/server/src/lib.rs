@@ -49,6 +49,8 @@ pub struct AppState {
     core: Arc<Coordinator>,
     admin_token_sha256: String,
     metrics: Arc<Metrics>,
+    /// How long a stream reader may leave its buffer full before it is cut off.
+    slow_reader_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -56,7 +58,19 @@ impl AppState {
     /// orchestrator's token. Pass the `metrics` the core's witness logger and
     /// store wrapper feed.
     pub fn new(core: Arc<Coordinator>, admin_token: &str, metrics: Arc<Metrics>) -> Self {
-        AppState { core, admin_token_sha256: sha256(admin_token), metrics }
+        AppState {
+            core,
+            admin_token_sha256: sha256(admin_token),
+            metrics,
+            slow_reader_timeout: SLOW_READER_TIMEOUT,
+        }
+    }
+
+    /// Cuts off stream readers that leave their buffer full this long (default
+    /// [`SLOW_READER_TIMEOUT`]).
+    pub fn with_slow_reader_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.slow_reader_timeout = timeout;
+        self
     }
 }
 

@@ -29,7 +29,8 @@ use utoipa::IntoParams;
 
 use crate::{AppError, AppState, Body, Caller, Id, Q};
 
-/// How long a reader may leave its buffer full before it is cut off.
+/// How long a reader may leave its buffer full before it is cut off (by
+/// default; see [`crate::AppState::with_slow_reader_timeout`]).
 pub const SLOW_READER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events buffered per stream.
 const STREAM_BUFFER: usize = 256;
@@ -74,12 +75,13 @@ struct StreamEnd {
 
 /// Turns a core stream into SSE: `event: <name>`, `id: <revision>`, JSON data.
 fn sse<T: Serialize + Send + 'static>(
-    metrics: Arc<crate::Metrics>,
+    state: AppState,
     items: CoreStream<T>,
     name: &'static str,
     revision_of: fn(&T) -> i64,
     start_after: i64,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (metrics, slow_reader_timeout) = (state.metrics.clone(), state.slow_reader_timeout);
     let (tx, rx) = mpsc::channel::<Event>(STREAM_BUFFER);
     let last = Arc::new(AtomicI64::new(start_after));
     let ended: Arc<std::sync::Mutex<Option<StreamEnd>>> = Arc::default();
@@ -108,7 +110,7 @@ fn sse<T: Serialize + Send + 'static>(
                 let revision = revision_of(&item);
                 let data = serde_json::to_string(&item).unwrap_or_default();
                 let event = Event::default().event(name).id(revision.to_string()).data(data);
-                match tokio::time::timeout(SLOW_READER_TIMEOUT, tx.send(event)).await {
+                match tokio::time::timeout(slow_reader_timeout, tx.send(event)).await {
                     Ok(Ok(())) => last.store(revision, Ordering::Relaxed),
                     Ok(Err(_)) => break, // the reader went away
                     Err(_) => {
@@ -183,7 +185,7 @@ pub async fn inbox(
     caller.swarm(&swarm_id)?;
     let after = resume_point(&headers, &query)?.unwrap_or(0);
     let items = state.core.inbox(&swarm_id, after).await?;
-    Ok(sse(state.metrics.clone(), items, "task", |i: &InboxItem| i.revision, after))
+    Ok(sse(state.clone(), items, "task", |i: &InboxItem| i.revision, after))
 }
 
 /// Two path parameters.
@@ -271,13 +273,7 @@ pub async fn blocker_stream(
     caller.admin()?;
     let after = resume_point(&headers, &query)?;
     let items = state.core.blockers(after).await?;
-    Ok(sse(
-        state.metrics.clone(),
-        items,
-        "blocker",
-        |b: &BlockerEvent| b.revision,
-        after.unwrap_or(0),
-    ))
+    Ok(sse(state.clone(), items, "blocker", |b: &BlockerEvent| b.revision, after.unwrap_or(0)))
 }
 
 /// One blocker (admin).
@@ -332,11 +328,5 @@ pub async fn events(
     caller.admin()?;
     let after = resume_point(&headers, &query)?;
     let items = state.core.events(after).await?;
-    Ok(sse(
-        state.metrics.clone(),
-        items,
-        "event",
-        |e: &CoordinationEvent| e.revision,
-        after.unwrap_or(0),
-    ))
+    Ok(sse(state.clone(), items, "event", |e: &CoordinationEvent| e.revision, after.unwrap_or(0)))
 }

@@ -582,3 +582,181 @@ async fn serves_https_with_a_given_certificate() {
     assert!(ifc_server::tls_config(b"not pem", b"not pem").is_err());
     server.abort();
 }
+
+mod robustness {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use ifc_testkit::Backend;
+
+    macro_rules! both {
+        ($($case:ident),*) => {
+            $(
+                mod $case {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn embedded() {
+                        super::$case(super::Backend::Embedded).await;
+                    }
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn etcd() {
+                        super::$case(super::Backend::Etcd).await;
+                    }
+                }
+            )*
+        };
+    }
+
+    both!(
+        a_slow_sse_reader_is_cut_off_with_a_resume_point,
+        garbage_requests_never_get_a_server_error
+    );
+
+    /// A reader that stops reading is cut off with a final `error` event naming
+    /// the revision to resume after; it is not buffered forever.
+    async fn a_slow_sse_reader_is_cut_off_with_a_resume_point(backend: Backend) {
+        ifc_client::install_crypto_provider();
+        let store = TestStore::start(backend).await;
+        let core = Arc::new(Coordinator::new(store.kv(), CoreConfig::default()));
+        let state = AppState::new(core, ADMIN, Arc::new(Metrics::default()))
+            .with_slow_reader_timeout(Duration::from_millis(300));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let url = format!("http://{address}");
+        tokio::spawn(ifc_server::serve(
+            listener,
+            ifc_server::router(state, 4 << 20),
+            std::future::pending(),
+        ));
+        let admin = Client::new(&url, ADMIN);
+        let swarm = admin.register_swarm("slow", &[], json!({})).await.unwrap();
+
+        // Subscribe over a raw socket and then read nothing.
+        let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+        let request = format!(
+            "GET /v1/swarms/slow/inbox HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\nX-Ifc-Swarm: slow\r\n\r\n",
+            swarm.registration().token
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        // Far more than the stream's buffer (256 events) and the sockets' buffers
+        // (a few MB on loopback) hold: 2,000 pushes of ~8 KiB.
+        let big = "x".repeat(8_000);
+        for i in 0..2000 {
+            let task = NewTask {
+                metadata: json!({"blob": big}),
+                required_capabilities: vec![],
+                ..task(&format!("big-{i}"))
+            };
+            let created = tokio::time::timeout(
+                Duration::from_secs(30),
+                admin.push_task_to_swarm("slow", task),
+            )
+            .await;
+            created.expect("a push is never held up by a slow reader").unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        // Now read everything that was sent: it ends with the cut-off event.
+        let mut received = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(30), socket.read_to_end(&mut received)).await;
+        let text = String::from_utf8_lossy(&received);
+        let end = text.rfind("event: error").expect("the stream ends with an error event");
+        let tail = &text[end..];
+        assert!(tail.contains("slow_consumer"), "{tail}");
+        let delivered = text.matches("event: task").count();
+        assert!(delivered < 2000, "a cut-off reader did not get everything ({delivered})");
+        let resume: serde_json::Value = serde_json::from_str(
+            tail.lines().find_map(|l| l.strip_prefix("data: ")).expect("error data"),
+        )
+        .unwrap();
+        let resume_after = resume["resume_after"].as_i64().unwrap();
+        assert!(resume_after > 0);
+        // Resuming from there delivers the rest, nothing twice.
+        let mut rest = swarm.inbox(resume_after).unwrap();
+        let first =
+            tokio::time::timeout(Duration::from_secs(15), futures::StreamExt::next(&mut rest))
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+        assert!(first.revision > resume_after);
+    }
+
+    /// No request, however malformed, gets a 5xx or kills the server.
+    async fn garbage_requests_never_get_a_server_error(backend: Backend) {
+        let server = Server::start(TestStore::start(backend).await).await;
+        let admin = server.admin();
+        let swarm = admin.register_swarm("fuzz", &[], json!({})).await.unwrap();
+        let http = reqwest::Client::new();
+        let paths = [
+            "/v1/tasks",
+            "/v1/tasks/x",
+            "/v1/tasks/x/claim",
+            "/v1/tasks/x/complete",
+            "/v1/tasks/x/fail",
+            "/v1/tasks/x/renew",
+            "/v1/tasks/x/cancel",
+            "/v1/tasks/x/owner",
+            "/v1/swarms",
+            "/v1/swarms/fuzz",
+            "/v1/swarms/fuzz/heartbeat",
+            "/v1/swarms/fuzz/claim-next",
+            "/v1/swarms/fuzz/push",
+            "/v1/swarms/fuzz/blockers",
+            "/v1/swarms/fuzz/inbox/x/ack",
+            "/v1/blockers/x/assign",
+            "/v1/blockers/x/resolve",
+            "/v1/witness",
+            "/v1/tasks?state=%FF",
+            "/v1/tasks/%00",
+            "/v1/tasks/..%2F..%2Fetc",
+            "/v1/swarms/%E2%82",
+        ];
+        let bodies: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"null".to_vec(),
+            b"{}".to_vec(),
+            b"[]".to_vec(),
+            b"{\"swarm_id\": null, \"token\": \"NaN\"}".to_vec(),
+            b"{\"task_id\": \"\\ud800\", \"task_type\": 7}".to_vec(),
+            b"{\"swarm_id\": \"fuzz\", \"token\": 99999999999999999999}".to_vec(),
+            b"{\"swarm_id\": \"fuzz\", \"token\": -1, \"error\": \"\"}".to_vec(),
+            vec![0xff, 0xfe, 0x00, 0x7b],
+            "{\"a\":".repeat(2000).into_bytes(),
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for round in 0..400 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let path = paths[(seed % paths.len() as u64) as usize];
+            let body = bodies[((seed >> 8) % bodies.len() as u64) as usize].clone();
+            let method = [
+                reqwest::Method::GET,
+                reqwest::Method::POST,
+                reqwest::Method::DELETE,
+                reqwest::Method::PUT,
+            ][((seed >> 16) % 4) as usize]
+                .clone();
+            let mut request =
+                http.request(method.clone(), format!("{}{path}", server.url)).body(body);
+            request = match (seed >> 20) % 4 {
+                0 => request.bearer_auth(ADMIN),
+                1 => request.bearer_auth(&swarm.registration().token).header("x-ifc-swarm", "fuzz"),
+                2 => request.bearer_auth("garbage").header("x-ifc-swarm", "no such swarm"),
+                _ => request,
+            };
+            if (seed >> 24) % 2 == 0 {
+                request = request.header("content-type", "application/json");
+            }
+            let response = request.send().await.unwrap();
+            assert!(
+                response.status().as_u16() < 500,
+                "round {round}: {method} {path} got {}",
+                response.status()
+            );
+        }
+        // Still serving.
+        assert!(admin.list_swarms().await.is_ok());
+    }
+}
