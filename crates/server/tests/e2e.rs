@@ -746,7 +746,7 @@ mod robustness {
                 2 => request.bearer_auth("garbage").header("x-ifc-swarm", "no such swarm"),
                 _ => request,
             };
-            if (seed >> 24) % 2 == 0 {
+            if (seed >> 24).is_multiple_of(2) {
                 request = request.header("content-type", "application/json");
             }
             let response = request.send().await.unwrap();
