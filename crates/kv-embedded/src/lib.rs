@@ -20,7 +20,7 @@ mod writer;
 
 use std::fs::{File, OpenOptions};
 use std::ops::Bound;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -264,11 +264,6 @@ impl EmbeddedStore {
                 _lock: lock,
             }),
         })
-    }
-
-    /// The data directory's lock and data file paths, for messages.
-    pub fn files(dir: impl AsRef<Path>) -> (PathBuf, PathBuf) {
-        (dir.as_ref().join(LOCK_FILE), dir.as_ref().join(DATA_FILE))
     }
 
     /// The last committed revision.

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use ifc_kv::KvStore;
 use ifc_kv_embedded::{EmbeddedOptions, EmbeddedStore};
-use ifc_kv_etcd::{EtcdOptions, EtcdStore};
 
 pub use etcd::EtcdProcess;
 
@@ -64,11 +63,4 @@ impl TestStore {
     pub fn backend(&self) -> Backend {
         self.backend
     }
-}
-
-/// Connects a second client to the same etcd (a second coordinator node).
-pub async fn connect_etcd(endpoint: &str) -> EtcdStore {
-    EtcdStore::connect(EtcdOptions::new(vec![endpoint.to_string()]))
-        .await
-        .expect("connect to the test etcd")
 }
