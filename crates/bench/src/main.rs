@@ -392,6 +392,102 @@ async fn claim_vs_stored(
     Ok(results)
 }
 
+/// Idle subscriptions and memory, measured first (before other phases free
+/// memory the allocator would reuse), with every stream kept open until the
+/// phase ends, so each row's growth is the cost of its own subscriptions.
+async fn subscription_phase(
+    report: &mut Report,
+    smoke: bool,
+    work: &std::path::Path,
+    start_rss: u64,
+) -> Result<(Vec<(f64, f64)>, Vec<(f64, f64)>, Vec<(f64, f64)>)> {
+    report.section(
+        "Subscriptions and memory",
+        "Resident memory of this benchmark process, and its growth per idle subscription, for \
+         registered swarms each holding one inbox subscription: in process on the embedded store, \
+         in process on etcd (one etcd watch each), and as SSE streams over HTTP (this process \
+         holds both the server and the client end). Targets: 10,000 subscribed swarms ≤ 300 MB; \
+         idle server ≤ 30 MB.",
+    );
+    report.line(&format!("\nProcess RSS at start: {:.1} MB.", start_rss as f64 / 1e6));
+    let mut rows = String::from(
+        "\n| subscriptions | kind | RSS growth MB | per subscription KB |\n|---|---|---|---|\n",
+    );
+    let sizes: &[usize] = if smoke { &[100, 1000] } else { &[100, 1000, 10_000] };
+    let mut kept = Vec::new();
+    let row = |rows: &mut String, count: usize, kind: &str, growth: u64| {
+        let _ = writeln!(
+            rows,
+            "| {count} | {kind} | {:.1} | {:.1} |",
+            growth as f64 / 1e6,
+            growth as f64 / count as f64 / 1e3
+        );
+        println!("{count:>6} {kind}: +{:.1} MB", growth as f64 / 1e6);
+        (count as f64, growth as f64 / 1e6)
+    };
+    let embedded: Arc<dyn KvStore> =
+        Arc::new(EmbeddedStore::open(work.join("subs"), EmbeddedOptions::default())?);
+    let mut embedded_points = Vec::new();
+    for (round, &count) in sizes.iter().enumerate() {
+        let (growth, streams) =
+            realtime::idle_subscriptions(embedded.clone(), count, round).await?;
+        embedded_points.push(row(&mut rows, count, "in process, embedded", growth));
+        kept.push(streams);
+    }
+    let etcd = EtcdProcess::start().await;
+    let etcd_store: Arc<dyn KvStore> = Arc::new(etcd.connect().await);
+    let mut etcd_points = Vec::new();
+    for (round, &count) in sizes.iter().enumerate() {
+        let measured = tokio::time::timeout(
+            std::time::Duration::from_secs(300),
+            realtime::idle_subscriptions(etcd_store.clone(), count, 100 + round),
+        )
+        .await;
+        match measured {
+            Ok(Ok((growth, streams))) => {
+                etcd_points.push(row(&mut rows, count, "in process, etcd", growth));
+                kept.push(streams);
+            }
+            Ok(Err(e)) => {
+                let _ = writeln!(rows, "| {count} | in process, etcd | failed: {e} | — |");
+            }
+            Err(_) => {
+                let _ = writeln!(rows, "| {count} | in process, etcd | not reached in 300 s | — |");
+            }
+        }
+    }
+    let http_store: Arc<dyn KvStore> =
+        Arc::new(EmbeddedStore::open(work.join("subs-http"), EmbeddedOptions::default())?);
+    let server = realtime::local_server(http_store, 20_000).await?;
+    let http_sizes: &[usize] = if smoke { &[100] } else { &[100, 1000, 5000] };
+    let mut http_points = Vec::new();
+    let mut http_kept = Vec::new();
+    for (round, &count) in http_sizes.iter().enumerate() {
+        let (growth, streams) = realtime::http_idle_streams(&server, count, round).await?;
+        http_points.push(row(&mut rows, count, "SSE over HTTP", growth));
+        http_kept.push(streams);
+    }
+    report.text.push_str(&rows);
+    report.line(&format!(
+        "\nProcess RSS with every subscription open: {:.1} MB.",
+        realtime::rss_bytes() as f64 / 1e6
+    ));
+    drop(kept);
+    drop(http_kept);
+    drop(etcd);
+    match realtime::idle_server_rss().await? {
+        Some(rss) => report.line(&format!(
+            "\nAn idle `ifc serve` (embedded store, its own process): {:.1} MB RSS (target ≤ 30 MB: {}).",
+            rss as f64 / 1e6,
+            if rss <= 30_000_000 { "met" } else { "MISSED" }
+        )),
+        None => report.line(
+            "\nIdle `ifc serve` RSS: not measured (build `ifc` in release next to `ifc-bench` first).",
+        ),
+    }
+    Ok((embedded_points, etcd_points, http_points))
+}
+
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let memory = std::fs::read_to_string("/proc/meminfo")
@@ -449,6 +545,9 @@ async fn main() -> Result<()> {
             machine()
         ),
     };
+
+    let (rss_points, etcd_rss_points, http_points) =
+        subscription_phase(&mut report, args.smoke, work.path(), start_rss).await?;
 
     // --- The seed's table ----------------------------------------------------
     report.section(
@@ -682,37 +781,6 @@ async fn main() -> Result<()> {
     }
     report.text.push_str(&rows);
 
-    // Registered and subscribed swarms on etcd: each subscription is one etcd watch.
-    let mut rows = String::from(
-        "\n| registered + subscribed swarms (etcd) | RSS growth MB | per subscription KB |\n|---|---|---|\n",
-    );
-    let etcd_subs: &[usize] = if args.smoke { &[100] } else { &[100, 1000, 10_000] };
-    for (round, &count) in etcd_subs.iter().enumerate() {
-        let measured = tokio::time::timeout(
-            std::time::Duration::from_secs(300),
-            realtime::idle_subscriptions(Arc::new(ours.clone()), count, 100 + round),
-        )
-        .await;
-        match measured {
-            Ok(Ok((growth, streams))) => {
-                let _ = writeln!(
-                    rows,
-                    "| {count} | {:.1} | {:.1} |",
-                    growth as f64 / 1e6,
-                    growth as f64 / count as f64 / 1e3
-                );
-                println!("{count:>6} etcd subscriptions: +{:.1} MB", growth as f64 / 1e6);
-                drop(streams);
-            }
-            Ok(Err(e)) => {
-                let _ = writeln!(rows, "| {count} | failed: {e} | — |");
-            }
-            Err(_) => {
-                let _ = writeln!(rows, "| {count} | not reached in 300 s | — |");
-            }
-        }
-    }
-    report.text.push_str(&rows);
     drop(etcd);
 
     let mut rows = String::from(
@@ -794,63 +862,6 @@ async fn main() -> Result<()> {
     ));
 
     report.section(
-        "Subscriptions and memory",
-        "Resident memory of this benchmark process (server and clients together), and its growth \
-         per idle subscription. Targets: 10,000 subscribed swarms ≤ 300 MB; idle server ≤ 30 MB.",
-    );
-    report.line(&format!(
-        "\nProcess RSS at start (before any store was opened): {:.1} MB.",
-        start_rss as f64 / 1e6
-    ));
-    let mut rows = String::from(
-        "\n| idle subscriptions | kind | RSS growth MB | per subscription KB |\n|---|---|---|---|\n",
-    );
-    let mut rss_points = Vec::new();
-    let sub_store: Arc<dyn KvStore> =
-        Arc::new(EmbeddedStore::open(work.path().join("subs"), EmbeddedOptions::default())?);
-    let sizes: &[usize] = if args.smoke { &[100, 1000] } else { &[100, 1000, 10_000] };
-    for (round, &count) in sizes.iter().enumerate() {
-        let (growth, streams) =
-            realtime::idle_subscriptions(sub_store.clone(), count, round).await?;
-        let _ = writeln!(
-            rows,
-            "| {count} | in process | {:.1} | {:.1} |",
-            growth as f64 / 1e6,
-            growth as f64 / count as f64 / 1e3
-        );
-        println!("{count:>6} in-process subscriptions: +{:.1} MB", growth as f64 / 1e6);
-        rss_points.push((count as f64, growth as f64 / 1e6));
-        drop(streams);
-    }
-    let mut http_points = Vec::new();
-    let http_sizes: &[usize] = if args.smoke { &[100] } else { &[100, 1000, 5000] };
-    for (round, &count) in http_sizes.iter().enumerate() {
-        let (growth, streams) = realtime::http_idle_streams(&server, count, round).await?;
-        let _ = writeln!(
-            rows,
-            "| {count} | SSE over HTTP | {:.1} | {:.1} |",
-            growth as f64 / 1e6,
-            growth as f64 / count as f64 / 1e3
-        );
-        println!("{count:>6} SSE streams: +{:.1} MB", growth as f64 / 1e6);
-        http_points.push((count as f64, growth as f64 / 1e6));
-        drop(streams);
-    }
-    report.text.push_str(&rows);
-    report
-        .line(&format!("\nProcess RSS at the end: {:.1} MB.", realtime::rss_bytes() as f64 / 1e6));
-    match realtime::idle_server_rss().await? {
-        Some(rss) => report.line(&format!(
-            "\nAn idle `ifc serve` (embedded store, its own process): {:.1} MB RSS (target ≤ 30 MB: {}).",
-            rss as f64 / 1e6,
-            if rss <= 30_000_000 { "met" } else { "MISSED" }
-        )),
-        None => report.line(
-            "\nIdle `ifc serve` RSS: not measured (build `ifc` in release next to `ifc-bench` first).",
-        ),
-    }
-
-    report.section(
         "Claim latency with many stored tasks, embedded",
         "claim_task latency after the store holds this many tasks. It should stay flat: a claim \
          reads one task's keys and the ready index by key, never the pool.",
@@ -881,7 +892,11 @@ async fn main() -> Result<()> {
             "RSS growth vs idle subscriptions",
             "subscriptions",
             "MB",
-            &[("in process", rss_points), ("SSE over HTTP", http_points)],
+            &[
+                ("in process, embedded", rss_points),
+                ("in process, etcd", etcd_rss_points),
+                ("SSE over HTTP", http_points),
+            ],
         )?;
         report.text.push_str(
             "\n## Charts\n\n![claims vs concurrency](bench/claims-vs-concurrency.svg)\n\n\
