@@ -849,20 +849,10 @@ impl Coordinator {
             let (lease, deadline_ms) = self.claim_lease().await?;
             let value =
                 ClaimValue { swarm_id: swarm_id.into(), deadline_ms, written_at_ms: now_ms() };
-            let txn = TxnRequest::new()
-                .when(Compare::new(
-                    claim.key.clone(),
-                    CompareOp::Equal,
-                    CompareTarget::CreateRevision(token),
-                ))
-                .when(Compare::new(
-                    self.keys.holder(task_id),
-                    CompareOp::Equal,
-                    CompareTarget::CreateRevision(token),
-                ))
-                .and_then(TxnOp::Put(
-                    PutRequest::new(claim.key.clone(), encode(&value)?).with_lease(lease),
-                ));
+            let fence = self.fence(task_id, token);
+            let txn = TxnRequest::new().when(fence[0].clone()).when(fence[1].clone()).and_then(
+                TxnOp::Put(PutRequest::new(claim.key.clone(), encode(&value)?).with_lease(lease)),
+            );
             match self.store.txn(txn).await {
                 Ok(resp) if resp.succeeded => return Ok(deadline_ms),
                 Ok(_) => {
@@ -873,6 +863,16 @@ impl Coordinator {
             }
         }
         Err(CoreError::Conflict("claim lease churn; retry".into()))
+    }
+
+    /// The compares that hold only while claim `token` is live: the claim key
+    /// and the holder key, both created by that claim.
+    pub(crate) fn fence(&self, task_id: &str, token: Revision) -> [Compare; 2] {
+        let made_by_claim = CompareTarget::CreateRevision(token);
+        [
+            Compare::new(self.keys.claim(task_id), CompareOp::Equal, made_by_claim.clone()),
+            Compare::new(self.keys.holder(task_id), CompareOp::Equal, made_by_claim),
+        ]
     }
 
     /// Checks that `swarm_id` holds the live claim `token` on the task; returns
@@ -953,9 +953,10 @@ impl Coordinator {
             let head = snap.head;
             let checked =
                 snap.keys.ok_or_else(|| CoreError::TaskNotFound(task_id.into())).and_then(|keys| {
-                    Ok((self.check_fence(swarm_id, task_id, token, &keys)?.clone(), keys))
+                    self.check_fence(swarm_id, task_id, token, &keys)?;
+                    Ok(keys)
                 });
-            let (claim, keys) = match checked {
+            let keys = match checked {
                 Ok(checked) => checked,
                 // Confirm a refusal on a linearizable read.
                 Err(_) if serializable => continue,
@@ -1012,16 +1013,7 @@ impl Coordinator {
             ops.extend(witness_ops);
             ops.push(put(self.keys.task(task_id), encode(&record)?));
             let mut txn = self.guarded(&keys, ops);
-            txn.compares.push(Compare::new(
-                claim.key.clone(),
-                CompareOp::Equal,
-                CompareTarget::CreateRevision(token),
-            ));
-            txn.compares.push(Compare::new(
-                self.keys.holder(task_id),
-                CompareOp::Equal,
-                CompareTarget::CreateRevision(token),
-            ));
+            txn.compares.extend(self.fence(task_id, token));
             let resp = self.store.txn(txn).await?;
             if resp.succeeded {
                 self.log(witness, resp.revision);

@@ -21,8 +21,8 @@ use ifc_api::{
     InboxItem, NewTask, TaskRecord, TaskState,
 };
 use ifc_kv::{
-    Compare, CompareOp, CompareTarget, EventKind, KeyRange, KvError, PutRequest, RangeRequest,
-    TxnOp, TxnRequest, WatchRequest,
+    Compare, EventKind, KeyRange, KvError, PutRequest, RangeRequest, TxnOp, TxnRequest,
+    WatchRequest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -282,11 +282,7 @@ impl Coordinator {
             // Rewriting the record serialises this with every other write to the task.
             ops.push(put(self.keys.task(task_id), encode(&record)?));
             let mut txn = self.guarded(&keys, ops);
-            txn.compares.push(Compare::new(
-                claim.key.clone(),
-                CompareOp::Equal,
-                CompareTarget::CreateRevision(token),
-            ));
+            txn.compares.extend(self.fence(task_id, token));
             txn.compares.push(Compare::exists(inbox));
             match self.store.txn(txn).await {
                 Ok(resp) if resp.succeeded => {

@@ -749,12 +749,13 @@ mod robustness {
             if (seed >> 24).is_multiple_of(2) {
                 request = request.header("content-type", "application/json");
             }
-            let response = request.send().await.unwrap();
-            assert!(
-                response.status().as_u16() < 500,
-                "round {round}: {method} {path} got {}",
-                response.status()
-            );
+            // The server may answer a rejected request (401, 413…) and close the
+            // connection before the client finished sending its body: that is a
+            // client-side send error, not a server error.
+            let Ok(response) = request.send().await else { continue };
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            assert!(status < 500, "round {round}: {method} {path} got {status}: {body}");
         }
         // Still serving.
         assert!(admin.list_swarms().await.is_ok());
