@@ -34,6 +34,32 @@ fn coordinator(store: Arc<dyn KvStore>, max_swarms: usize) -> Arc<Coordinator> {
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The next item of a stream, or an error naming `what` if it ends, fails or
+/// takes longer than [`WAIT`].
+async fn next_item<T, E>(
+    stream: &mut (impl futures::Stream<Item = Result<T, E>> + Unpin),
+    what: &str,
+) -> Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let item = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .with_context(|| format!("{what}: timed out"))?;
+    Ok(item.with_context(|| format!("{what}: the stream ended"))??)
+}
+
+/// The blocker every benchmark raises.
+fn bench_blocker() -> BlockerInfo {
+    BlockerInfo {
+        blocker_type: "bench".into(),
+        description: "stuck".into(),
+        severity: "high".into(),
+        required_capabilities: vec!["x".into()],
+        task_id: None,
+    }
+}
+
 /// The floor: a raw etcd-client put, timed until the same client's watch sees it.
 pub async fn put_watch_floor(raw: &mut etcd_client::Client, n: usize) -> Result<Summary> {
     let options = etcd_client::WatchOptions::new().with_prefix();
@@ -63,10 +89,7 @@ pub async fn push_delivery(store: Arc<dyn KvStore>, n: usize) -> Result<Summary>
     for i in 0..n {
         let started = Instant::now();
         c.push_task_to_swarm("push-target", task(format!("push-{i}"))).await?;
-        tokio::time::timeout(WAIT, inbox.next())
-            .await
-            .context("push delivery")?
-            .context("inbox ended")??;
+        next_item(&mut inbox, "push delivery").await?;
         record(&mut h, started);
     }
     Ok(summary(&h))
@@ -81,19 +104,10 @@ pub async fn blocker_delivery(store: Arc<dyn KvStore>, n: usize) -> Result<Summa
     let mut blockers = c.blockers(None).await?;
     let mut h = histogram();
     for _ in 0..n {
-        let info = BlockerInfo {
-            blocker_type: "bench".into(),
-            description: "stuck".into(),
-            severity: "high".into(),
-            required_capabilities: vec!["x".into()],
-            task_id: None,
-        };
+        let info = bench_blocker();
         let started = Instant::now();
         c.detect_blocker("reporter", info).await?;
-        tokio::time::timeout(WAIT, blockers.next())
-            .await
-            .context("blocker delivery")?
-            .context("ended")??;
+        next_item(&mut blockers, "blocker delivery").await?;
         record(&mut h, started);
     }
     Ok(summary(&h))
@@ -283,15 +297,12 @@ pub async fn http_push_sse(server: &LocalServer, n: usize) -> Result<Summary> {
     let mut inbox = swarm.inbox(0)?;
     // Let the stream connect before timing.
     server.admin.push_task_to_swarm("sse-target", task("sse-warmup".into())).await?;
-    tokio::time::timeout(WAIT, inbox.next()).await.context("sse warm-up")?.context("ended")??;
+    next_item(&mut inbox, "sse warm-up").await?;
     let mut h = histogram();
     for i in 0..n {
         let started = Instant::now();
         server.admin.push_task_to_swarm("sse-target", task(format!("sse-{i}"))).await?;
-        tokio::time::timeout(WAIT, inbox.next())
-            .await
-            .context("sse delivery")?
-            .context("ended")??;
+        next_item(&mut inbox, "sse delivery").await?;
         record(&mut h, started);
     }
     Ok(summary(&h))
@@ -399,26 +410,17 @@ pub async fn seed_table_http(
     let helper =
         admin.register_swarm(&format!("hs-helper-{tag}"), &["x"], serde_json::Value::Null).await?;
     admin.push_task_to_swarm(&format!("hs-{tag}"), task(format!("hs-warm-{tag}"))).await?;
-    tokio::time::timeout(WAIT, inbox.next()).await.context("sse warm-up")?.context("ended")??;
+    next_item(&mut inbox, "sse warm-up").await?;
     let (mut push, mut blocker) = (histogram(), histogram());
     for i in 0..n {
         let t = Instant::now();
         admin.push_task_to_swarm(&format!("hs-{tag}"), task(format!("hs-push-{tag}-{i}"))).await?;
-        tokio::time::timeout(WAIT, inbox.next()).await.context("sse push")?.context("ended")??;
+        next_item(&mut inbox, "sse push").await?;
         record(&mut push, t);
-        let info = BlockerInfo {
-            blocker_type: "bench".into(),
-            description: "stuck".into(),
-            severity: "high".into(),
-            required_capabilities: vec!["x".into()],
-            task_id: None,
-        };
+        let info = bench_blocker();
         let t = Instant::now();
         helper.detect_blocker(info).await?;
-        tokio::time::timeout(WAIT, blockers.next())
-            .await
-            .context("sse blocker")?
-            .context("ended")??;
+        next_item(&mut blockers, "sse blocker").await?;
         record(&mut blocker, t);
     }
     Ok(vec![

@@ -208,11 +208,9 @@ impl Coordinator {
     /// Records a swarm's expiry in its witness chain if its record is gone
     /// without a `swarm_left` (its lease ran out). Returns whether it wrote.
     pub async fn reap_swarm(&self, swarm_id: &str) -> Result<bool, CoreError> {
+        // Its holdings went with it (same lease); the reaper records those
+        // tasks from their own delete events.
         validate::id("swarm_id", swarm_id)?;
-        let held = self.held_tasks(swarm_id).await?;
-        for task_id in held {
-            self.reap_task(&task_id).await?;
-        }
         self.swarms.record_expiry(swarm_id).await
     }
 
@@ -567,14 +565,9 @@ impl Coordinator {
             });
         }
         if view.lapsed {
-            // Record the lapse in its own txn, then decide again on fresh state
-            // (the task may have used its last attempt).
-            let mut head = head.clone();
-            let (ops, witness) = self.lapse_ops(&mut record, keys, &mut head)?;
-            let resp = self.store.txn(self.guarded(keys, ops)).await?;
-            if resp.succeeded {
-                self.log(witness, resp.revision);
-            }
+            // Record the lapse first (as the reaper would), then decide again on
+            // fresh state: the task may have used its last attempt.
+            self.reap_task(&record.task_id).await?;
             return Ok(None);
         }
         if record.not_before_ms > now_ms() {

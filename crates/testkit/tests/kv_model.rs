@@ -191,6 +191,27 @@ fn error_kind(e: &KvError) -> String {
     }
 }
 
+/// A backend's txn answer, lease ids mapped to the model's, against the model's.
+fn compare_answers(
+    mut got: Result<TxnResponse, KvError>,
+    expected: Result<TxnResponse, KvError>,
+    ids: &HashMap<LeaseId, LeaseId>,
+    step: usize,
+    op: &Op,
+) -> Result<(), TestCaseError> {
+    if let Ok(resp) = &mut got {
+        map_txn(resp, ids);
+    }
+    prop_assert_eq!(
+        got.map_err(|e| error_kind(&e)),
+        expected.map_err(|e| error_kind(&e)),
+        "step {}: {:?}",
+        step,
+        op
+    );
+    Ok(())
+}
+
 async fn run_case(kv: &dyn KvStore, case: usize, ops: &[Op]) -> Result<(), TestCaseError> {
     let prefix = format!("case{case:04}/");
     let base = kv.range(RangeRequest::key("\0")).await.unwrap().revision;
@@ -219,34 +240,15 @@ async fn run_case(kv: &dyn KvStore, case: usize, ops: &[Op]) -> Result<(), TestC
                 prop_assert_eq!(got, expected, "step {}: revoke", step);
             }
             Op::Simple(simple) => {
-                let expected = model
-                    .txn(&TxnRequest { success: vec![on_model.op(simple)], ..Default::default() });
-                let txn = TxnRequest { success: vec![on_real.op(simple)], ..Default::default() };
-                let mut got = kv.txn(txn).await;
-                if let Ok(resp) = &mut got {
-                    map_txn(resp, &ids);
-                }
-                prop_assert_eq!(
-                    got.map_err(|e| error_kind(&e)),
-                    expected.map_err(|e| error_kind(&e)),
-                    "step {}: {:?}",
-                    step,
-                    simple
-                );
+                let (simple, single) = (std::slice::from_ref(simple), &[][..]);
+                let expected = model.txn(&on_model.txn(&[], simple, single));
+                let got = kv.txn(on_real.txn(&[], simple, single)).await;
+                compare_answers(got, expected, &ids, step, op)?;
             }
             Op::Txn { compares, success, failure } => {
                 let expected = model.txn(&on_model.txn(compares, success, failure));
-                let mut got = kv.txn(on_real.txn(compares, success, failure)).await;
-                if let Ok(resp) = &mut got {
-                    map_txn(resp, &ids);
-                }
-                prop_assert_eq!(
-                    got.map_err(|e| error_kind(&e)),
-                    expected.map_err(|e| error_kind(&e)),
-                    "step {}: {:?}",
-                    step,
-                    op
-                );
+                let got = kv.txn(on_real.txn(compares, success, failure)).await;
+                compare_answers(got, expected, &ids, step, op)?;
             }
         }
         let now = kv.range(RangeRequest::key("\0")).await.unwrap().revision;
