@@ -24,7 +24,9 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 # The benchmark harness in smoke mode (a few seconds), so it cannot rot.
 # Its figures are not checked here: speed lives in docs/BENCHMARKS.md.
-cargo run -q -p ifc-bench -- --smoke >/dev/null
+# `ifc` is built too: the smoke run measures SSE streams on an `ifc serve` child.
+cargo build -q -p ifc -p ifc-bench
+target/debug/ifc-bench --smoke >/dev/null
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --no-fail-fast "$@"

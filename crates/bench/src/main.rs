@@ -36,6 +36,35 @@ struct Args {
     /// Directory for the embedded store and the fsync probe (same disk as data).
     #[arg(long, default_value = "target/bench-data")]
     work_dir: PathBuf,
+    /// Run only these phases (repeatable); for quick reruns, so no report is
+    /// written (the report holds one whole run).
+    #[arg(long, value_enum, conflicts_with = "out")]
+    only: Vec<Phase>,
+}
+
+/// The benchmark's phases, in the order they run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+enum Phase {
+    /// Idle subscriptions and memory (runs first, before other phases grow the heap).
+    Subscriptions,
+    /// The seed's latency table on both backends, in process and over HTTP.
+    Seed,
+    /// The stores against the disk's fsync and raw etcd-client.
+    Storage,
+    /// claim, push and blocker on etcd against raw etcd, and etcd claimers.
+    Etcd,
+    /// Embedded claimers and real-time delivery.
+    Embedded,
+    /// Through HTTP on the embedded store.
+    Http,
+    /// Claim latency with many stored tasks, on both backends.
+    Stored,
+}
+
+impl Args {
+    fn runs(&self, phase: Phase) -> bool {
+        self.only.is_empty() || self.only.contains(&phase)
+    }
 }
 
 /// Latency summary in microseconds.
@@ -344,7 +373,7 @@ async fn claim_vs_stored(
     c.register_swarm("prober", Vec::new(), serde_json::Value::Null, None).await?;
     let mut created = 0;
     let mut results = Vec::new();
-    for &size in sizes {
+    for (round, &size) in sizes.iter().enumerate() {
         let progress = indicatif::ProgressBar::new((size - created) as u64)
             .with_message(format!("seeding {size} tasks"));
         progress.set_style(
@@ -378,8 +407,10 @@ async fn claim_vs_stored(
         created = size;
         let mut h = histogram();
         for p in 0..probes {
-            // Spread the probes over the whole key space.
-            let id = format!("stored-{}", (p * size / probes + p) % size);
+            // Spread the probes over the whole key space with stride size/probes,
+            // offset by the round: with strides of 10, 100, 1000 the rounds
+            // never meet, so every probe claims a task nobody claimed before.
+            let id = format!("stored-{}", (p * (size / probes).max(1) + round) % size);
             let t = Instant::now();
             match c.claim_task("prober", &id).await? {
                 ClaimOutcome::Claimed(_) | ClaimOutcome::AlreadyClaimed { .. } => {}
@@ -390,6 +421,64 @@ async fn claim_vs_stored(
         results.push((size, summary(&h)));
     }
     Ok(results)
+}
+
+/// Claim latency with 10k, 100k and 1M stored tasks on both backends, with
+/// the store's size on disk per task. etcd gets its own member with an 8 GiB
+/// backend quota: a million tasks outgrow etcd's default of 2 GiB.
+async fn stored_phase(report: &mut Report, smoke: bool, work: &std::path::Path) -> Result<()> {
+    report.section(
+        "Claim latency with many stored tasks",
+        "claim_task latency after the store holds this many tasks (created through \
+         `create_task`, so with their indexes and witness records), on both backends. It should \
+         stay flat: a claim reads one task's keys by key, never the pool. etcd runs with \
+         `--quota-backend-bytes` of 8 GiB, since a million tasks outgrow its default 2 GiB. \
+         \"on disk per task\" is the store's file size divided by the tasks stored.",
+    );
+    let sizes: &[usize] = if smoke { &[1000] } else { &[10_000, 100_000, 1_000_000] };
+    let mut rows = String::from(
+        "| backend | stored tasks | claims | p50 µs | p99 µs | on disk per task |\n|---|---|---|---|---|---|\n",
+    );
+    let file_size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
+    let per_task =
+        |bytes: u64, tasks: usize| format!("{:.1} KB", bytes as f64 / tasks as f64 / 1e3);
+
+    let dir = work.join("stored");
+    let embedded: Arc<dyn KvStore> =
+        Arc::new(EmbeddedStore::open(&dir, EmbeddedOptions::default())?);
+    let results = claim_vs_stored(embedded.clone(), sizes, 1000, "ifc").await?;
+    drop(embedded);
+    // Closed, so the file holds a final checkpoint (the WAL file is preallocated
+    // and fixed in size, so only the B-tree counts).
+    let embedded_bytes: u64 = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != "wal.log")
+        .map(|e| file_size(&e.path()))
+        .sum();
+    for (i, (size, s)) in results.iter().enumerate() {
+        let disk =
+            if i + 1 == results.len() { per_task(embedded_bytes, *size) } else { "—".into() };
+        let _ = writeln!(
+            rows,
+            "| embedded | {size} | {} | {:.0} | {:.0} | {disk} |",
+            s.count, s.p50, s.p99
+        );
+        println!("{size:>8} stored embedded: claim p50 {:.0}µs p99 {:.0}µs", s.p50, s.p99);
+    }
+
+    let etcd = EtcdProcess::start_with_quota(8 << 30).await;
+    let store: Arc<dyn KvStore> = Arc::new(etcd.connect().await);
+    for (size, s) in claim_vs_stored(store, sizes, 1000, "stored").await? {
+        let disk = per_task(file_size(&etcd.db_file()), size);
+        let _ = writeln!(
+            rows,
+            "| etcd | {size} | {} | {:.0} | {:.0} | {disk} |",
+            s.count, s.p50, s.p99
+        );
+        println!("{size:>8} stored on etcd: claim p50 {:.0}µs p99 {:.0}µs", s.p50, s.p99);
+    }
+    report.text.push_str(&rows);
+    Ok(())
 }
 
 /// Idle subscriptions and memory, measured first (before other phases free
@@ -404,10 +493,10 @@ async fn subscription_phase(
     report.section(
         "Subscriptions and memory",
         "Resident memory of this benchmark process, and its growth per idle subscription, for \
-         registered swarms each holding one inbox subscription: in process on the embedded store, \
-         in process on etcd (one etcd watch each), and as SSE streams over HTTP (this process \
-         holds both the server and the client end). Targets: 10,000 subscribed swarms ≤ 300 MB; \
-         idle server ≤ 30 MB.",
+         registered swarms each holding one inbox subscription, in process on the embedded store \
+         and on etcd (one etcd watch each); then the resident memory of an `ifc serve` in its own \
+         process (embedded store) holding idle inbox SSE streams, one per registered swarm, opened \
+         by this process. Targets: 10,000 subscribed swarms ≤ 300 MB; idle server ≤ 30 MB.",
     );
     report.line(&format!("\nProcess RSS at start: {:.1} MB.", start_rss as f64 / 1e6));
     let mut rows = String::from(
@@ -456,25 +545,60 @@ async fn subscription_phase(
             }
         }
     }
-    let http_store: Arc<dyn KvStore> =
-        Arc::new(EmbeddedStore::open(work.join("subs-http"), EmbeddedOptions::default())?);
-    let server = realtime::local_server(http_store, 20_000).await?;
-    let http_sizes: &[usize] = if smoke { &[100] } else { &[100, 1000, 5000] };
-    let mut http_points = Vec::new();
-    let mut http_kept = Vec::new();
-    for (round, &count) in http_sizes.iter().enumerate() {
-        let (growth, streams) = realtime::http_idle_streams(&server, count, round).await?;
-        http_points.push(row(&mut rows, count, "SSE over HTTP", growth));
-        http_kept.push(streams);
-    }
     report.text.push_str(&rows);
     report.line(&format!(
-        "\nProcess RSS with every subscription open: {:.1} MB.",
+        "\nThis process's RSS with every in-process subscription open: {:.1} MB.",
         realtime::rss_bytes() as f64 / 1e6
     ));
     drop(kept);
-    drop(http_kept);
     drop(etcd);
+
+    // SSE: the server in its own process, so its RSS is the server's alone.
+    let mut http_points = Vec::new();
+    match realtime::ChildServer::start(20_000).await? {
+        Some(server) => {
+            let idle = server.rss()?;
+            let mut rows = String::from(
+                "\n| SSE streams | server RSS MB | growth MB | per stream KB |\n|---|---|---|---|\n",
+            );
+            let _ = writeln!(rows, "| 0 | {:.1} | — | — |", idle as f64 / 1e6);
+            let sizes: &[usize] = if smoke { &[100] } else { &[100, 1000, 10_000] };
+            let mut http_kept = Vec::new();
+            for (round, &count) in sizes.iter().enumerate() {
+                let (growth, streams) = realtime::http_idle_streams(
+                    &server.url,
+                    &server.admin,
+                    || server.rss(),
+                    count,
+                    round,
+                )
+                .await?;
+                let total = server.rss()?;
+                let _ = writeln!(
+                    rows,
+                    "| {count} | {:.1} | {:.1} | {:.1} |",
+                    total as f64 / 1e6,
+                    growth as f64 / 1e6,
+                    growth as f64 / count as f64 / 1e3
+                );
+                println!("{count:>6} SSE streams: server RSS {:.1} MB", total as f64 / 1e6);
+                http_points.push((count as f64, growth as f64 / 1e6));
+                http_kept.push(streams);
+            }
+            report.text.push_str(&rows);
+            let total = server.rss()?;
+            let streams: usize = http_kept.iter().map(Vec::len).sum();
+            report.line(&format!(
+                "\n`ifc serve` with {streams} open SSE streams: {:.1} MB RSS (target for 10,000: ≤ 300 MB: {}).",
+                total as f64 / 1e6,
+                if streams >= 10_000 && total <= 300_000_000 { "met" } else if streams < 10_000 { "not reached" } else { "MISSED" }
+            ));
+        }
+        None => report.line(
+            "\nSSE streams: not measured (build `ifc` next to `ifc-bench` first: \
+             `cargo build --release -p ifc`).",
+        ),
+    }
     match realtime::idle_server_rss().await? {
         Some(rss) => report.line(&format!(
             "\nAn idle `ifc serve` (embedded store, its own process): {:.1} MB RSS (target ≤ 30 MB: {}).",
@@ -546,200 +670,215 @@ async fn main() -> Result<()> {
         ),
     };
 
-    let (rss_points, etcd_rss_points, http_points) =
-        subscription_phase(&mut report, args.smoke, work.path(), start_rss).await?;
+    let (rss_points, etcd_rss_points, http_points) = if args.runs(Phase::Subscriptions) {
+        subscription_phase(&mut report, args.smoke, work.path(), start_rss).await?
+    } else {
+        Default::default()
+    };
 
     // --- The seed's table ----------------------------------------------------
-    report.section(
+    if args.runs(Phase::Seed) {
+        report.section(
         "The seed's table, ours",
         "The seed's published latencies (ms) beside ours, for the same operations, in process and \
          through HTTP (the Rust client against an in-process server on loopback), on both backends \
          (etcd spawned on loopback). Push and blocker rows run until the swarm's inbox / the \
          orchestrator's stream delivers. \"beats\" compares p95.",
     );
-    let seed_ms: [(&str, [f64; 4]); 5] = [
-        ("claim_task", [2.0, 5.0, 8.0, 10.0]),
-        ("push_task_to_swarm (→ delivered)", [3.0, 7.0, 9.0, 12.0]),
-        ("create_task", [2.0, 4.0, 6.0, 8.0]),
-        ("complete_task", [2.0, 4.0, 6.0, 8.0]),
-        ("detect_blocker (→ orchestrator)", [3.0, 6.0, 8.0, 10.0]),
-    ];
-    let seed_n = 100 * scale;
-    let mut seed_rows = String::from(
-        "| operation | where | p50 ms | p95 ms | p99 ms | max ms | seed p50/p95/p99/max ms | beats the seed at p95 |\n|---|---|---|---|---|---|---|---|\n",
-    );
-    let add_rows = |rows: &mut String, place: &str, results: Vec<(&'static str, Summary)>| {
-        for (name, s) in results {
-            let seed =
-                seed_ms.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).unwrap_or([0.0; 4]);
-            let _ = writeln!(
-                rows,
-                "| {name} | {place} | {:.2} | {:.2} | {:.2} | {:.2} | {}/{}/{}/{} | {} ({:.1}×) |",
-                s.p50 / 1000.0,
-                s.p95 / 1000.0,
-                s.p99 / 1000.0,
-                s.max / 1000.0,
-                seed[0],
-                seed[1],
-                seed[2],
-                seed[3],
-                if s.p95 / 1000.0 < seed[1] { "yes" } else { "no" },
-                seed[1] / (s.p95 / 1000.0).max(0.001),
+        let seed_ms: [(&str, [f64; 4]); 5] = [
+            ("claim_task", [2.0, 5.0, 8.0, 10.0]),
+            ("push_task_to_swarm (→ delivered)", [3.0, 7.0, 9.0, 12.0]),
+            ("create_task", [2.0, 4.0, 6.0, 8.0]),
+            ("complete_task", [2.0, 4.0, 6.0, 8.0]),
+            ("detect_blocker (→ orchestrator)", [3.0, 6.0, 8.0, 10.0]),
+        ];
+        let seed_n = 100 * scale;
+        let mut seed_rows = String::from(
+            "| operation | where | p50 ms | p95 ms | p99 ms | max ms | seed p50/p95/p99/max ms | beats the seed at p95 |\n|---|---|---|---|---|---|---|---|\n",
+        );
+        let add_rows = |rows: &mut String, place: &str, results: Vec<(&'static str, Summary)>| {
+            for (name, s) in results {
+                let seed =
+                    seed_ms.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).unwrap_or([0.0; 4]);
+                let _ = writeln!(
+                    rows,
+                    "| {name} | {place} | {:.2} | {:.2} | {:.2} | {:.2} | {}/{}/{}/{} | {} ({:.1}×) |",
+                    s.p50 / 1000.0,
+                    s.p95 / 1000.0,
+                    s.p99 / 1000.0,
+                    s.max / 1000.0,
+                    seed[0],
+                    seed[1],
+                    seed[2],
+                    seed[3],
+                    if s.p95 / 1000.0 < seed[1] { "yes" } else { "no" },
+                    seed[1] / (s.p95 / 1000.0).max(0.001),
+                );
+                println!(
+                    "{name:<36} {place:<22} p50 {:.2} ms p95 {:.2} ms",
+                    s.p50 / 1000.0,
+                    s.p95 / 1000.0
+                );
+            }
+        };
+        {
+            let embedded: Arc<dyn KvStore> = Arc::new(EmbeddedStore::open(
+                work.path().join("seed-embedded"),
+                EmbeddedOptions::default(),
+            )?);
+            add_rows(
+                &mut seed_rows,
+                "embedded, in process",
+                realtime::seed_table(embedded, seed_n, "e").await?,
             );
-            println!(
-                "{name:<36} {place:<22} p50 {:.2} ms p95 {:.2} ms",
-                s.p50 / 1000.0,
-                s.p95 / 1000.0
+            let embedded_http: Arc<dyn KvStore> = Arc::new(EmbeddedStore::open(
+                work.path().join("seed-embedded-http"),
+                EmbeddedOptions::default(),
+            )?);
+            let server = realtime::local_server(embedded_http, 100).await?;
+            add_rows(
+                &mut seed_rows,
+                "embedded, HTTP",
+                realtime::seed_table_http(&server, seed_n, "eh").await?,
+            );
+            let etcd = EtcdProcess::start().await;
+            let etcd_store: Arc<dyn KvStore> = Arc::new(etcd.connect().await);
+            add_rows(
+                &mut seed_rows,
+                "etcd, in process",
+                realtime::seed_table(etcd_store.clone(), seed_n, "t").await?,
+            );
+            let server = realtime::local_server(etcd_store, 100).await?;
+            add_rows(
+                &mut seed_rows,
+                "etcd, HTTP",
+                realtime::seed_table_http(&server, seed_n, "th").await?,
             );
         }
-    };
-    {
-        let embedded: Arc<dyn KvStore> = Arc::new(EmbeddedStore::open(
-            work.path().join("seed-embedded"),
-            EmbeddedOptions::default(),
-        )?);
-        add_rows(
-            &mut seed_rows,
-            "embedded, in process",
-            realtime::seed_table(embedded, seed_n, "e").await?,
-        );
-        let embedded_http: Arc<dyn KvStore> = Arc::new(EmbeddedStore::open(
-            work.path().join("seed-embedded-http"),
-            EmbeddedOptions::default(),
-        )?);
-        let server = realtime::local_server(embedded_http, 100).await?;
-        add_rows(
-            &mut seed_rows,
-            "embedded, HTTP",
-            realtime::seed_table_http(&server, seed_n, "eh").await?,
-        );
-        let etcd = EtcdProcess::start().await;
-        let etcd_store: Arc<dyn KvStore> = Arc::new(etcd.connect().await);
-        add_rows(
-            &mut seed_rows,
-            "etcd, in process",
-            realtime::seed_table(etcd_store.clone(), seed_n, "t").await?,
-        );
-        let server = realtime::local_server(etcd_store, 100).await?;
-        add_rows(
-            &mut seed_rows,
-            "etcd, HTTP",
-            realtime::seed_table_http(&server, seed_n, "th").await?,
-        );
+        report.text.push_str(&seed_rows);
     }
-    report.text.push_str(&seed_rows);
 
     // --- Storage: embedded -------------------------------------------------
-    report.section(
+    if args.runs(Phase::Storage) {
+        report.section(
         "Storage: embedded store (redb, group commit)",
         "Floor: this disk's 4 KiB `pwrite` + `fdatasync`, same directory as the store. \
          Target: single-writer durable txn p50 ≤ 1.5× the floor; 64 concurrent writers ≥ 30,000 durable txn/s.",
     );
-    let fsync = disk_fsync(work.path(), 500 * scale)?;
-    let store =
-        Arc::new(EmbeddedStore::open(work.path().join("store"), EmbeddedOptions::default())?);
-    let single = single_writer(store.as_ref(), 300 * scale).await?;
-    report.latency_table(&[
-        ("disk 4 KiB write + fdatasync (floor)", fsync, None),
-        ("embedded put, 1 writer (durable)", single, Some(fsync)),
-    ]);
-    let mut rows =
-        String::from("\n| concurrent writers | txn/s | p50 µs | p99 µs |\n|---|---|---|---|\n");
-    let mut at_64 = 0.0;
-    for writers in [1usize, 16, 64, 256] {
-        let per_writer = (200 * scale * 64 / writers).max(20 * scale);
-        let (rate, s) = concurrent_writers(store.clone(), writers, per_writer).await?;
-        if writers == 64 {
-            at_64 = rate;
+        let fsync = disk_fsync(work.path(), 500 * scale)?;
+        let store =
+            Arc::new(EmbeddedStore::open(work.path().join("store"), EmbeddedOptions::default())?);
+        let single = single_writer(store.as_ref(), 300 * scale).await?;
+        report.latency_table(&[
+            ("disk 4 KiB write + fdatasync (floor)", fsync, None),
+            ("embedded put, 1 writer (durable)", single, Some(fsync)),
+        ]);
+        let mut rows =
+            String::from("\n| concurrent writers | txn/s | p50 µs | p99 µs |\n|---|---|---|---|\n");
+        let mut at_64 = 0.0;
+        for writers in [1usize, 16, 64, 256] {
+            let per_writer = (200 * scale * 64 / writers).max(20 * scale);
+            let (rate, s) = concurrent_writers(store.clone(), writers, per_writer).await?;
+            if writers == 64 {
+                at_64 = rate;
+            }
+            let _ = writeln!(rows, "| {writers} | {rate:.0} | {:.0} | {:.0} |", s.p50, s.p99);
+            println!(
+                "{writers:>4} writers: {rate:>8.0} txn/s  p50 {:.0}µs p99 {:.0}µs",
+                s.p50, s.p99
+            );
         }
-        let _ = writeln!(rows, "| {writers} | {rate:.0} | {:.0} | {:.0} |", s.p50, s.p99);
-        println!("{writers:>4} writers: {rate:>8.0} txn/s  p50 {:.0}µs p99 {:.0}µs", s.p50, s.p99);
-    }
-    report.text.push_str(&rows);
-    report.line(&format!(
+        report.text.push_str(&rows);
+        report.line(&format!(
         "\nVerdict: single-writer p50 ratio {:.2}× (target ≤ 1.5×: {}); 64 writers {:.0} txn/s (target ≥ 30,000: {}).",
         single.p50 / fsync.p50,
         if single.p50 / fsync.p50 <= 1.5 { "met" } else { "MISSED" },
         at_64,
         if at_64 >= 30_000.0 { "met" } else { "MISSED" },
     ));
-    drop(store);
+        drop(store);
 
-    // --- Storage: etcd -------------------------------------------------------
-    report.section(
+        // --- Storage: etcd -------------------------------------------------------
+        report.section(
         "Storage: etcd store vs raw etcd-client",
         "One etcd spawned on loopback (its data on the same disk). Each row interleaves a raw \
          etcd-client call and the same call through our `KvStore`, so both see the same conditions. \
          Target: the contract adds ≤ 5% to p50 and p99.",
     );
-    let etcd = EtcdProcess::start().await;
-    let ours = etcd.connect().await;
-    let mut raw = ours.client();
-    // Warm both paths up.
-    for _ in 0..50 {
-        ours.range(RangeRequest::key("warm")).await?;
+        let etcd = EtcdProcess::start().await;
+        let ours = etcd.connect().await;
+        let mut raw = ours.client();
+        // Warm both paths up.
+        for _ in 0..50 {
+            ours.range(RangeRequest::key("warm")).await?;
+        }
+        let (raw_put, our_put) = etcd_put_overhead(&mut raw, &ours, 300 * scale).await?;
+        let (raw_cas, our_cas) = etcd_cas_overhead(&mut raw, &ours, 300 * scale).await?;
+        report.latency_table(&[
+            ("raw etcd-client put (floor)", raw_put, None),
+            ("KvStore put on etcd", our_put, Some(raw_put)),
+            ("raw etcd-client CAS txn (floor)", raw_cas, None),
+            ("KvStore CAS txn on etcd", our_cas, Some(raw_cas)),
+        ]);
+        let worst = [
+            our_put.p50 / raw_put.p50,
+            our_put.p99 / raw_put.p99,
+            our_cas.p50 / raw_cas.p50,
+            our_cas.p99 / raw_cas.p99,
+        ]
+        .into_iter()
+        .fold(0.0f64, f64::max);
+        report.line(&format!(
+            "\nVerdict: worst overhead ratio {worst:.3}× (target ≤ 1.05×: {}).",
+            if worst <= 1.05 { "met" } else { "MISSED" }
+        ));
     }
-    let (raw_put, our_put) = etcd_put_overhead(&mut raw, &ours, 300 * scale).await?;
-    let (raw_cas, our_cas) = etcd_cas_overhead(&mut raw, &ours, 300 * scale).await?;
-    report.latency_table(&[
-        ("raw etcd-client put (floor)", raw_put, None),
-        ("KvStore put on etcd", our_put, Some(raw_put)),
-        ("raw etcd-client CAS txn (floor)", raw_cas, None),
-        ("KvStore CAS txn on etcd", our_cas, Some(raw_cas)),
-    ]);
-    let worst = [
-        our_put.p50 / raw_put.p50,
-        our_put.p99 / raw_put.p99,
-        our_cas.p50 / raw_cas.p50,
-        our_cas.p99 / raw_cas.p99,
-    ]
-    .into_iter()
-    .fold(0.0f64, f64::max);
-    report.line(&format!(
-        "\nVerdict: worst overhead ratio {worst:.3}× (target ≤ 1.05×: {}).",
-        if worst <= 1.05 { "met" } else { "MISSED" }
-    ));
 
-    // --- Coordinator core ------------------------------------------------------
-    report.section(
-        "Coordinator core: claim_task",
-        "On etcd, `claim_task` (one read of the task, its claim and its chain head, then one \
+    // --- Coordinator core on etcd ----------------------------------------------
+    let mut etcd_curve = Vec::new();
+    if args.runs(Phase::Etcd) {
+        let etcd = EtcdProcess::start().await;
+        let ours = etcd.connect().await;
+        let mut raw = ours.client();
+        report.section(
+            "Coordinator core: claim_task",
+            "On etcd, `claim_task` (one read of the task, its claim and its chain head, then one \
          compare-and-swap txn that writes the claim, the record, the indexes and the witness \
          record) is interleaved with a raw etcd-client CAS txn on the same etcd. \
          Target: claim p50 and p99 within 1.15× of the raw CAS. The seed promises p95 < 5 ms.",
-    );
-    let n = 200 * scale;
-    let (raw_cas2, claim_etcd) = claim_vs_raw_cas(&mut raw, Arc::new(ours.clone()), n).await?;
-    report.latency_table(&[
-        ("raw etcd-client CAS txn (floor)", raw_cas2, None),
-        ("claim_task on etcd", claim_etcd, Some(raw_cas2)),
-    ]);
-    report.line(&format!(
+        );
+        let n = 200 * scale;
+        let (raw_cas2, claim_etcd) = claim_vs_raw_cas(&mut raw, Arc::new(ours.clone()), n).await?;
+        report.latency_table(&[
+            ("raw etcd-client CAS txn (floor)", raw_cas2, None),
+            ("claim_task on etcd", claim_etcd, Some(raw_cas2)),
+        ]);
+        report.line(&format!(
         "\nVerdict: claim on etcd p50 {:.2}×, p99 {:.2}× the raw CAS (target ≤ 1.15×: {}); p95 {:.2} ms vs the seed's 5 ms.",
         claim_etcd.p50 / raw_cas2.p50,
         claim_etcd.p99 / raw_cas2.p99,
         if claim_etcd.p50 / raw_cas2.p50 <= 1.15 && claim_etcd.p99 / raw_cas2.p99 <= 1.15 { "met" } else { "MISSED" },
         claim_etcd.p95 / 1000.0,
     ));
-    report.section(
-        "Real time on etcd: push and blocker delivery",
-        "Floor: a raw etcd-client put, timed until the same client's watch sees it. Ours: \
+        report.section(
+            "Real time on etcd: push and blocker delivery",
+            "Floor: a raw etcd-client put, timed until the same client's watch sees it. Ours: \
          `push_task_to_swarm` until the swarm's inbox stream yields the task, and `detect_blocker` \
          until the orchestrator's stream yields it with helper candidates. Target: within 1.2× \
          of the floor (the seed promises p95 < 10 ms).",
-    );
-    let floor = realtime::put_watch_floor(&mut raw, 100 * scale).await?;
-    let push_etcd = realtime::push_delivery(Arc::new(ours.clone()), 100 * scale).await?;
-    let blocker_etcd = realtime::blocker_delivery(Arc::new(ours.clone()), 100 * scale).await?;
-    report.latency_table(&[
-        ("raw put → watch (floor)", floor, None),
-        ("push → inbox delivery", push_etcd, Some(floor)),
-        ("blocker → orchestrator", blocker_etcd, Some(floor)),
-    ]);
-    let verdict = |s: Summary| {
-        if s.p50 / floor.p50 <= 1.2 && s.p99 / floor.p99 <= 1.2 { "met" } else { "MISSED" }
-    };
-    report.line(&format!(
+        );
+        let floor = realtime::put_watch_floor(&mut raw, 100 * scale).await?;
+        let push_etcd = realtime::push_delivery(Arc::new(ours.clone()), 100 * scale).await?;
+        let blocker_etcd = realtime::blocker_delivery(Arc::new(ours.clone()), 100 * scale).await?;
+        report.latency_table(&[
+            ("raw put → watch (floor)", floor, None),
+            ("push → inbox delivery", push_etcd, Some(floor)),
+            ("blocker → orchestrator", blocker_etcd, Some(floor)),
+        ]);
+        let verdict = |s: Summary| {
+            if s.p50 / floor.p50 <= 1.2 && s.p99 / floor.p99 <= 1.2 { "met" } else { "MISSED" }
+        };
+        report.line(&format!(
         "\nVerdict: push p50 {:.2}× / p99 {:.2}× ({}); blocker p50 {:.2}× / p99 {:.2}× ({}); push p95 {:.2} ms vs the seed's 10 ms.",
         push_etcd.p50 / floor.p50,
         push_etcd.p99 / floor.p99,
@@ -750,108 +889,114 @@ async fn main() -> Result<()> {
         push_etcd.p95 / 1000.0,
     ));
 
-    report.section(
+        report.section(
         "Scaling on etcd",
-        "claim_task throughput and latency with concurrent claimers, and claim latency with many \
-         stored tasks, on the same etcd (each row in its own namespace).",
+        "claim_task throughput and latency with concurrent claimers on etcd, each row in its own \
+         namespace on the same etcd.",
     );
-    let mut rows = String::from(
-        "\n| concurrent claimers (etcd, in process) | claims/s | p50 µs | p99 µs |\n|---|---|---|---|\n",
-    );
-    let mut etcd_curve = Vec::new();
-    for claimers in [1usize, 16, 64, 256] {
-        let per_claimer = (10 * scale * 64 / claimers).max(5 * scale);
-        let namespace = format!("claimers-{claimers}");
-        let (rate, s) =
-            concurrent_claims(Arc::new(ours.clone()), claimers, per_claimer, &namespace).await?;
-        let _ = writeln!(rows, "| {claimers} | {rate:.0} | {:.0} | {:.0} |", s.p50, s.p99);
-        etcd_curve.push((claimers as f64, rate));
-        println!(
-            "{claimers:>4} claimers etcd: {rate:>8.0} claims/s p50 {:.0}µs p99 {:.0}µs",
-            s.p50, s.p99
+        let mut rows = String::from(
+            "\n| concurrent claimers (etcd, in process) | claims/s | p50 µs | p99 µs |\n|---|---|---|---|\n",
         );
-    }
-    report.text.push_str(&rows);
-    let etcd_sizes: &[usize] = if args.smoke { &[1000] } else { &[10_000, 100_000] };
-    let mut rows =
-        String::from("\n| stored tasks (etcd) | claims | p50 µs | p99 µs |\n|---|---|---|---|\n");
-    for (size, s) in claim_vs_stored(Arc::new(ours.clone()), etcd_sizes, 100, "stored").await? {
-        let _ = writeln!(rows, "| {size} | {} | {:.0} | {:.0} |", s.count, s.p50, s.p99);
-        println!("{size:>8} stored on etcd: claim p50 {:.0}µs p99 {:.0}µs", s.p50, s.p99);
-    }
-    report.text.push_str(&rows);
-
-    drop(etcd);
-
-    let mut rows = String::from(
-        "\n| concurrent claimers (embedded, in process) | claims/s | p50 µs | p99 µs |\n|---|---|---|---|\n",
-    );
-    let mut at_64 = (0.0, claim_etcd);
-    let mut claim_curve_points = Vec::new();
-    for claimers in [1usize, 16, 64, 256] {
-        let dir = work.path().join(format!("claims-{claimers}"));
-        let embedded: Arc<dyn KvStore> =
-            Arc::new(EmbeddedStore::open(&dir, EmbeddedOptions::default())?);
-        let per_claimer = (50 * scale * 64 / claimers).max(10 * scale);
-        let (rate, s) = concurrent_claims(embedded, claimers, per_claimer, "ifc").await?;
-        if claimers == 64 {
-            at_64 = (rate, s);
+        for claimers in [1usize, 16, 64, 256] {
+            let per_claimer = (10 * scale * 64 / claimers).max(5 * scale);
+            let namespace = format!("claimers-{claimers}");
+            let (rate, s) =
+                concurrent_claims(Arc::new(ours.clone()), claimers, per_claimer, &namespace)
+                    .await?;
+            let _ = writeln!(rows, "| {claimers} | {rate:.0} | {:.0} | {:.0} |", s.p50, s.p99);
+            etcd_curve.push((claimers as f64, rate));
+            println!(
+                "{claimers:>4} claimers etcd: {rate:>8.0} claims/s p50 {:.0}µs p99 {:.0}µs",
+                s.p50, s.p99
+            );
         }
-        let _ = writeln!(rows, "| {claimers} | {rate:.0} | {:.0} | {:.0} |", s.p50, s.p99);
-        claim_curve_points.push((claimers as f64, rate));
-        println!(
-            "{claimers:>4} claimers embedded: {rate:>8.0} claims/s p50 {:.0}µs p99 {:.0}µs",
-            s.p50, s.p99
-        );
+        report.text.push_str(&rows);
     }
-    report.text.push_str(&rows);
-    report.line(&format!(
+
+    // --- Embedded claimers and real time -----------------------------------------
+    let mut claim_curve = Vec::new();
+    if args.runs(Phase::Embedded) {
+        report.section(
+        "Scaling, embedded",
+        "claim_task throughput and latency with concurrent claimers on the embedded store, each \
+         row on a fresh store. Target: 64 claimers ≥ 20,000 claims/s with p99 < 1 ms.",
+    );
+        let mut rows = String::from(
+            "\n| concurrent claimers (embedded, in process) | claims/s | p50 µs | p99 µs |\n|---|---|---|---|\n",
+        );
+        let mut at_64 = (0.0, None);
+        for claimers in [1usize, 16, 64, 256] {
+            let dir = work.path().join(format!("claims-{claimers}"));
+            let embedded: Arc<dyn KvStore> =
+                Arc::new(EmbeddedStore::open(&dir, EmbeddedOptions::default())?);
+            let per_claimer = (50 * scale * 64 / claimers).max(10 * scale);
+            let (rate, s) = concurrent_claims(embedded, claimers, per_claimer, "ifc").await?;
+            if claimers == 64 {
+                at_64 = (rate, Some(s.p99));
+            }
+            let _ = writeln!(rows, "| {claimers} | {rate:.0} | {:.0} | {:.0} |", s.p50, s.p99);
+            claim_curve.push((claimers as f64, rate));
+            println!(
+                "{claimers:>4} claimers embedded: {rate:>8.0} claims/s p50 {:.0}µs p99 {:.0}µs",
+                s.p50, s.p99
+            );
+        }
+        report.text.push_str(&rows);
+        let p99_at_64 = at_64.1.unwrap_or(f64::INFINITY);
+        report.line(&format!(
         "\nVerdict: 64 claimers {:.0} claims/s, p99 {:.0} µs (target ≥ 20,000/s and p99 < 1 ms: {}).",
         at_64.0,
-        at_64.1.p99,
-        if at_64.0 >= 20_000.0 && at_64.1.p99 < 1000.0 { "met" } else { "MISSED" },
+        p99_at_64,
+        if at_64.0 >= 20_000.0 && p99_at_64 < 1000.0 { "met" } else { "MISSED" },
     ));
 
-    let claim_curve = claim_curve_points.clone();
-
-    report.section(
-        "Real time in process, embedded",
-        "`push_task_to_swarm` until the inbox stream yields it; `detect_blocker` until the \
+        report.section(
+            "Real time in process, embedded",
+            "`push_task_to_swarm` until the inbox stream yields it; `detect_blocker` until the \
          orchestrator's stream yields it. Target: p99 < 1 ms.",
-    );
-    let rt_store: Arc<dyn KvStore> =
-        Arc::new(EmbeddedStore::open(work.path().join("realtime"), EmbeddedOptions::default())?);
-    let push_embedded = realtime::push_delivery(rt_store.clone(), 200 * scale).await?;
-    let blocker_embedded = realtime::blocker_delivery(rt_store.clone(), 200 * scale).await?;
-    report.latency_table(&[
-        ("push → inbox delivery", push_embedded, None),
-        ("blocker → orchestrator", blocker_embedded, None),
-    ]);
-    report.line(&format!(
-        "\nVerdict: push p99 {:.0} µs, blocker p99 {:.0} µs (target < 1,000 µs: {}).",
-        push_embedded.p99,
-        blocker_embedded.p99,
-        if push_embedded.p99 < 1000.0 && blocker_embedded.p99 < 1000.0 { "met" } else { "MISSED" },
-    ));
+        );
+        let rt_store: Arc<dyn KvStore> = Arc::new(EmbeddedStore::open(
+            work.path().join("realtime"),
+            EmbeddedOptions::default(),
+        )?);
+        let push_embedded = realtime::push_delivery(rt_store.clone(), 200 * scale).await?;
+        let blocker_embedded = realtime::blocker_delivery(rt_store.clone(), 200 * scale).await?;
+        report.latency_table(&[
+            ("push → inbox delivery", push_embedded, None),
+            ("blocker → orchestrator", blocker_embedded, None),
+        ]);
+        report.line(&format!(
+            "\nVerdict: push p99 {:.0} µs, blocker p99 {:.0} µs (target < 1,000 µs: {}).",
+            push_embedded.p99,
+            blocker_embedded.p99,
+            if push_embedded.p99 < 1000.0 && blocker_embedded.p99 < 1000.0 {
+                "met"
+            } else {
+                "MISSED"
+            },
+        ));
+    }
 
-    report.section(
-        "Through HTTP, embedded",
-        "An `ifc serve` router in this process on a loopback port, driven by the Rust client. \
+    if args.runs(Phase::Http) {
+        report.section(
+            "Through HTTP, embedded",
+            "An `ifc serve` router in this process on a loopback port, driven by the Rust client. \
          Targets: claim round trip p50 ≤ 0.5 ms with one client; ≥ 20,000 claims/s with 64 \
          clients; push → SSE delivery p99 ≤ 2 ms.",
-    );
-    let http_store: Arc<dyn KvStore> =
-        Arc::new(EmbeddedStore::open(work.path().join("http"), EmbeddedOptions::default())?);
-    let server = realtime::local_server(http_store, 20_000).await?;
-    let http_rtt = realtime::http_claim_rtt(&server, 200 * scale).await?;
-    let (http_rate, http_conc) = realtime::http_claims_concurrent(&server, 64, 20 * scale).await?;
-    let http_push = realtime::http_push_sse(&server, 200 * scale).await?;
-    report.latency_table(&[
-        ("HTTP claim, 1 client", http_rtt, None),
-        ("HTTP claim, 64 clients", http_conc, None),
-        ("HTTP push → SSE delivery", http_push, None),
-    ]);
-    report.line(&format!(
+        );
+        let http_store: Arc<dyn KvStore> =
+            Arc::new(EmbeddedStore::open(work.path().join("http"), EmbeddedOptions::default())?);
+        let server = realtime::local_server(http_store, 20_000).await?;
+        let http_rtt = realtime::http_claim_rtt(&server, 200 * scale).await?;
+        let (http_rate, http_conc) =
+            realtime::http_claims_concurrent(&server, 64, 20 * scale).await?;
+        let http_push = realtime::http_push_sse(&server, 200 * scale).await?;
+        report.latency_table(&[
+            ("HTTP claim, 1 client", http_rtt, None),
+            ("HTTP claim, 64 clients", http_conc, None),
+            ("HTTP push → SSE delivery", http_push, None),
+        ]);
+        report.line(&format!(
         "\nVerdict: claim p50 {:.0} µs (≤ 500: {}); 64 clients {:.0} claims/s (≥ 20,000: {}); push → SSE p99 {:.0} µs (≤ 2,000: {}).",
         http_rtt.p50,
         if http_rtt.p50 <= 500.0 { "met" } else { "MISSED" },
@@ -860,22 +1005,11 @@ async fn main() -> Result<()> {
         http_push.p99,
         if http_push.p99 <= 2000.0 { "met" } else { "MISSED" },
     ));
-
-    report.section(
-        "Claim latency with many stored tasks, embedded",
-        "claim_task latency after the store holds this many tasks. It should stay flat: a claim \
-         reads one task's keys and the ready index by key, never the pool.",
-    );
-    let stored_store: Arc<dyn KvStore> =
-        Arc::new(EmbeddedStore::open(work.path().join("stored"), EmbeddedOptions::default())?);
-    let stored_sizes: &[usize] = if args.smoke { &[1000] } else { &[10_000, 100_000, 1_000_000] };
-    let mut rows =
-        String::from("\n| stored tasks | claims | p50 µs | p99 µs |\n|---|---|---|---|\n");
-    for (size, s) in claim_vs_stored(stored_store, stored_sizes, 200, "ifc").await? {
-        let _ = writeln!(rows, "| {size} | {} | {:.0} | {:.0} |", s.count, s.p50, s.p99);
-        println!("{size:>8} stored: claim p50 {:.0}µs p99 {:.0}µs", s.p50, s.p99);
     }
-    report.text.push_str(&rows);
+
+    if args.runs(Phase::Stored) {
+        stored_phase(&mut report, args.smoke, work.path()).await?;
+    }
 
     if let Some(out) = &args.out {
         let dir = out.parent().unwrap_or(std::path::Path::new(".")).join("bench");
@@ -895,7 +1029,7 @@ async fn main() -> Result<()> {
             &[
                 ("in process, embedded", rss_points),
                 ("in process, etcd", etcd_rss_points),
-                ("SSE over HTTP", http_points),
+                ("SSE, server process", http_points),
             ],
         )?;
         report.text.push_str(

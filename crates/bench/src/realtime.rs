@@ -162,53 +162,88 @@ pub async fn idle_subscriptions(
     Ok((rss_bytes().saturating_sub(before), streams))
 }
 
-/// Starts the `ifc` binary built next to this one (`cargo build --release -p
-/// ifc`) on the embedded store, idle, and reads its resident memory.
+/// `ifc serve` (release build, next to this binary) in its own process on a
+/// fresh embedded store, killed on drop.
+pub struct ChildServer {
+    child: std::process::Child,
+    pub url: String,
+    pub admin: ifc_client::Client,
+    _data: tempfile::TempDir,
+}
+
+impl ChildServer {
+    /// Starts the server and waits until it is ready; `None` when the `ifc`
+    /// binary is not built next to this one.
+    pub async fn start(max_swarms: usize) -> Result<Option<ChildServer>> {
+        let Some(ifc) = std::env::current_exe()?.parent().map(|dir| dir.join("ifc")) else {
+            return Ok(None);
+        };
+        if !ifc.exists() {
+            return Ok(None);
+        }
+        let data = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = std::process::Command::new(&ifc)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--max-swarms", &max_swarms.to_string(), "--swarm-ttl", "86400"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("IFC_ADMIN_TOKEN", "bench-admin")
+            .env_remove("IFC_ETCD")
+            .env_remove("ETCD_HOST")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let server = ChildServer {
+            child,
+            admin: ifc_client::Client::new(&url, "bench-admin"),
+            url,
+            _data: data,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::get(format!("{}/readyz", server.url))
+            .await
+            .map(|r| r.status().is_success())
+            .ok()
+            != Some(true)
+        {
+            anyhow::ensure!(Instant::now() < deadline, "ifc serve did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Some(server))
+    }
+
+    /// The server process's resident memory.
+    pub fn rss(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+            .map(|kb| kb * 1024)
+            .context("no VmRSS in /proc/<pid>/status")
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An idle `ifc serve`'s resident memory, or `None` if `ifc` is not built.
 pub async fn idle_server_rss() -> Result<Option<u64>> {
-    let Some(ifc) = std::env::current_exe()?.parent().map(|dir| dir.join("ifc")) else {
+    let Some(server) = ChildServer::start(100).await? else {
         return Ok(None);
     };
-    if !ifc.exists() {
-        return Ok(None);
-    }
-    let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut child = std::process::Command::new(&ifc)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env_remove("IFC_ETCD")
-        .env_remove("ETCD_HOST")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
-        .await
-        .map(|r| r.status().is_success())
-        .ok()
-        != Some(true)
-    {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            anyhow::bail!("ifc serve did not become ready");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
-    let _ = child.kill();
-    let _ = child.wait();
-    Ok(status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
-        .map(|kb| kb * 1024))
+    Ok(Some(server.rss()?))
 }
 
 /// An in-process server on a loopback port, on the given store.
 pub struct LocalServer {
-    pub url: String,
     pub admin: ifc_client::Client,
     _task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -221,7 +256,7 @@ pub async fn local_server(store: Arc<dyn KvStore>, max_swarms: usize) -> Result<
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let task = tokio::spawn(ifc_server::serve(listener, router, std::future::pending()));
-    Ok(LocalServer { admin: ifc_client::Client::new(&url, "bench-admin"), url, _task: task })
+    Ok(LocalServer { admin: ifc_client::Client::new(&url, "bench-admin"), _task: task })
 }
 
 /// One HTTP client claiming distinct tasks one after another.
@@ -308,41 +343,47 @@ pub async fn http_push_sse(server: &LocalServer, n: usize) -> Result<Summary> {
     Ok(summary(&h))
 }
 
-/// Opens `count` idle SSE inbox streams through HTTP (client and server in this
-/// process); returns the RSS growth and the streams.
+/// Opens `count` idle inbox SSE streams, one per newly registered swarm, on
+/// the server at `url`, and returns how much `rss` grew while they opened,
+/// with the streams (which stay open while held).
 pub async fn http_idle_streams(
-    server: &LocalServer,
+    url: &str,
+    admin: &ifc_client::Client,
+    rss: impl Fn() -> Result<u64>,
     count: usize,
     round: usize,
 ) -> Result<(u64, Vec<ifc_client::ItemStream<ifc_client::InboxItem>>)> {
     let mut swarms = Vec::new();
     for i in 0..count {
         let id = format!("sse-idle-{round}-{i}");
-        let swarm = server.admin.register_swarm(&id, &[], serde_json::Value::Null).await?;
+        let swarm = admin.register_swarm(&id, &[], serde_json::Value::Null).await?;
         swarms.push((*swarm).clone());
         // The registration's heartbeat task stops when `swarm` drops; the
         // plain client keeps the identity.
     }
-    let before = rss_bytes();
+    let before = rss()?;
+    let expected = streams_open(url).await? + count;
     let mut streams = Vec::with_capacity(count);
     for swarm in &swarms {
         streams.push(swarm.inbox(0)?);
     }
     // Wait until the server reports every stream open.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let metrics = reqwest::get(format!("{}/metrics", server.url)).await?.text().await?;
-        let open = metrics
-            .lines()
-            .find(|l| l.starts_with("ifc_open_streams "))
-            .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()))
-            .unwrap_or(0);
-        if open >= count || Instant::now() > deadline {
-            break;
-        }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while streams_open(url).await? < expected {
+        anyhow::ensure!(Instant::now() < deadline, "{count} SSE streams did not open in 120 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok((rss_bytes().saturating_sub(before), streams))
+    Ok((rss()?.saturating_sub(before), streams))
+}
+
+/// The server's `ifc_open_streams` gauge.
+async fn streams_open(url: &str) -> Result<usize> {
+    let metrics = reqwest::get(format!("{url}/metrics")).await?.text().await?;
+    Ok(metrics
+        .lines()
+        .find(|l| l.starts_with("ifc_open_streams "))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()))
+        .unwrap_or(0))
 }
 
 /// The seed's table, ours, in process: create, claim, complete, push → inbox,

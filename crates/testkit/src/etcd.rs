@@ -19,6 +19,7 @@ pub struct EtcdProcess {
     peer_port: u16,
     data: tempfile::TempDir,
     log: PathBuf,
+    quota_backend_bytes: Option<u64>,
 }
 
 fn free_port() -> u16 {
@@ -32,6 +33,16 @@ impl EtcdProcess {
     /// Starts etcd and waits until it answers. Panics with an install hint if
     /// `etcd` is not on `PATH`.
     pub async fn start() -> EtcdProcess {
+        Self::start_inner(None).await
+    }
+
+    /// Starts etcd with a backend quota other than etcd's default of 2 GiB,
+    /// for data sets (a million stored tasks) that would outgrow it.
+    pub async fn start_with_quota(quota_backend_bytes: u64) -> EtcdProcess {
+        Self::start_inner(Some(quota_backend_bytes)).await
+    }
+
+    async fn start_inner(quota_backend_bytes: Option<u64>) -> EtcdProcess {
         let data = tempfile::tempdir().expect("temporary directory");
         let log = data.path().join("etcd.log");
         let mut etcd = EtcdProcess {
@@ -40,6 +51,7 @@ impl EtcdProcess {
             peer_port: free_port(),
             data,
             log,
+            quota_backend_bytes,
         };
         etcd.spawn();
         etcd.wait_ready().await;
@@ -49,6 +61,11 @@ impl EtcdProcess {
     /// The client URL.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// etcd's backend file (bbolt), whose size is the data's size on disk.
+    pub fn db_file(&self) -> PathBuf {
+        self.data.path().join("member").join("member").join("snap").join("db")
     }
 
     /// A new client connection.
@@ -77,7 +94,11 @@ impl EtcdProcess {
         let client = format!("http://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::File::create(&self.log).expect("etcd log file");
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if let Some(quota) = self.quota_backend_bytes {
+            command.arg(format!("--quota-backend-bytes={quota}"));
+        }
+        let child = command
             .arg("--name=test")
             .arg(format!("--data-dir={}", self.data.path().join("member").display()))
             .arg(format!("--listen-client-urls={client}"))
