@@ -19,10 +19,12 @@ use hdrhistogram::Histogram;
 use ifc_core::{ClaimOutcome, Coordinator, CoreConfig, NewTask};
 use ifc_kv::{KvStore, PutRequest, RangeRequest, TxnOp, TxnRequest};
 use ifc_kv_embedded::{EmbeddedOptions, EmbeddedStore};
-use ifc_testkit::EtcdProcess;
 
 mod chart;
+mod etcd;
 mod realtime;
+
+use etcd::{BenchEtcd, ns};
 
 #[derive(Parser)]
 #[command(name = "ifc-bench", about = "IF.coordinator benchmarks against their floors")]
@@ -36,6 +38,12 @@ struct Args {
     /// Directory for the embedded store and the fsync probe (same disk as data).
     #[arg(long, default_value = "target/bench-data")]
     work_dir: PathBuf,
+    /// Run the etcd phases against this cluster (repeatable, one URL per
+    /// member) instead of spawning a member on loopback per phase. Each phase
+    /// writes under a prefix of its own (`ifc-bench-<time>-<phase>-`); the
+    /// million-task phase needs a backend quota above etcd's default 2 GiB.
+    #[arg(long = "etcd", value_name = "URL")]
+    etcd: Vec<String>,
     /// Run only these phases (repeatable); for quick reruns, so no report is
     /// written (the report holds one whole run).
     #[arg(long, value_enum, conflicts_with = "out")]
@@ -205,7 +213,7 @@ async fn etcd_put_overhead(
 ) -> Result<(Summary, Summary)> {
     let (mut h_raw, mut h_ours) = (histogram(), histogram());
     for i in 0..n {
-        let key = format!("bench/put/{}", i % 100);
+        let key = ns(&format!("bench/put/{}", i % 100));
         // Alternate which goes first, so neither always follows the other's fsync.
         for ours_turn in [i % 2 == 1, i % 2 == 0] {
             let t = Instant::now();
@@ -241,14 +249,14 @@ async fn etcd_cas_overhead(
         for ours_turn in [i % 2 == 1, i % 2 == 0] {
             let t = Instant::now();
             if ours_turn {
-                let key = format!("bench/cas-ours/{i}");
+                let key = ns(&format!("bench/cas-ours/{i}"));
                 let txn = TxnRequest::new()
                     .when(ifc_kv::Compare::missing(key.clone()))
                     .and_then(TxnOp::Put(PutRequest::new(key, "owner")));
                 ours.txn(txn).await?;
                 record(&mut h_ours, t);
             } else {
-                raw_cas(raw, format!("bench/cas/{i}")).await?;
+                raw_cas(raw, ns(&format!("bench/cas/{i}"))).await?;
                 record(&mut h_raw, t);
             }
         }
@@ -264,7 +272,7 @@ async fn seeded_coordinator(
     namespace: &str,
 ) -> Result<Arc<Coordinator>> {
     let config = CoreConfig {
-        namespace: namespace.to_string(),
+        namespace: ns(namespace),
         max_swarms: swarms.max(1),
         claim_timeout_ms: 60_000,
         swarm_ttl_secs: 3600,
@@ -316,7 +324,7 @@ async fn claim_vs_raw_cas(
                 }
                 record(&mut h_claim, t);
             } else {
-                raw_cas(raw, format!("bench/claim-floor/{i}")).await?;
+                raw_cas(raw, ns(&format!("bench/claim-floor/{i}"))).await?;
                 record(&mut h_raw, t);
             }
         }
@@ -364,7 +372,7 @@ async fn claim_vs_stored(
     namespace: &str,
 ) -> Result<Vec<(usize, Summary)>> {
     let config = CoreConfig {
-        namespace: namespace.to_string(),
+        namespace: ns(namespace),
         claim_timeout_ms: 600_000,
         swarm_ttl_secs: 3600,
         ..CoreConfig::default()
@@ -466,10 +474,17 @@ async fn stored_phase(report: &mut Report, smoke: bool, work: &std::path::Path) 
         println!("{size:>8} stored embedded: claim p50 {:.0}µs p99 {:.0}µs", s.p50, s.p99);
     }
 
-    let etcd = EtcdProcess::start_with_quota(8 << 30).await;
-    let store: Arc<dyn KvStore> = Arc::new(etcd.connect().await);
-    for (size, s) in claim_vs_stored(store, sizes, 1000, "stored").await? {
-        let disk = per_task(file_size(&etcd.db_file()), size);
+    let etcd = BenchEtcd::start(Some(8 << 30)).await;
+    let store: Arc<dyn KvStore> = Arc::new(etcd.connect().await?);
+    let results = claim_vs_stored(store, sizes, 1000, "stored").await?;
+    // etcd's file only grows (freed pages are reused, not returned), so its size
+    // now is the size after the largest row.
+    let etcd_bytes = etcd.db_file().map(|db| file_size(&db));
+    for (i, &(size, s)) in results.iter().enumerate() {
+        let disk = match etcd_bytes {
+            Some(bytes) if i + 1 == results.len() => per_task(bytes, size),
+            _ => "—".into(),
+        };
         let _ = writeln!(
             rows,
             "| etcd | {size} | {} | {:.0} | {:.0} | {disk} |",
@@ -523,8 +538,8 @@ async fn subscription_phase(
         embedded_points.push(row(&mut rows, count, "in process, embedded", growth));
         kept.push(streams);
     }
-    let etcd = EtcdProcess::start().await;
-    let etcd_store: Arc<dyn KvStore> = Arc::new(etcd.connect().await);
+    let etcd = BenchEtcd::start(None).await;
+    let etcd_store: Arc<dyn KvStore> = Arc::new(etcd.connect().await?);
     let mut etcd_points = Vec::new();
     for (round, &count) in sizes.iter().enumerate() {
         let measured = tokio::time::timeout(
@@ -652,25 +667,45 @@ fn machine() -> String {
     )
 }
 
+/// The report's line on an external etcd: where, and the version it reports.
+async fn external_etcd(endpoints: &[String]) -> Result<String> {
+    let store = BenchEtcd::start(None).await.connect().await?;
+    let status = store.client().status().await.context("etcd status")?;
+    Ok(format!(
+        "- etcd under test: the external cluster at {} (etcd {}), not spawned by this run\n",
+        endpoints.join(", "),
+        status.version()
+    ))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if !args.etcd.is_empty() {
+        etcd::use_external(args.etcd.clone());
+    }
     let start_rss = realtime::rss_bytes();
     ifc_client::install_crypto_provider();
     let scale = if args.smoke { 1 } else { 10 };
     std::fs::create_dir_all(&args.work_dir)?;
     let work = tempfile::tempdir_in(&args.work_dir).context("work directory")?;
-    let command = if args.smoke {
-        "cargo run --release -p ifc-bench -- --smoke"
-    } else {
-        "cargo build --release -p ifc && cargo run --release -p ifc-bench -- --out docs/BENCHMARKS.md"
-    };
+    // The command as given, so the report names exactly what produced it.
+    let given: Vec<String> = std::env::args().skip(1).collect();
+    let command = format!(
+        "cargo build --release -p ifc && cargo run --release -p ifc-bench -- {}",
+        given.join(" ")
+    );
+    let mut machine = machine();
+    if let Some(endpoints) = etcd::external_endpoints() {
+        machine.push_str(&external_etcd(endpoints).await?);
+    }
     let mut report = Report {
         text: format!(
-            "# IF.coordinator benchmarks\n\nProduced by `{command}` (release build) on {}.\n\
-             Every figure below comes from that one run; floors are measured in the same run.\n\n## Machine\n\n{}",
+            "# IF.coordinator benchmarks\n\nProduced by `{}` ({} build) on {}.\n\
+             Every figure below comes from that one run; floors are measured in the same run.\n\n## Machine\n\n{machine}",
+            command.trim_end(),
+            if cfg!(debug_assertions) { "debug" } else { "release" },
             chrono_free_now(),
-            machine()
         ),
     };
 
@@ -745,8 +780,8 @@ async fn main() -> Result<()> {
                 "embedded, HTTP",
                 realtime::seed_table_http(&server, seed_n, "eh").await?,
             );
-            let etcd = EtcdProcess::start().await;
-            let etcd_store: Arc<dyn KvStore> = Arc::new(etcd.connect().await);
+            let etcd = BenchEtcd::start(None).await;
+            let etcd_store: Arc<dyn KvStore> = Arc::new(etcd.connect().await?);
             add_rows(
                 &mut seed_rows,
                 "etcd, in process",
@@ -809,8 +844,8 @@ async fn main() -> Result<()> {
          etcd-client call and the same call through our `KvStore`, so both see the same conditions. \
          Target: the contract adds ≤ 5% to p50 and p99.",
     );
-        let etcd = EtcdProcess::start().await;
-        let ours = etcd.connect().await;
+        let etcd = BenchEtcd::start(None).await;
+        let ours = etcd.connect().await?;
         let mut raw = ours.client();
         // Warm both paths up.
         for _ in 0..50 {
@@ -841,8 +876,8 @@ async fn main() -> Result<()> {
     // --- Coordinator core on etcd ----------------------------------------------
     let mut etcd_curve = Vec::new();
     if args.runs(Phase::Etcd) {
-        let etcd = EtcdProcess::start().await;
-        let ours = etcd.connect().await;
+        let etcd = BenchEtcd::start(None).await;
+        let ours = etcd.connect().await?;
         let mut raw = ours.client();
         report.section(
             "Coordinator core: claim_task",

@@ -23,6 +23,7 @@ fn task(id: String) -> NewTask {
 
 fn coordinator(store: Arc<dyn KvStore>, max_swarms: usize) -> Arc<Coordinator> {
     let config = CoreConfig {
+        namespace: crate::ns("ifc"),
         max_swarms,
         claim_timeout_ms: 60_000,
         push_timeout_ms: 60_000,
@@ -63,11 +64,11 @@ fn bench_blocker() -> BlockerInfo {
 /// The floor: a raw etcd-client put, timed until the same client's watch sees it.
 pub async fn put_watch_floor(raw: &mut etcd_client::Client, n: usize) -> Result<Summary> {
     let options = etcd_client::WatchOptions::new().with_prefix();
-    let mut watch = raw.watch("bench/floor-watch/", Some(options)).await?;
+    let mut watch = raw.watch(crate::ns("bench/floor-watch/"), Some(options)).await?;
     let mut h = histogram();
     for i in 0..n {
         let started = Instant::now();
-        raw.put(format!("bench/floor-watch/{i}"), "v", None).await?;
+        raw.put(crate::ns(&format!("bench/floor-watch/{i}")), "v", None).await?;
         loop {
             let message =
                 tokio::time::timeout(WAIT, watch.message()).await.context("watch floor")??;
