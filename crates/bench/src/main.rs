@@ -96,6 +96,16 @@ pub(crate) fn summary(h: &Histogram<u64>) -> Summary {
     }
 }
 
+/// A progress bar for a long step (drawn only on a terminal).
+pub(crate) fn progress(len: usize, message: String) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64).with_message(message);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds")
 }
@@ -282,9 +292,11 @@ async fn seeded_coordinator(
     for s in 0..swarms {
         c.register_swarm(&format!("s{s}"), Vec::new(), serde_json::Value::Null, None).await?;
     }
+    let bar = progress(tasks, format!("creating {tasks} tasks"));
     let mut creators = Vec::new();
     for chunk in 0..16 {
         let c = c.clone();
+        let bar = bar.clone();
         creators.push(tokio::spawn(async move {
             for t in (chunk..tasks).step_by(16) {
                 let task = NewTask {
@@ -296,6 +308,7 @@ async fn seeded_coordinator(
                     max_attempts: None,
                 };
                 c.create_task(task).await?;
+                bar.inc(1);
             }
             anyhow::Ok(())
         }));
@@ -303,6 +316,7 @@ async fn seeded_coordinator(
     for creator in creators {
         creator.await??;
     }
+    bar.finish_and_clear();
     Ok(c)
 }
 
@@ -382,12 +396,7 @@ async fn claim_vs_stored(
     let mut created = 0;
     let mut results = Vec::new();
     for (round, &size) in sizes.iter().enumerate() {
-        let progress = indicatif::ProgressBar::new((size - created) as u64)
-            .with_message(format!("seeding {size} tasks"));
-        progress.set_style(
-            indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+        let progress = progress(size - created, format!("seeding {size} tasks"));
         let mut creators = Vec::new();
         for chunk in 0..32 {
             let c = c.clone();
@@ -1091,8 +1100,8 @@ async fn main() -> Result<()> {
          record (page-aligned, overwriting preallocated blocks) and one `fdatasync`, like the \
          floor. What remains on top: the batch's redb commit without fsync (page writes into the \
          OS cache), the hop to the writer thread and back, and every 2 s a checkpoint (a durable \
-         redb commit) that the next request waits behind. The ratio moves between 1.5× and 2× \
-         from run to run on this disk. Group commit carries throughput: 64 writers share each \
+         redb commit) that the next request waits behind. The ratio has moved between 1.5× and \
+         2.4× from run to run on this disk (the floor itself between about 90 and 130 µs). Group commit carries throughput: 64 writers share each \
          fsync.\n\
          - **etcd p99.** The contract's own cost shows at p50 (about 1%). At p99 both columns \
          are etcd's fsync tail on a shared disk; the ratio moves by ±10% between runs of the \
@@ -1103,7 +1112,7 @@ async fn main() -> Result<()> {
          writes one key. The read is needed for the per-task hash chain and the record's \
          content; the extra keys cost etcd apply time. About 2× is the price of an audited, \
          indexed claim; it is still well under the seed's 5 ms p95.\n\
-         - **Claims per second.** In process the embedded store reaches 7,000–10,000 claims/s (it varies between runs) \
+         - **Claims per second.** In process the embedded store reaches 7,000–11,000 claims/s (it varies between runs) \
          with 16+ claimers and is bound by CPU on this 2-core machine (JSON records, witness \
          hashing and a dozen writes per claim, all on two cores shared with the clients), not \
          by the disk: the same store takes 60,000+ plain writes/s. Through HTTP the client, the \

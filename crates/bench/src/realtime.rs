@@ -135,9 +135,11 @@ pub async fn idle_subscriptions(
     round: usize,
 ) -> Result<(u64, Vec<ifc_core::CoreStream<ifc_core::InboxItem>>)> {
     let c = coordinator(store, usize::MAX);
+    let bar = crate::progress(count, format!("registering {count} swarms"));
     let mut registering = Vec::new();
     for chunk in 0..16 {
         let c = c.clone();
+        let bar = bar.clone();
         registering.push(tokio::spawn(async move {
             for i in (chunk..count).step_by(16) {
                 c.register_swarm(
@@ -147,6 +149,7 @@ pub async fn idle_subscriptions(
                     None,
                 )
                 .await?;
+                bar.inc(1);
             }
             anyhow::Ok(())
         }));
@@ -154,6 +157,7 @@ pub async fn idle_subscriptions(
     for r in registering {
         r.await??;
     }
+    bar.finish_and_clear();
     let before = rss_bytes();
     let mut streams = Vec::with_capacity(count);
     for i in 0..count {
@@ -355,13 +359,16 @@ pub async fn http_idle_streams(
     round: usize,
 ) -> Result<(u64, Vec<ifc_client::ItemStream<ifc_client::InboxItem>>)> {
     let mut swarms = Vec::new();
+    let bar = crate::progress(count, format!("registering {count} swarms over HTTP"));
     for i in 0..count {
         let id = format!("sse-idle-{round}-{i}");
         let swarm = admin.register_swarm(&id, &[], serde_json::Value::Null).await?;
         swarms.push((*swarm).clone());
         // The registration's heartbeat task stops when `swarm` drops; the
         // plain client keeps the identity.
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     let before = rss()?;
     let expected = streams_open(url).await? + count;
     let mut streams = Vec::with_capacity(count);
