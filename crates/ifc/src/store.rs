@@ -29,6 +29,12 @@ pub struct Backend {
     /// etcd password.
     #[arg(long, env = "IFC_ETCD_PASSWORD", global = true, hide_env_values = true)]
     pub etcd_password: Option<String>,
+    /// Revisions of history to keep for resuming streams; older ones are
+    /// compacted (on etcd every minute, by any node). 0 never compacts: on
+    /// etcd, leave it to etcd's `--auto-compaction-*`, or etcd fills its quota.
+    #[arg(long, env = "IFC_HISTORY_RETENTION", default_value_t = 100_000,
+          value_parser = clap::value_parser!(i64).range(0..), global = true)]
+    pub history_retention: i64,
 }
 
 impl Backend {
@@ -60,10 +66,13 @@ impl Backend {
         match self.endpoints()? {
             Some(endpoints) => self.open_etcd(endpoints).await,
             None => {
-                let store = EmbeddedStore::open(&data.data_dir, EmbeddedOptions::default())
-                    .with_context(|| {
-                        format!("opening the embedded store in {}", data.data_dir.display())
-                    })?;
+                let options = EmbeddedOptions {
+                    history_retention: self.history_retention,
+                    ..EmbeddedOptions::default()
+                };
+                let store = EmbeddedStore::open(&data.data_dir, options).with_context(|| {
+                    format!("opening the embedded store in {}", data.data_dir.display())
+                })?;
                 Ok((Arc::new(store), format!("embedded store in {}", data.data_dir.display())))
             }
         }
@@ -74,6 +83,7 @@ impl Backend {
         let mut options = ifc_kv_etcd::EtcdOptions::new(endpoints.clone());
         options.connect_timeout = Duration::from_secs(self.etcd_timeout);
         options.request_timeout = Duration::from_secs(self.etcd_timeout);
+        options.history_retention = Some(self.history_retention).filter(|r| *r > 0);
         if let Some(user) = &self.etcd_user {
             options.user = Some((user.clone(), self.etcd_password.clone().unwrap_or_default()));
         }

@@ -5,7 +5,10 @@
 //! - watches survive a dropped connection or an etcd restart: each watch task
 //!   remembers the last revision it delivered and re-creates the etcd watch from
 //!   the next one, dropping anything at or below it, so nothing inside etcd's
-//!   history window is lost or repeated.
+//!   history window is lost or repeated;
+//! - history is compacted to the last [`EtcdOptions::history_retention`]
+//!   revisions, as the embedded store does, so etcd's backend does not grow
+//!   until it hits its quota and refuses every write.
 
 #![deny(missing_docs)]
 
@@ -52,6 +55,12 @@ pub struct EtcdOptions {
     pub tls: Option<EtcdTls>,
     /// Request size limits (checked before sending).
     pub limits: Limits,
+    /// Revisions of history to keep; older ones are compacted every
+    /// `compaction_interval`. `None` leaves compaction to etcd's own
+    /// `--auto-compaction-*` settings.
+    pub history_retention: Option<i64>,
+    /// How often to compact.
+    pub compaction_interval: Duration,
 }
 
 impl EtcdOptions {
@@ -65,6 +74,8 @@ impl EtcdOptions {
             user: None,
             tls: None,
             limits: Limits::default(),
+            history_retention: Some(100_000),
+            compaction_interval: Duration::from_secs(60),
         }
     }
 }
@@ -74,6 +85,17 @@ impl EtcdOptions {
 pub struct EtcdStore {
     client: Client,
     limits: Limits,
+    /// The history compactor, stopped when the last clone of the store drops.
+    _compactor: Option<std::sync::Arc<AbortOnDrop>>,
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -112,9 +134,17 @@ impl EtcdStore {
             ))
         })?
         .map_err(map_error)?;
-        let store = EtcdStore { client, limits: options.limits };
+        let mut store = EtcdStore { client, limits: options.limits, _compactor: None };
         // Connecting is lazy in tonic: make one call so a wrong address fails here.
         store.range(RangeRequest::key("\0")).await?;
+        if let Some(retention) = options.history_retention.filter(|r| *r > 0) {
+            let task = tokio::spawn(compact_history(
+                store.clone(),
+                retention,
+                options.compaction_interval,
+            ));
+            store._compactor = Some(std::sync::Arc::new(AbortOnDrop(task)));
+        }
         Ok(store)
     }
 
@@ -435,6 +465,33 @@ impl KvStore for EtcdStore {
                 Err(KvError::Compacted { compact_revision: revision })
             }
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// Every `interval`, compacts history older than the last `retention` revisions.
+/// Several coordinator nodes may each run one: a compaction another node already
+/// did comes back `Compacted`, which is success here. Holds only a client (no
+/// compactor handle), so it does not keep its store alive.
+async fn compact_history(store: EtcdStore, retention: i64, interval: Duration) {
+    let store = EtcdStore { _compactor: None, ..store };
+    let mut done: Revision = 0;
+    loop {
+        tokio::time::sleep(interval).await;
+        let current = match store.range(RangeRequest::key("\0")).await {
+            Ok(resp) => resp.revision,
+            Err(e) => {
+                tracing::warn!(error = %e, "history compaction: cannot read the revision");
+                continue;
+            }
+        };
+        let target = current - retention;
+        if target <= done {
+            continue;
+        }
+        match store.compact(target).await {
+            Ok(()) | Err(KvError::Compacted { .. }) => done = target,
+            Err(e) => tracing::warn!(error = %e, target, "history compaction failed"),
         }
     }
 }

@@ -54,6 +54,11 @@ macro_rules! conformance_tests {
             concurrent_compare_and_swap_counts_exactly,
             many_watchers_see_the_same_history
         );
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn history_beyond_retention_is_compacted_on_its_own() {
+            let store = $crate::TestStore::start_with_retention($backend, 5).await;
+            $crate::conformance::history_beyond_retention_is_compacted_on_its_own(store.kv()).await;
+        }
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {
         $(
@@ -451,6 +456,34 @@ pub async fn watch_from_a_compacted_revision_fails(kv: Kv) {
     let mut kept = kv.watch(WatchRequest::prefix("c/").from_revision(revisions[2])).await.unwrap();
     assert_eq!(next_batch(&mut kept).await.unwrap().revision, revisions[2]);
     assert_eq!(next_batch(&mut kept).await.unwrap().revision, revisions[3]);
+}
+
+/// A store opened to keep 5 revisions of history compacts older ones by itself
+/// (the embedded store as it writes, etcd's store on a timer), and keeps the
+/// current keys.
+pub async fn history_beyond_retention_is_compacted_on_its_own(kv: Kv) {
+    let first = put(&kv, "r/k", "0").await;
+    let mut last = first;
+    for i in 1..40 {
+        last = put(&kv, "r/k", &i.to_string()).await;
+    }
+    let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+    loop {
+        let mut old = kv.watch(WatchRequest::prefix("r/").from_revision(first)).await.unwrap();
+        match next_batch(&mut old).await {
+            Err(KvError::Compacted { compact_revision }) => {
+                assert!(compact_revision > first && compact_revision <= last - 4);
+                break;
+            }
+            Ok(batch) => assert_eq!(batch.revision, first, "history not yet compacted"),
+            Err(e) => panic!("expected Compacted, got {e:?}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "history was never compacted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(&kv, "r/k").await.unwrap().value, b"39", "compaction keeps current keys");
+    let mut recent = kv.watch(WatchRequest::prefix("r/").from_revision(last)).await.unwrap();
+    assert_eq!(next_batch(&mut recent).await.unwrap().revision, last, "recent history is kept");
 }
 
 /// Compaction refuses a future revision and one at or below the current point.

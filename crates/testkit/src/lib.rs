@@ -54,6 +54,30 @@ impl TestStore {
         }
     }
 
+    /// Starts a fresh store on `backend` that keeps only `retention` revisions
+    /// of history, compacting on its own (etcd: checked every 100 ms).
+    pub async fn start_with_retention(backend: Backend, retention: i64) -> TestStore {
+        match backend {
+            Backend::Embedded => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let options =
+                    EmbeddedOptions { history_retention: retention, ..EmbeddedOptions::default() };
+                let store =
+                    EmbeddedStore::open(dir.path(), options).expect("open the embedded store");
+                TestStore { store: Arc::new(store), backend, etcd: None, dir: Some(dir) }
+            }
+            Backend::Etcd => {
+                let etcd = EtcdProcess::start().await;
+                let mut options = ifc_kv_etcd::EtcdOptions::new(vec![etcd.endpoint()]);
+                options.history_retention = Some(retention);
+                options.compaction_interval = std::time::Duration::from_millis(100);
+                let store =
+                    ifc_kv_etcd::EtcdStore::connect(options).await.expect("connect to etcd");
+                TestStore { store: Arc::new(store), backend, etcd: Some(etcd), dir: None }
+            }
+        }
+    }
+
     /// The store.
     pub fn kv(&self) -> Arc<dyn KvStore> {
         self.store.clone()
