@@ -127,6 +127,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         LogFormat::Json => subscriber.json().init(),
         LogFormat::Text => subscriber.init(),
     }
+    // Every SSE stream holds a socket: raise the soft open-file limit to the
+    // hard one, as many distributions start services at 1,024.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < 4096 => tracing::warn!(
+            limit,
+            "open files are limited to {limit}; each SSE stream needs one (raise `ulimit -n`)"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
     let (admin, token_source) = match &args.admin_token {
         Some(token) if !token.trim().is_empty() => {
             (token.trim().to_string(), "IFC_ADMIN_TOKEN".to_string())
