@@ -1047,10 +1047,12 @@ async fn main() -> Result<()> {
         let (http_rate, http_conc) =
             realtime::http_claims_concurrent(&server, 64, 20 * scale).await?;
         let http_push = realtime::http_push_sse(&server, 200 * scale).await?;
+        let http_burst = realtime::http_push_burst_sse(&server, 20 * scale, 10).await?;
         report.latency_table(&[
             ("HTTP claim, 1 client", http_rtt, None),
             ("HTTP claim, 64 clients", http_conc, None),
             ("HTTP push → SSE delivery", http_push, None),
+            ("HTTP 10 pushes at once → all on SSE", http_burst, None),
         ]);
         report.line(&format!(
         "\nVerdict: claim p50 {:.0} µs (≤ 500: {}); 64 clients {:.0} claims/s (≥ 20,000: {}); push → SSE p99 {:.0} µs (≤ 2,000: {}).",

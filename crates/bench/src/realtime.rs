@@ -348,6 +348,34 @@ pub async fn http_push_sse(server: &LocalServer, n: usize) -> Result<Summary> {
     Ok(summary(&h))
 }
 
+/// Bursts of `burst` pushes sent at once to one swarm, each timed from the
+/// first push until the swarm's SSE stream has yielded all of them: events
+/// that follow each other closely on one connection.
+pub async fn http_push_burst_sse(
+    server: &LocalServer,
+    bursts: usize,
+    burst: usize,
+) -> Result<Summary> {
+    let swarm = server.admin.register_swarm("sse-burst", &[], serde_json::Value::Null).await?;
+    let mut inbox = swarm.inbox(0)?;
+    server.admin.push_task_to_swarm("sse-burst", task("burst-warmup".into())).await?;
+    next_item(&mut inbox, "sse warm-up").await?;
+    let mut h = histogram();
+    for b in 0..bursts {
+        let started = Instant::now();
+        let pushes = (0..burst)
+            .map(|i| server.admin.push_task_to_swarm("sse-burst", task(format!("burst-{b}-{i}"))));
+        for pushed in futures::future::join_all(pushes).await {
+            pushed?;
+        }
+        for _ in 0..burst {
+            next_item(&mut inbox, "sse burst delivery").await?;
+        }
+        record(&mut h, started);
+    }
+    Ok(summary(&h))
+}
+
 /// Opens `count` idle inbox SSE streams, one per newly registered swarm, on
 /// the server at `url`, and returns how much `rss` grew while they opened,
 /// with the streams (which stay open while held).

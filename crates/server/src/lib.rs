@@ -547,7 +547,17 @@ pub async fn serve(
     // `into_make_service` resolves the route table once; handing `axum::serve`
     // the router itself rebuilds it for every connection (about 18 KB each,
     // held for the connection's life: most of an idle SSE stream's cost).
+    let listener = axum::serve::ListenerExt::tap_io(listener, no_delay);
     axum::serve(listener, router.into_make_service()).with_graceful_shutdown(shutdown).await
+}
+
+/// Sends small writes at once. Without it, an SSE event written while the one
+/// before is still unacknowledged waits for that ack (Nagle), which a client's
+/// delayed ack can hold back by tens of milliseconds. axum 0.8 leaves it off.
+fn no_delay(stream: &mut tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
 }
 
 /// TLS for the service: a certificate chain and its private key, PEM.
@@ -601,6 +611,8 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let mut stream = stream;
+                no_delay(&mut stream);
                 let (acceptor, handshaken) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     let handshake = tokio::time::timeout(
