@@ -544,10 +544,10 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = axum::serve::ListenerExt::tap_io(listener, no_delay);
     // `into_make_service` resolves the route table once; handing `axum::serve`
     // the router itself rebuilds it for every connection (about 18 KB each,
     // held for the connection's life: most of an idle SSE stream's cost).
-    let listener = axum::serve::ListenerExt::tap_io(listener, no_delay);
     axum::serve(listener, router.into_make_service()).with_graceful_shutdown(shutdown).await
 }
 

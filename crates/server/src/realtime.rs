@@ -82,9 +82,7 @@ fn sse<T: Serialize + Send + 'static>(
     start_after: i64,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let (metrics, slow_reader_timeout) = (state.metrics.clone(), state.slow_reader_timeout);
-    // Boxed: the channel allocates its first block of slots up front, and a
-    // block of pointers costs an idle stream a fifth of a block of events.
-    let (tx, rx) = mpsc::channel::<Box<Event>>(STREAM_BUFFER);
+    let (tx, rx) = mpsc::channel::<Event>(STREAM_BUFFER);
     let last = Arc::new(AtomicI64::new(start_after));
     let ended: Arc<std::sync::Mutex<Option<StreamEnd>>> = Arc::default();
     let cut = Arc::new(AtomicBool::new(false));
@@ -111,8 +109,7 @@ fn sse<T: Serialize + Send + 'static>(
                 };
                 let revision = revision_of(&item);
                 let data = serde_json::to_string(&item).unwrap_or_default();
-                let event =
-                    Box::new(Event::default().event(name).id(revision.to_string()).data(data));
+                let event = Event::default().event(name).id(revision.to_string()).data(data);
                 match tokio::time::timeout(slow_reader_timeout, tx.send(event)).await {
                     Ok(Ok(())) => last.store(revision, Ordering::Relaxed),
                     Ok(Err(_)) => break, // the reader went away
@@ -132,7 +129,7 @@ fn sse<T: Serialize + Send + 'static>(
         (rx, ended, cut, metrics),
         |(mut rx, ended, cut, metrics)| async move {
             if let Some(event) = rx.recv().await {
-                return Some((Ok(*event), (rx, ended, cut, metrics)));
+                return Some((Ok(event), (rx, ended, cut, metrics)));
             }
             // The pump stopped: say why, once, then end.
             if cut.swap(true, Ordering::Relaxed) {
