@@ -1102,8 +1102,9 @@ async fn main() -> Result<()> {
          record (page-aligned, overwriting preallocated blocks) and one `fdatasync`, like the \
          floor. What remains on top: the batch's redb commit without fsync (page writes into the \
          OS cache), the hop to the writer thread and back, and every 2 s a checkpoint (a durable \
-         redb commit) that the next request waits behind. The ratio has moved between 1.5× and \
-         2.4× from run to run on this disk (the floor itself between about 90 and 130 µs). Group commit carries throughput: 64 writers share each \
+         redb commit) that the next request waits behind. The ratio moves from run to run on \
+         this disk: 1.5× at best and 2.7× at worst so far (the floor itself between about 90 \
+         and 130 µs). Group commit carries throughput: 64 writers share each \
          fsync.\n\
          - **etcd p99.** The contract's own cost shows at p50 (about 1%). At p99 both columns \
          are etcd's fsync tail on a shared disk; the ratio moves by ±10% between runs of the \
