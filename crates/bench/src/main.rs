@@ -292,32 +292,44 @@ async fn seeded_coordinator(
     for s in 0..swarms {
         c.register_swarm(&format!("s{s}"), Vec::new(), serde_json::Value::Null, None).await?;
     }
-    let bar = progress(tasks, format!("creating {tasks} tasks"));
-    let mut creators = Vec::new();
-    for chunk in 0..16 {
-        let c = c.clone();
-        let bar = bar.clone();
-        creators.push(tokio::spawn(async move {
-            for t in (chunk..tasks).step_by(16) {
-                let task = NewTask {
-                    task_id: format!("t{t}"),
-                    task_type: "bench".into(),
-                    metadata: serde_json::Value::Null,
-                    required_capabilities: Vec::new(),
-                    priority: 0,
-                    max_attempts: None,
-                };
-                c.create_task(task).await?;
+    let task = |t: usize| NewTask {
+        task_id: format!("t{t}"),
+        task_type: "bench".into(),
+        metadata: serde_json::Value::Null,
+        required_capabilities: Vec::new(),
+        priority: 0,
+        max_attempts: None,
+    };
+    create_tasks(&c, 0..tasks, 16, format!("creating {tasks} tasks"), task).await?;
+    Ok(c)
+}
+
+/// Creates the task `task(t)` for every `t` in `ids` through `create_task`,
+/// `creators` at a time, with a progress bar.
+async fn create_tasks(
+    c: &Arc<Coordinator>,
+    ids: std::ops::Range<usize>,
+    creators: usize,
+    message: String,
+    task: fn(usize) -> NewTask,
+) -> Result<()> {
+    let bar = progress(ids.len(), message);
+    let mut handles = Vec::new();
+    for chunk in 0..creators {
+        let (c, bar, ids) = (c.clone(), bar.clone(), ids.clone());
+        handles.push(tokio::spawn(async move {
+            for t in (ids.start + chunk..ids.end).step_by(creators) {
+                c.create_task(task(t)).await?;
                 bar.inc(1);
             }
             anyhow::Ok(())
         }));
     }
-    for creator in creators {
-        creator.await??;
+    for handle in handles {
+        handle.await??;
     }
     bar.finish_and_clear();
-    Ok(c)
+    Ok(())
 }
 
 /// claim_task vs a raw etcd CAS txn, interleaved.
@@ -396,31 +408,15 @@ async fn claim_vs_stored(
     let mut created = 0;
     let mut results = Vec::new();
     for (round, &size) in sizes.iter().enumerate() {
-        let progress = progress(size - created, format!("seeding {size} tasks"));
-        let mut creators = Vec::new();
-        for chunk in 0..32 {
-            let c = c.clone();
-            let progress = progress.clone();
-            creators.push(tokio::spawn(async move {
-                for t in (created + chunk..size).step_by(32) {
-                    let task = NewTask {
-                        task_id: format!("stored-{t}"),
-                        task_type: "bench".into(),
-                        metadata: serde_json::json!({"n": t}),
-                        required_capabilities: Vec::new(),
-                        priority: (t % 7) as i32,
-                        max_attempts: None,
-                    };
-                    c.create_task(task).await?;
-                    progress.inc(1);
-                }
-                anyhow::Ok(())
-            }));
-        }
-        for creator in creators {
-            creator.await??;
-        }
-        progress.finish_and_clear();
+        let task = |t: usize| NewTask {
+            task_id: format!("stored-{t}"),
+            task_type: "bench".into(),
+            metadata: serde_json::json!({"n": t}),
+            required_capabilities: Vec::new(),
+            priority: (t % 7) as i32,
+            max_attempts: None,
+        };
+        create_tasks(&c, created..size, 32, format!("seeding {size} tasks"), task).await?;
         created = size;
         let mut h = histogram();
         for p in 0..probes {
