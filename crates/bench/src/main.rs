@@ -332,6 +332,32 @@ async fn create_tasks(
     Ok(())
 }
 
+/// claim_task throughput and latency at 1, 16, 64 and 256 concurrent claimers,
+/// as a table in the report. `setup(claimers)` gives each row its store,
+/// namespace and claims per claimer. Returns (claimers, claims/s, latency) rows.
+async fn claimer_scaling(
+    report: &mut Report,
+    backend: &str,
+    mut setup: impl FnMut(usize) -> Result<(Arc<dyn KvStore>, String, usize)>,
+) -> Result<Vec<(usize, f64, Summary)>> {
+    let mut table = format!(
+        "\n| concurrent claimers ({backend}, in process) | claims/s | p50 µs | p99 µs |\n|---|---|---|---|\n"
+    );
+    let mut rows = Vec::new();
+    for claimers in [1usize, 16, 64, 256] {
+        let (store, namespace, per_claimer) = setup(claimers)?;
+        let (rate, s) = concurrent_claims(store, claimers, per_claimer, &namespace).await?;
+        let _ = writeln!(table, "| {claimers} | {rate:.0} | {:.0} | {:.0} |", s.p50, s.p99);
+        println!(
+            "{claimers:>4} claimers {backend}: {rate:>8.0} claims/s p50 {:.0}µs p99 {:.0}µs",
+            s.p50, s.p99
+        );
+        rows.push((claimers, rate, s));
+    }
+    report.text.push_str(&table);
+    Ok(rows)
+}
+
 /// claim_task vs a raw etcd CAS txn, interleaved.
 async fn claim_vs_raw_cas(
     raw: &mut etcd_client::Client,
@@ -731,12 +757,12 @@ async fn main() -> Result<()> {
     // --- The seed's table ----------------------------------------------------
     if args.runs(Phase::Seed) {
         report.section(
-        "The seed's table, ours",
-        "The seed's published latencies (ms) beside ours, for the same operations, in process and \
-         through HTTP (the Rust client against an in-process server on loopback), on both backends \
-         (etcd spawned on loopback). Push and blocker rows run until the swarm's inbox / the \
-         orchestrator's stream delivers. \"beats\" compares p95.",
-    );
+            "The seed's table, ours",
+            "The seed's published latencies (ms) beside ours, for the same operations, in process and \
+            through HTTP (the Rust client against an in-process server on loopback), on both backends \
+            (etcd spawned on loopback). Push and blocker rows run until the swarm's inbox / the \
+            orchestrator's stream delivers. \"beats\" compares p95.",
+        );
         let seed_ms: [(&str, [f64; 4]); 5] = [
             ("claim_task", [2.0, 5.0, 8.0, 10.0]),
             ("push_task_to_swarm (→ delivered)", [3.0, 7.0, 9.0, 12.0]),
@@ -813,10 +839,10 @@ async fn main() -> Result<()> {
     // --- Storage: embedded -------------------------------------------------
     if args.runs(Phase::Storage) {
         report.section(
-        "Storage: embedded store (redb, group commit)",
-        "Floor: this disk's 4 KiB `pwrite` + `fdatasync`, same directory as the store. \
-         Target: single-writer durable txn p50 ≤ 1.5× the floor; 64 concurrent writers ≥ 30,000 durable txn/s.",
-    );
+            "Storage: embedded store (redb, group commit)",
+            "Floor: this disk's 4 KiB `pwrite` + `fdatasync`, same directory as the store. \
+            Target: single-writer durable txn p50 ≤ 1.5× the floor; 64 concurrent writers ≥ 30,000 durable txn/s.",
+        );
         let fsync = disk_fsync(work.path(), 500 * scale)?;
         let store =
             Arc::new(EmbeddedStore::open(work.path().join("store"), EmbeddedOptions::default())?);
@@ -842,21 +868,21 @@ async fn main() -> Result<()> {
         }
         report.text.push_str(&rows);
         report.line(&format!(
-        "\nVerdict: single-writer p50 ratio {:.2}× (target ≤ 1.5×: {}); 64 writers {:.0} txn/s (target ≥ 30,000: {}).",
-        single.p50 / fsync.p50,
-        if single.p50 / fsync.p50 <= 1.5 { "met" } else { "MISSED" },
-        at_64,
-        if at_64 >= 30_000.0 { "met" } else { "MISSED" },
-    ));
+            "\nVerdict: single-writer p50 ratio {:.2}× (target ≤ 1.5×: {}); 64 writers {:.0} txn/s (target ≥ 30,000: {}).",
+            single.p50 / fsync.p50,
+            if single.p50 / fsync.p50 <= 1.5 { "met" } else { "MISSED" },
+            at_64,
+            if at_64 >= 30_000.0 { "met" } else { "MISSED" },
+        ));
         drop(store);
 
         // --- Storage: etcd -------------------------------------------------------
         report.section(
-        "Storage: etcd store vs raw etcd-client",
-        "One etcd spawned on loopback (its data on the same disk). Each row interleaves a raw \
-         etcd-client call and the same call through our `KvStore`, so both see the same conditions. \
-         Target: the contract adds ≤ 5% to p50 and p99.",
-    );
+            "Storage: etcd store vs raw etcd-client",
+            "One etcd spawned on loopback (its data on the same disk). Each row interleaves a raw \
+            etcd-client call and the same call through our `KvStore`, so both see the same conditions. \
+            Target: the contract adds ≤ 5% to p50 and p99.",
+        );
         let etcd = BenchEtcd::start(None).await;
         let ours = etcd.connect().await?;
         let mut raw = ours.client();
@@ -887,7 +913,7 @@ async fn main() -> Result<()> {
     }
 
     // --- Coordinator core on etcd ----------------------------------------------
-    let mut etcd_curve = Vec::new();
+    let mut etcd_curve: Vec<(f64, f64)> = Vec::new();
     if args.runs(Phase::Etcd) {
         let etcd = BenchEtcd::start(None).await;
         let ours = etcd.connect().await?;
@@ -906,12 +932,12 @@ async fn main() -> Result<()> {
             ("claim_task on etcd", claim_etcd, Some(raw_cas2)),
         ]);
         report.line(&format!(
-        "\nVerdict: claim on etcd p50 {:.2}×, p99 {:.2}× the raw CAS (target ≤ 1.15×: {}); p95 {:.2} ms vs the seed's 5 ms.",
-        claim_etcd.p50 / raw_cas2.p50,
-        claim_etcd.p99 / raw_cas2.p99,
-        if claim_etcd.p50 / raw_cas2.p50 <= 1.15 && claim_etcd.p99 / raw_cas2.p99 <= 1.15 { "met" } else { "MISSED" },
-        claim_etcd.p95 / 1000.0,
-    ));
+            "\nVerdict: claim on etcd p50 {:.2}×, p99 {:.2}× the raw CAS (target ≤ 1.15×: {}); p95 {:.2} ms vs the seed's 5 ms.",
+            claim_etcd.p50 / raw_cas2.p50,
+            claim_etcd.p99 / raw_cas2.p99,
+            if claim_etcd.p50 / raw_cas2.p50 <= 1.15 && claim_etcd.p99 / raw_cas2.p99 <= 1.15 { "met" } else { "MISSED" },
+            claim_etcd.p95 / 1000.0,
+        ));
         report.section(
             "Real time on etcd: push and blocker delivery",
             "Floor: a raw etcd-client put, timed until the same client's watch sees it. Ours: \
@@ -931,76 +957,55 @@ async fn main() -> Result<()> {
             if s.p50 / floor.p50 <= 1.2 && s.p99 / floor.p99 <= 1.2 { "met" } else { "MISSED" }
         };
         report.line(&format!(
-        "\nVerdict: push p50 {:.2}× / p99 {:.2}× ({}); blocker p50 {:.2}× / p99 {:.2}× ({}); push p95 {:.2} ms vs the seed's 10 ms.",
-        push_etcd.p50 / floor.p50,
-        push_etcd.p99 / floor.p99,
-        verdict(push_etcd),
-        blocker_etcd.p50 / floor.p50,
-        blocker_etcd.p99 / floor.p99,
-        verdict(blocker_etcd),
-        push_etcd.p95 / 1000.0,
-    ));
+            "\nVerdict: push p50 {:.2}× / p99 {:.2}× ({}); blocker p50 {:.2}× / p99 {:.2}× ({}); push p95 {:.2} ms vs the seed's 10 ms.",
+            push_etcd.p50 / floor.p50,
+            push_etcd.p99 / floor.p99,
+            verdict(push_etcd),
+            blocker_etcd.p50 / floor.p50,
+            blocker_etcd.p99 / floor.p99,
+            verdict(blocker_etcd),
+            push_etcd.p95 / 1000.0,
+        ));
 
         report.section(
-        "Scaling on etcd",
-        "claim_task throughput and latency with concurrent claimers on etcd, each row in its own \
-         namespace on the same etcd.",
-    );
-        let mut rows = String::from(
-            "\n| concurrent claimers (etcd, in process) | claims/s | p50 µs | p99 µs |\n|---|---|---|---|\n",
+            "Scaling on etcd",
+            "claim_task throughput and latency with concurrent claimers on etcd, each row in its own \
+            namespace on the same etcd.",
         );
-        for claimers in [1usize, 16, 64, 256] {
+        let rows = claimer_scaling(&mut report, "etcd", |claimers| {
             let per_claimer = (10 * scale * 64 / claimers).max(5 * scale);
-            let namespace = format!("claimers-{claimers}");
-            let (rate, s) =
-                concurrent_claims(Arc::new(ours.clone()), claimers, per_claimer, &namespace)
-                    .await?;
-            let _ = writeln!(rows, "| {claimers} | {rate:.0} | {:.0} | {:.0} |", s.p50, s.p99);
-            etcd_curve.push((claimers as f64, rate));
-            println!(
-                "{claimers:>4} claimers etcd: {rate:>8.0} claims/s p50 {:.0}µs p99 {:.0}µs",
-                s.p50, s.p99
-            );
-        }
-        report.text.push_str(&rows);
+            let store: Arc<dyn KvStore> = Arc::new(ours.clone());
+            Ok((store, format!("claimers-{claimers}"), per_claimer))
+        })
+        .await?;
+        etcd_curve = rows.iter().map(|&(claimers, rate, _)| (claimers as f64, rate)).collect();
     }
 
     // --- Embedded claimers and real time -----------------------------------------
-    let mut claim_curve = Vec::new();
+    let mut claim_curve: Vec<(f64, f64)> = Vec::new();
     if args.runs(Phase::Embedded) {
         report.section(
-        "Scaling, embedded",
-        "claim_task throughput and latency with concurrent claimers on the embedded store, each \
-         row on a fresh store. Target: 64 claimers ≥ 20,000 claims/s with p99 < 1 ms.",
-    );
-        let mut rows = String::from(
-            "\n| concurrent claimers (embedded, in process) | claims/s | p50 µs | p99 µs |\n|---|---|---|---|\n",
+            "Scaling, embedded",
+            "claim_task throughput and latency with concurrent claimers on the embedded store, each \
+            row on a fresh store. Target: 64 claimers ≥ 20,000 claims/s with p99 < 1 ms.",
         );
-        let mut at_64 = (0.0, None);
-        for claimers in [1usize, 16, 64, 256] {
+        let rows = claimer_scaling(&mut report, "embedded", |claimers| {
             let dir = work.path().join(format!("claims-{claimers}"));
-            let embedded: Arc<dyn KvStore> =
+            let store: Arc<dyn KvStore> =
                 Arc::new(EmbeddedStore::open(&dir, EmbeddedOptions::default())?);
-            let per_claimer = (50 * scale * 64 / claimers).max(10 * scale);
-            let (rate, s) = concurrent_claims(embedded, claimers, per_claimer, "ifc").await?;
-            if claimers == 64 {
-                at_64 = (rate, Some(s.p99));
-            }
-            let _ = writeln!(rows, "| {claimers} | {rate:.0} | {:.0} | {:.0} |", s.p50, s.p99);
-            claim_curve.push((claimers as f64, rate));
-            println!(
-                "{claimers:>4} claimers embedded: {rate:>8.0} claims/s p50 {:.0}µs p99 {:.0}µs",
-                s.p50, s.p99
-            );
-        }
-        report.text.push_str(&rows);
+            Ok((store, "ifc".to_string(), (50 * scale * 64 / claimers).max(10 * scale)))
+        })
+        .await?;
+        claim_curve = rows.iter().map(|&(claimers, rate, _)| (claimers as f64, rate)).collect();
+        let at_64 =
+            rows.iter().find(|row| row.0 == 64).map_or((0.0, None), |r| (r.1, Some(r.2.p99)));
         let p99_at_64 = at_64.1.unwrap_or(f64::INFINITY);
         report.line(&format!(
-        "\nVerdict: 64 claimers {:.0} claims/s, p99 {:.0} µs (target ≥ 20,000/s and p99 < 1 ms: {}).",
-        at_64.0,
-        p99_at_64,
-        if at_64.0 >= 20_000.0 && p99_at_64 < 1000.0 { "met" } else { "MISSED" },
-    ));
+            "\nVerdict: 64 claimers {:.0} claims/s, p99 {:.0} µs (target ≥ 20,000/s and p99 < 1 ms: {}).",
+            at_64.0,
+            p99_at_64,
+            if at_64.0 >= 20_000.0 && p99_at_64 < 1000.0 { "met" } else { "MISSED" },
+        ));
 
         report.section(
             "Real time in process, embedded",
@@ -1051,14 +1056,14 @@ async fn main() -> Result<()> {
             ("HTTP 10 pushes at once → all on SSE", http_burst, None),
         ]);
         report.line(&format!(
-        "\nVerdict: claim p50 {:.0} µs (≤ 500: {}); 64 clients {:.0} claims/s (≥ 20,000: {}); push → SSE p99 {:.0} µs (≤ 2,000: {}).",
-        http_rtt.p50,
-        if http_rtt.p50 <= 500.0 { "met" } else { "MISSED" },
-        http_rate,
-        if http_rate >= 20_000.0 { "met" } else { "MISSED" },
-        http_push.p99,
-        if http_push.p99 <= 2000.0 { "met" } else { "MISSED" },
-    ));
+            "\nVerdict: claim p50 {:.0} µs (≤ 500: {}); 64 clients {:.0} claims/s (≥ 20,000: {}); push → SSE p99 {:.0} µs (≤ 2,000: {}).",
+            http_rtt.p50,
+            if http_rtt.p50 <= 500.0 { "met" } else { "MISSED" },
+            http_rate,
+            if http_rate >= 20_000.0 { "met" } else { "MISSED" },
+            http_push.p99,
+            if http_push.p99 <= 2000.0 { "met" } else { "MISSED" },
+        ));
     }
 
     if args.runs(Phase::Stored) {
