@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
-use crate::{AppError, AppState, Body, Caller, Id, Q};
+use crate::{Answer, AppError, AppState, Body, Caller, Id, Q};
 
 /// How long a reader may leave its buffer full before it is cut off (by
 /// default; see [`crate::AppState::with_slow_reader_timeout`]).
@@ -214,7 +214,7 @@ pub async fn ack(
     caller: Caller,
     Ids(swarm_id, task_id): Ids,
     Body(req): Body<AckRequest>,
-) -> Result<Json<Renewed>, AppError> {
+) -> Answer<Renewed> {
     caller.swarm(&swarm_id)?;
     Ok(Json(Renewed { deadline_ms: state.core.ack_push(&swarm_id, &task_id, req.token).await? }))
 }
@@ -228,7 +228,7 @@ pub async fn decline(
     caller: Caller,
     Ids(swarm_id, task_id): Ids,
     Body(req): Body<AckRequest>,
-) -> Result<Json<TaskRecord>, AppError> {
+) -> Answer<TaskRecord> {
     caller.swarm(&swarm_id)?;
     Ok(Json(state.core.decline_push(&swarm_id, &task_id, req.token).await?))
 }
@@ -255,7 +255,7 @@ pub async fn list_blockers(
     State(state): State<AppState>,
     caller: Caller,
     Q(query): Q<ListBlockers>,
-) -> Result<Json<Vec<Blocker>>, AppError> {
+) -> Answer<Vec<Blocker>> {
     caller.admin()?;
     Ok(Json(state.core.list_blockers(query.open).await?))
 }
@@ -283,7 +283,7 @@ pub async fn get_blocker(
     State(state): State<AppState>,
     caller: Caller,
     Id(blocker_id): Id,
-) -> Result<Json<Blocker>, AppError> {
+) -> Answer<Blocker> {
     caller.admin()?;
     Ok(Json(state.core.get_blocker(&blocker_id).await?))
 }
@@ -297,7 +297,7 @@ pub async fn assign_helper(
     caller: Caller,
     Id(blocker_id): Id,
     Body(req): Body<AssignHelper>,
-) -> Result<Json<InboxItem>, AppError> {
+) -> Answer<InboxItem> {
     caller.admin()?;
     Ok(Json(state.core.assign_helper(&blocker_id, &req.helper_swarm_id).await?))
 }
@@ -311,7 +311,7 @@ pub async fn resolve_blocker(
     caller: Caller,
     Id(blocker_id): Id,
     Body(req): Body<ResolveBlocker>,
-) -> Result<Json<Blocker>, AppError> {
+) -> Answer<Blocker> {
     caller.admin()?;
     Ok(Json(state.core.resolve_blocker(&blocker_id, &req.resolution).await?))
 }
