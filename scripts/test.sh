@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test on both backends. Installs what is missing first:
-# protoc (to build etcd-client) and etcd (the tests start a real one on loopback).
+# etcd (the tests start real members on loopback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
