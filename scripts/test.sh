@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   sudo_cmd=""
@@ -26,6 +27,20 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 # `ifc` is built too: the smoke run measures SSE streams on an `ifc serve` child.
 cargo build -q -p ifc -p ifc-bench
 target/debug/ifc-bench --smoke >/dev/null
+
+# The README's local cluster (3 etcd members, 2 ifc nodes): a task created on one
+# node is seen on the other, then everything is torn down.
+export IFC_CLUSTER_DIR="$(mktemp -d)/cluster"
+trap 'scripts/cluster.sh down >/dev/null 2>&1 || true' EXIT
+IFC_BIN=target/debug/ifc scripts/cluster.sh up >/dev/null
+IFC_TOKEN=$(cat "$IFC_CLUSTER_DIR/admin.token") IFC_SERVER=http://127.0.0.1:7401 \
+  target/debug/ifc task create cluster-smoke --type smoke >/dev/null
+owner=$(IFC_TOKEN=$(cat "$IFC_CLUSTER_DIR/admin.token") IFC_SERVER=http://127.0.0.1:7402 \
+  target/debug/ifc task owner cluster-smoke)
+[ "$owner" = unclaimed ] || { echo "cluster smoke: expected unclaimed, got $owner" >&2; exit 1; }
+scripts/cluster.sh down >/dev/null
+trap - EXIT
+echo "local cluster: up, one task across two nodes, down"
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --no-fail-fast "$@"
