@@ -34,8 +34,23 @@ pub enum ErrorCode {
     SwarmNotRegistered,
     /// The route exists but not with this method (405).
     MethodNotAllowed,
-    /// The operation conflicts with the current state (409).
+    /// The operation conflicts with the current state (409). No longer sent:
+    /// each conflict now has its own code below; kept so old clients parse.
     Conflict,
+    /// Concurrent writers won every attempt; nothing changed, retry (409).
+    Contended,
+    /// The swarm id is registered under another owner (409).
+    SwarmTaken,
+    /// A task with this id exists with different content (409).
+    TaskExists,
+    /// The task is completed, dead or cancelled and cannot change (409).
+    TaskFinished,
+    /// The task is claimed, so it cannot be pushed (409).
+    TaskClaimed,
+    /// The pushed task was acknowledged already (409).
+    AlreadyAcknowledged,
+    /// The blocker is resolved (409).
+    BlockerResolved,
     /// The claim token is stale: the claim lapsed or was replaced (409).
     Fenced,
     /// Another swarm holds the task (409).
@@ -66,13 +81,29 @@ impl ErrorCode {
             | ErrorCode::SwarmNotRegistered => 404,
             ErrorCode::Compacted => 410,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict | ErrorCode::Fenced | ErrorCode::NotOwner => 409,
+            ErrorCode::Conflict
+            | ErrorCode::Contended
+            | ErrorCode::SwarmTaken
+            | ErrorCode::TaskExists
+            | ErrorCode::TaskFinished
+            | ErrorCode::TaskClaimed
+            | ErrorCode::AlreadyAcknowledged
+            | ErrorCode::BlockerResolved
+            | ErrorCode::Fenced
+            | ErrorCode::NotOwner => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::TooManySwarms => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
+    }
+}
+
+impl ErrorCode {
+    /// Whether the same call may succeed if simply retried.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorCode::Contended | ErrorCode::Unavailable)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The core's errors. Callers branch on the variant; the server maps each to one
 //! HTTP status and stable code.
 
+use ifc_api::TaskState;
 use ifc_kv::KvError;
 
 /// Every way a core operation can fail.
@@ -18,9 +19,39 @@ pub enum CoreError {
     /// The swarm is not registered (never was, left, or its lease lapsed).
     #[error("swarm {0} is not registered")]
     NotRegistered(String),
-    /// The swarm id is live under another owner.
-    #[error("conflict: {0}")]
-    Conflict(String),
+    /// The operation lost its compare-and-swap too many times to concurrent
+    /// writers (or its lease was renewed under it). Nothing was changed; the
+    /// same call may succeed if retried.
+    #[error("{0} is too contended; retry")]
+    Contended(String),
+    /// The swarm id is registered and alive under another owner.
+    #[error("swarm {0} is registered and alive under another owner")]
+    SwarmTaken(String),
+    /// A task with this id exists with different content.
+    #[error("task {0} exists with different content")]
+    TaskExists(String),
+    /// The task is finished (completed, dead or cancelled) and cannot change.
+    #[error("task {task_id} is {} and cannot change", state.as_str())]
+    TaskFinished {
+        /// The task.
+        task_id: String,
+        /// Its final state.
+        state: TaskState,
+    },
+    /// The task is claimed, so it cannot be pushed.
+    #[error("task {task_id} is claimed by {owner}")]
+    TaskClaimed {
+        /// The task.
+        task_id: String,
+        /// Who holds it.
+        owner: String,
+    },
+    /// The pushed task was acknowledged already.
+    #[error("task {0} was already acknowledged")]
+    AlreadyAcknowledged(String),
+    /// The blocker is resolved and takes no more changes.
+    #[error("blocker {0} is resolved")]
+    BlockerResolved(String),
     /// The caller's swarm token does not match the registered owner's.
     #[error("swarm {0}: token does not match the registered owner")]
     WrongToken(String),

@@ -39,11 +39,6 @@ impl Keys {
         format!("{}swarms/{swarm_id}", self.root)
     }
 
-    /// Prefix of every task's keys.
-    pub fn tasks(&self) -> String {
-        format!("{}tasks/", self.root)
-    }
-
     /// Prefix of one task's keys: its record, claim and holder.
     pub fn task_dir(&self, task_id: &str) -> String {
         format!("{}tasks/{task_id}/", self.root)
@@ -68,11 +63,6 @@ impl Keys {
     /// Prefix of the tasks a swarm holds.
     pub fn holding(&self, swarm_id: &str) -> String {
         format!("{}holding/{swarm_id}/", self.root)
-    }
-
-    /// Prefix of every swarm's holdings.
-    pub fn holdings(&self) -> String {
-        format!("{}holding/", self.root)
     }
 
     /// That `swarm_id` holds `task_id` (on the swarm's liveness lease, so the
@@ -167,10 +157,137 @@ impl Keys {
         format!("{}witness/{chain}/head", self.root)
     }
 
-    /// The part of a key after the namespace root, if it is one of ours.
-    pub fn strip<'a>(&self, key: &'a str) -> Option<&'a str> {
-        key.strip_prefix(&self.root)
+    /// What a stored key is, with the ids in it: the inverse of the builders
+    /// above. `None` for a key outside this namespace or of no known shape.
+    pub fn parse<'a>(&self, key: &'a [u8]) -> Option<Key<'a>> {
+        let rest = std::str::from_utf8(key).ok()?.strip_prefix(&self.root)?;
+        let (kind, tail) = rest.split_once('/')?;
+        let id = |s: &'a str| (!s.is_empty() && !s.contains('/')).then_some(s);
+        let pair = |s: &'a str| {
+            let (a, b) = s.split_once('/')?;
+            Some((id(a)?, id(b)?))
+        };
+        Some(match kind {
+            "swarms" => Key::Swarm(id(tail)?),
+            "tasks" => {
+                let (task_id, part) = pair(tail)?;
+                match part {
+                    "record" => Key::Task(task_id),
+                    "claim" => Key::Claim(task_id),
+                    "holder" => Key::Holder(task_id),
+                    _ => return None,
+                }
+            }
+            "holding" => {
+                let (swarm_id, task_id) = pair(tail)?;
+                Key::Holding { swarm_id, task_id }
+            }
+            "inbox" => {
+                let (swarm_id, task_id) = pair(tail)?;
+                Key::Inbox { swarm_id, task_id }
+            }
+            "blockers" => Key::Blocker(id(tail)?),
+            "ready" => {
+                let mut parts = tail.splitn(4, '/');
+                let (capset, rank) = (id(parts.next()?)?, id(parts.next()?)?);
+                let (created, task_id) = (id(parts.next()?)?, id(parts.next()?)?);
+                Key::Ready { capset, rank, created, task_id }
+            }
+            "capsets" => Key::Capset(id(tail)?),
+            "state" => {
+                let (state, task_id) = pair(tail)?;
+                Key::State { state, task_id }
+            }
+            "stats" => {
+                let (swarm_id, counter) = pair(tail)?;
+                Key::Counter { swarm_id, counter }
+            }
+            "witness" => match tail.strip_suffix("/head") {
+                Some(chain) => Key::WitnessHead { chain },
+                None => {
+                    let (chain, seq) = tail.rsplit_once("/r/")?;
+                    Key::WitnessRecord { chain, seq: seq.parse().ok()? }
+                }
+            },
+            _ => return None,
+        })
     }
+}
+
+/// A parsed key (see [`Keys::parse`]); each variant names its builder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key<'a> {
+    /// [`Keys::swarm`].
+    Swarm(&'a str),
+    /// [`Keys::task`].
+    Task(&'a str),
+    /// [`Keys::claim`].
+    Claim(&'a str),
+    /// [`Keys::holder`].
+    Holder(&'a str),
+    /// [`Keys::holding_entry`].
+    Holding {
+        /// The holding swarm.
+        swarm_id: &'a str,
+        /// The held task.
+        task_id: &'a str,
+    },
+    /// [`Keys::inbox_entry`].
+    Inbox {
+        /// The swarm pushed to.
+        swarm_id: &'a str,
+        /// The pushed task.
+        task_id: &'a str,
+    },
+    /// [`Keys::blocker`].
+    Blocker(&'a str),
+    /// [`Keys::ready`]: `rank` and `created` are fixed-width, so they sort as
+    /// the queue does.
+    Ready {
+        /// The capability set's queue.
+        capset: &'a str,
+        /// Priority rank (lower first).
+        rank: &'a str,
+        /// Creation time, zero-padded.
+        created: &'a str,
+        /// The task.
+        task_id: &'a str,
+    },
+    /// [`Keys::capset`].
+    Capset(&'a str),
+    /// [`Keys::state_entry`].
+    State {
+        /// The state's name.
+        state: &'a str,
+        /// The task.
+        task_id: &'a str,
+    },
+    /// [`Keys::counter`].
+    Counter {
+        /// The swarm.
+        swarm_id: &'a str,
+        /// The counter's name.
+        counter: &'a str,
+    },
+    /// [`Keys::witness_record`].
+    WitnessRecord {
+        /// The chain.
+        chain: &'a str,
+        /// The record's sequence number.
+        seq: u64,
+    },
+    /// [`Keys::witness_head`].
+    WitnessHead {
+        /// The chain.
+        chain: &'a str,
+    },
+}
+
+/// A capability set's queue name: a short hash of the sorted set.
+pub fn capset_id(capabilities: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(capabilities.join("\n").as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The chain of a task.
@@ -204,5 +321,35 @@ mod tests {
         let low = keys.ready("c", -10, 0, "t4");
         assert!(urgent < normal && normal < normal_later && normal_later < low);
         assert!(keys.ready("c", i32::MIN, 0, "x") > keys.ready("c", i32::MAX, 0, "x"));
+    }
+
+    #[test]
+    fn parse_inverts_every_builder() {
+        let keys = Keys::new("prod");
+        let cases = [
+            (keys.swarm("s"), Key::Swarm("s")),
+            (keys.task("t"), Key::Task("t")),
+            (keys.claim("t"), Key::Claim("t")),
+            (keys.holder("t"), Key::Holder("t")),
+            (keys.holding_entry("s", "t"), Key::Holding { swarm_id: "s", task_id: "t" }),
+            (keys.inbox_entry("s", "t"), Key::Inbox { swarm_id: "s", task_id: "t" }),
+            (keys.blocker("b"), Key::Blocker("b")),
+            (keys.capset("c"), Key::Capset("c")),
+            (keys.state_entry("ready", "t"), Key::State { state: "ready", task_id: "t" }),
+            (keys.counter("s", Counter::Failed), Key::Counter { swarm_id: "s", counter: "failed" }),
+            (keys.witness_record("task/t", 7), Key::WitnessRecord { chain: "task/t", seq: 7 }),
+            (keys.witness_head("task/t"), Key::WitnessHead { chain: "task/t" }),
+        ];
+        for (key, expected) in cases {
+            assert_eq!(keys.parse(key.as_bytes()), Some(expected), "{key}");
+        }
+        let ready = keys.ready("c", 3, 42, "t");
+        let Some(Key::Ready { capset, task_id, .. }) = keys.parse(ready.as_bytes()) else {
+            panic!("{ready} does not parse as a ready key");
+        };
+        assert_eq!((capset, task_id), ("c", "t"));
+        assert_eq!(keys.parse(b"other/swarms/s"), None);
+        assert_eq!(keys.parse(b"prod/tasks/t/unknown"), None);
+        assert_eq!(keys.parse(b"prod/swarms/a/b"), None);
     }
 }

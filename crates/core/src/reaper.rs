@@ -16,6 +16,7 @@ use ifc_kv::{EventKind, KvError, WatchRequest};
 use tokio::task::JoinHandle;
 
 use crate::Coordinator;
+use crate::keys::Key;
 
 /// A running reaper; dropping it stops it.
 pub struct Reaper {
@@ -62,26 +63,15 @@ async fn run(coordinator: Arc<Coordinator>) {
                 }
             };
             for event in batch.events.iter().filter(|e| e.kind == EventKind::Delete) {
-                let key = String::from_utf8_lossy(&event.kv.key);
-                let Some(rest) = coordinator.keys().strip(&key) else {
-                    continue;
-                };
-                let result = if let Some(task) = rest
-                    .strip_prefix("tasks/")
-                    .and_then(|r| r.strip_suffix("/claim").or_else(|| r.strip_suffix("/holder")))
-                {
-                    coordinator.reap_task(task).await.map(drop)
-                } else if let Some(holding) = rest.strip_prefix("holding/") {
-                    match holding.split_once('/') {
-                        Some((_, task)) => coordinator.reap_task(task).await.map(drop),
-                        None => Ok(()),
-                    }
-                } else if let Some(swarm) = rest.strip_prefix("swarms/") {
-                    coordinator.reap_swarm(swarm).await.map(drop)
-                } else {
-                    Ok(())
+                let result = match coordinator.keys().parse(&event.kv.key) {
+                    Some(
+                        Key::Claim(task_id) | Key::Holder(task_id) | Key::Holding { task_id, .. },
+                    ) => coordinator.reap_task(task_id).await.map(drop),
+                    Some(Key::Swarm(swarm_id)) => coordinator.reap_swarm(swarm_id).await.map(drop),
+                    _ => Ok(()),
                 };
                 if let Err(e) = result {
+                    let key = String::from_utf8_lossy(&event.kv.key);
                     tracing::warn!(error = %e, %key, "reaper: could not record a lapse");
                 }
             }

@@ -8,16 +8,19 @@
 
 use std::sync::Arc;
 
+use ifc_api::SwarmStats;
 use ifc_kv::{
-    Compare, DeleteRequest, KvError, KvStore, LeaseId, PutRequest, RangeRequest, TxnOp, TxnRequest,
+    Compare, DeleteRequest, KeyRange, KeyValue, KvError, KvStore, LeaseId, PutRequest,
+    RangeRequest, TxnOp, TxnRequest,
 };
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::coordinator::WitnessLogger;
-use crate::keys::{Keys, swarm_chain};
-use crate::witness::{Entry, Head, WitnessRecord};
+use crate::codec::{decode, encode};
+use crate::keys::{Counter, Key, Keys, swarm_chain};
+use crate::txn::{range_op, ranges};
+use crate::witness::{Entry, Head, WitnessLogger, WitnessOp, WitnessRecord, WitnessSink};
 use crate::{CoreConfig, CoreError, now_ms, validate};
 
 /// A registered swarm as stored.
@@ -65,7 +68,7 @@ pub struct SwarmRegistry {
     store: Arc<dyn KvStore>,
     keys: Keys,
     config: CoreConfig,
-    logger: Option<WitnessLogger>,
+    witness_log: WitnessSink,
 }
 
 fn token_hash(token: &str) -> String {
@@ -81,21 +84,17 @@ fn new_token() -> String {
 impl SwarmRegistry {
     /// A registry over `store`.
     pub fn new(store: Arc<dyn KvStore>, config: CoreConfig) -> Self {
-        SwarmRegistry { keys: Keys::new(&config.namespace), store, config, logger: None }
+        SwarmRegistry {
+            keys: Keys::new(&config.namespace),
+            store,
+            config,
+            witness_log: WitnessSink::default(),
+        }
     }
 
     /// Sends witness records to `logger` after commit.
     pub fn set_logger(&mut self, logger: WitnessLogger) {
-        self.logger = Some(logger);
-    }
-
-    /// Hands a committed record to the witness logger, if there is one (the
-    /// registry keeps the coordinator's logger).
-    pub(crate) fn log(&self, mut record: WitnessRecord, revision: i64) {
-        record.revision = revision;
-        if let Some(logger) = &self.logger {
-            logger(&record);
-        }
+        self.witness_log = WitnessSink::new(logger);
     }
 
     /// The swarm's chain head and its key's revision (0 if none).
@@ -111,7 +110,7 @@ impl SwarmRegistry {
     async fn witnessed(
         &self,
         swarm_id: &str,
-        op: &'static str,
+        op: WitnessOp,
         outcome: &str,
         detail: serde_json::Value,
         mut compares: Vec<Compare>,
@@ -121,7 +120,11 @@ impl SwarmRegistry {
         let (head, head_revision) = self.head(swarm_id).await?;
         let entry = Entry {
             op,
-            actor: if op == "swarm_expired" { "coordinator".into() } else { swarm_id.into() },
+            actor: if op == WitnessOp::SwarmExpired {
+                "coordinator".into()
+            } else {
+                swarm_id.into()
+            },
             task_id: None,
             swarm_id: Some(swarm_id.into()),
             token: None,
@@ -134,7 +137,7 @@ impl SwarmRegistry {
         let txn = TxnRequest { compares, success, failure: Vec::new() };
         let resp = self.store.txn(txn).await.map_err(|e| lease_gone(e, swarm_id))?;
         if resp.succeeded {
-            self.log(witness, resp.revision);
+            self.witness_log.log(witness, resp.revision);
         }
         Ok(resp.succeeded)
     }
@@ -154,9 +157,7 @@ impl SwarmRegistry {
 
         if let Some((existing, mod_revision)) = self.read(swarm_id).await? {
             let Some(token) = token.filter(|t| token_hash(t) == existing.token_sha256) else {
-                return Err(CoreError::Conflict(format!(
-                    "swarm {swarm_id} is registered and alive under another owner"
-                )));
+                return Err(CoreError::SwarmTaken(swarm_id.into()));
             };
             let ttl_secs = self.keep_alive(swarm_id, existing.lease).await?;
             let record = SwarmRecord { capabilities, metadata, ..existing };
@@ -165,12 +166,10 @@ impl SwarmRegistry {
             let compares = vec![Compare::mod_revision_is(key, mod_revision)];
             let ops = vec![TxnOp::Put(put)];
             if !self
-                .witnessed(swarm_id, "swarm_refreshed", "registered", detail, compares, ops)
+                .witnessed(swarm_id, WitnessOp::SwarmRefreshed, "registered", detail, compares, ops)
                 .await?
             {
-                return Err(CoreError::Conflict(format!(
-                    "swarm {swarm_id} changed while it was being refreshed; retry"
-                )));
+                return Err(CoreError::Contended(format!("swarm {swarm_id}")));
             }
             return Ok(SwarmSession { swarm_id: swarm_id.into(), token: token.into(), ttl_secs });
         }
@@ -198,13 +197,12 @@ impl SwarmRegistry {
         let compares = vec![Compare::missing(key)];
         let ops = vec![TxnOp::Put(put)];
         if !self
-            .witnessed(swarm_id, "swarm_registered", "registered", detail, compares, ops)
+            .witnessed(swarm_id, WitnessOp::SwarmRegistered, "registered", detail, compares, ops)
             .await?
         {
             let _ = self.store.lease_revoke(lease.id).await;
-            return Err(CoreError::Conflict(format!(
-                "swarm {swarm_id} was registered by someone else at the same moment"
-            )));
+            // Someone else registered the id at the same moment: it is theirs.
+            return Err(CoreError::SwarmTaken(swarm_id.into()));
         }
         Ok(SwarmSession { swarm_id: swarm_id.into(), token, ttl_secs: lease.ttl })
     }
@@ -223,10 +221,11 @@ impl SwarmRegistry {
         let compares = vec![Compare::exists(key.clone())];
         let ops = vec![TxnOp::Delete(DeleteRequest::key(key))];
         let detail = serde_json::json!({});
-        if !self.witnessed(swarm_id, "swarm_left", "unregistered", detail, compares, ops).await? {
-            return Err(CoreError::Conflict(format!(
-                "swarm {swarm_id} changed while leaving; retry"
-            )));
+        if !self
+            .witnessed(swarm_id, WitnessOp::SwarmLeft, "unregistered", detail, compares, ops)
+            .await?
+        {
+            return Err(CoreError::Contended(format!("swarm {swarm_id}")));
         }
         match self.store.lease_revoke(record.lease).await {
             Ok(_) | Err(KvError::LeaseNotFound(_)) => Ok(()),
@@ -243,7 +242,7 @@ impl SwarmRegistry {
         // a no is confirmed on a linearizable read, so a fresh swarm is never refused.
         let local = self.store.range(RangeRequest::key(self.keys.swarm(swarm_id)).serializable());
         if let Some(kv) = local.await?.kvs.first() {
-            let record: SwarmRecord = decode(&kv.key, &kv.value)?;
+            let record: SwarmRecord = decode(kv)?;
             if token_hash(token) == record.token_sha256 {
                 return Ok(());
             }
@@ -267,13 +266,60 @@ impl SwarmRegistry {
         let Some(last) = last.kvs.first() else {
             return Ok(false);
         };
-        let last: WitnessRecord = crate::codec::decode(last)?;
-        if matches!(last.op.as_str(), "swarm_left" | "swarm_expired") {
+        let last: WitnessRecord = decode(last)?;
+        let last_op = WitnessOp::parse(&last.op);
+        if matches!(last_op, Some(WitnessOp::SwarmLeft | WitnessOp::SwarmExpired)) {
             return Ok(false);
         }
         let compares = vec![Compare::missing(self.keys.swarm(swarm_id))];
         let detail = serde_json::json!({"reason": "liveness lease ran out"});
-        self.witnessed(swarm_id, "swarm_expired", "expired", detail, compares, Vec::new()).await
+        self.witnessed(swarm_id, WitnessOp::SwarmExpired, "expired", detail, compares, Vec::new())
+            .await
+    }
+
+    /// The seed's `get_swarm_stats`: `None` if the swarm is not registered.
+    pub async fn stats(&self, swarm_id: &str) -> Result<Option<SwarmStats>, CoreError> {
+        validate::id("swarm_id", swarm_id)?;
+        let txn = TxnRequest::new()
+            .and_then(range_op(KeyRange::key(self.keys.swarm(swarm_id))))
+            .and_then(range_op(KeyRange::prefix(self.keys.counters(swarm_id))))
+            .and_then(range_op(KeyRange::prefix(self.keys.holding(swarm_id))));
+        let resp = self.store.txn(txn).await?;
+        let [swarm, counters, holding] = ranges(&resp.responses)[..] else {
+            return Err(CoreError::Store(KvError::Backend("short txn answer".into())));
+        };
+        let Some(swarm) = swarm.first() else {
+            return Ok(None);
+        };
+        let swarm: SwarmRecord = decode(swarm)?;
+        let count = |c: Counter| {
+            let key = self.keys.counter(swarm_id, c).into_bytes();
+            counters.iter().find(|kv| kv.key == key).map_or(0, |kv| kv.version)
+        };
+        let current_claims = self.held_ids(holding);
+        Ok(Some(SwarmStats {
+            uptime_seconds: (now_ms() - swarm.registered_at_ms).max(0) / 1000,
+            swarm: swarm.public(),
+            current_claims,
+            tasks_claimed: count(Counter::Claimed),
+            task_count: count(Counter::Completed),
+            tasks_failed: count(Counter::Failed),
+        }))
+    }
+
+    /// The tasks a swarm holds.
+    pub(crate) async fn held(&self, swarm_id: &str) -> Result<Vec<String>, CoreError> {
+        validate::id("swarm_id", swarm_id)?;
+        let resp = self.store.range(RangeRequest::prefix(self.keys.holding(swarm_id))).await?;
+        Ok(self.held_ids(&resp.kvs))
+    }
+
+    fn held_ids(&self, holding: &[KeyValue]) -> Vec<String> {
+        let task_id = |kv: &KeyValue| match self.keys.parse(&kv.key) {
+            Some(Key::Holding { task_id, .. }) => Some(task_id.to_string()),
+            _ => None,
+        };
+        holding.iter().filter_map(task_id).collect()
     }
 
     /// A live swarm's record.
@@ -285,7 +331,7 @@ impl SwarmRegistry {
     /// Every live swarm, by id.
     pub async fn list(&self) -> Result<Vec<SwarmRecord>, CoreError> {
         let resp = self.store.range(RangeRequest::prefix(self.keys.swarms())).await?;
-        resp.kvs.iter().map(|kv| decode(&kv.key, &kv.value)).collect()
+        resp.kvs.iter().map(|kv| decode(kv)).collect()
     }
 
     async fn owned(&self, swarm_id: &str, token: &str) -> Result<SwarmRecord, CoreError> {
@@ -300,7 +346,7 @@ impl SwarmRegistry {
 
     async fn read(&self, swarm_id: &str) -> Result<Option<(SwarmRecord, i64)>, CoreError> {
         let resp = self.store.range(RangeRequest::key(self.keys.swarm(swarm_id))).await?;
-        resp.kvs.first().map(|kv| Ok((decode(&kv.key, &kv.value)?, kv.mod_revision))).transpose()
+        resp.kvs.first().map(|kv| Ok((decode(kv)?, kv.mod_revision))).transpose()
     }
 
     async fn keep_alive(&self, swarm_id: &str, lease: LeaseId) -> Result<i64, CoreError> {
@@ -314,16 +360,4 @@ fn lease_gone(e: KvError, swarm_id: &str) -> CoreError {
         KvError::LeaseNotFound(_) => CoreError::NotRegistered(swarm_id.into()),
         e => CoreError::Store(e),
     }
-}
-
-fn encode(record: &SwarmRecord) -> Result<Vec<u8>, CoreError> {
-    serde_json::to_vec(record)
-        .map_err(|e| CoreError::Corrupt { key: record.swarm_id.clone(), reason: e.to_string() })
-}
-
-fn decode(key: &[u8], value: &[u8]) -> Result<SwarmRecord, CoreError> {
-    serde_json::from_slice(value).map_err(|e| CoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: e.to_string(),
-    })
 }

@@ -8,15 +8,166 @@
 //! removed, inserted or reordered record: an edit breaks the hash, a removal or
 //! insertion the sequence or the link, a reorder the link, a removed tail the
 //! head. Commit order across chains is each record's store revision.
+//!
+//! A claim's token is the revision of the txn that creates the claim, and a
+//! record is hashed before that txn commits, so `task_claimed` and
+//! `task_pushed` records are stored with no token; [`committed`] fills it in
+//! from the commit revision, the one place every reader (logger, queries,
+//! event stream) goes through.
 
-use ifc_kv::{KeyValue, PutRequest, TxnOp};
+use std::sync::Arc;
+
+use ifc_api::WitnessQuery;
+use ifc_kv::{KeyValue, KvStore, PutRequest, RangeRequest, TxnOp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use ifc_api::{Tampering, WitnessRecord};
 
-use crate::CoreError;
-use crate::keys::Keys;
+use crate::codec::decode;
+use crate::keys::{Key, Keys, task_chain};
+use crate::{CoreError, validate};
+
+/// Receives every witness record after its transaction committed (the seed's
+/// `witness_logger`).
+pub type WitnessLogger = Arc<dyn Fn(&WitnessRecord) + Send + Sync>;
+
+/// Every operation a witness record names. On the wire (the record's `op`)
+/// each is its snake_case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WitnessOp {
+    /// A task was created.
+    TaskCreated,
+    /// A swarm claimed a task.
+    TaskClaimed,
+    /// The holder completed a task.
+    TaskCompleted,
+    /// The holder failed a task, which returns to the pool.
+    TaskFailed,
+    /// A task used its last attempt.
+    TaskDeadLettered,
+    /// A lapsed claim's task returned to the pool.
+    TaskRequeued,
+    /// A task was cancelled.
+    TaskCancelled,
+    /// A claim was renewed (event stream only; never stored).
+    TaskRenewed,
+    /// A task was pushed to a swarm's inbox.
+    TaskPushed,
+    /// The swarm acknowledged a push.
+    PushAcked,
+    /// The swarm declined a push.
+    PushDeclined,
+    /// A push was not acknowledged in time.
+    PushExpired,
+    /// A swarm raised a blocker.
+    BlockerRaised,
+    /// A helper was assigned to a blocker.
+    BlockerAssigned,
+    /// A blocker was resolved.
+    BlockerResolved,
+    /// A swarm registered.
+    SwarmRegistered,
+    /// A swarm re-registered with its token.
+    SwarmRefreshed,
+    /// A swarm unregistered.
+    SwarmLeft,
+    /// A swarm's liveness lease ran out.
+    SwarmExpired,
+}
+
+impl WitnessOp {
+    const ALL: [WitnessOp; 19] = [
+        WitnessOp::TaskCreated,
+        WitnessOp::TaskClaimed,
+        WitnessOp::TaskCompleted,
+        WitnessOp::TaskFailed,
+        WitnessOp::TaskDeadLettered,
+        WitnessOp::TaskRequeued,
+        WitnessOp::TaskCancelled,
+        WitnessOp::TaskRenewed,
+        WitnessOp::TaskPushed,
+        WitnessOp::PushAcked,
+        WitnessOp::PushDeclined,
+        WitnessOp::PushExpired,
+        WitnessOp::BlockerRaised,
+        WitnessOp::BlockerAssigned,
+        WitnessOp::BlockerResolved,
+        WitnessOp::SwarmRegistered,
+        WitnessOp::SwarmRefreshed,
+        WitnessOp::SwarmLeft,
+        WitnessOp::SwarmExpired,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WitnessOp::TaskCreated => "task_created",
+            WitnessOp::TaskClaimed => "task_claimed",
+            WitnessOp::TaskCompleted => "task_completed",
+            WitnessOp::TaskFailed => "task_failed",
+            WitnessOp::TaskDeadLettered => "task_dead_lettered",
+            WitnessOp::TaskRequeued => "task_requeued",
+            WitnessOp::TaskCancelled => "task_cancelled",
+            WitnessOp::TaskRenewed => "task_renewed",
+            WitnessOp::TaskPushed => "task_pushed",
+            WitnessOp::PushAcked => "push_acked",
+            WitnessOp::PushDeclined => "push_declined",
+            WitnessOp::PushExpired => "push_expired",
+            WitnessOp::BlockerRaised => "blocker_raised",
+            WitnessOp::BlockerAssigned => "blocker_assigned",
+            WitnessOp::BlockerResolved => "blocker_resolved",
+            WitnessOp::SwarmRegistered => "swarm_registered",
+            WitnessOp::SwarmRefreshed => "swarm_refreshed",
+            WitnessOp::SwarmLeft => "swarm_left",
+            WitnessOp::SwarmExpired => "swarm_expired",
+        }
+    }
+
+    /// The op of a wire name; `None` for a name this version does not know.
+    pub fn parse(name: &str) -> Option<WitnessOp> {
+        WitnessOp::ALL.into_iter().find(|op| op.as_str() == name)
+    }
+
+    /// Whether the record's token is its own commit revision (the txn that
+    /// creates the claim), filled in by [`committed`].
+    pub fn token_is_commit_revision(self) -> bool {
+        matches!(self, WitnessOp::TaskClaimed | WitnessOp::TaskPushed)
+    }
+}
+
+/// A stored record as committed at `revision`: its revision set, and the
+/// claim token filled in where it is that revision.
+pub fn committed(mut record: WitnessRecord, revision: i64) -> WitnessRecord {
+    record.revision = revision;
+    let token_is_revision =
+        WitnessOp::parse(&record.op).is_some_and(WitnessOp::token_is_commit_revision);
+    if token_is_revision && record.token.is_none() {
+        record.token = Some(revision);
+    }
+    record
+}
+
+/// Where committed records go: the logger, if one is set.
+#[derive(Clone, Default)]
+pub(crate) struct WitnessSink {
+    logger: Option<WitnessLogger>,
+}
+
+impl WitnessSink {
+    /// A sink that hands records to `logger`.
+    pub fn new(logger: WitnessLogger) -> Self {
+        WitnessSink { logger: Some(logger) }
+    }
+
+    /// Hands a record committed at `revision` to the logger.
+    pub fn log(&self, record: WitnessRecord, revision: i64) {
+        if let Some(logger) = &self.logger {
+            logger(&committed(record, revision));
+        }
+    }
+}
 
 /// The hash that precedes a chain's first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -49,7 +200,7 @@ impl Head {
 #[derive(Clone, Debug)]
 pub struct Entry {
     /// See [`WitnessRecord::op`].
-    pub op: &'static str,
+    pub op: WitnessOp,
     /// See [`WitnessRecord::actor`].
     pub actor: String,
     /// See [`WitnessRecord::task_id`].
@@ -67,7 +218,7 @@ pub struct Entry {
 impl Entry {
     /// A swarm acting on a task it holds (complete, fail, ack, decline).
     pub fn by_holder(
-        op: &'static str,
+        op: WitnessOp,
         swarm_id: &str,
         task_id: &str,
         token: i64,
@@ -110,7 +261,7 @@ impl Entry {
         let mut record = WitnessRecord {
             chain: chain.into(),
             seq: head.seq + 1,
-            op: self.op.into(),
+            op: self.op.as_str().into(),
             actor: self.actor,
             task_id: self.task_id,
             swarm_id: self.swarm_id,
@@ -183,4 +334,89 @@ pub fn verify_chain(chain: &str, records: &[WitnessRecord], head: &Head) -> Resu
         ));
     }
     Ok(())
+}
+
+/// One chain as stored: its name, its records in key order (revisions set, as
+/// stored otherwise) and its head.
+type Chain = (String, Vec<WitnessRecord>, Head);
+
+/// A stored record with its commit revision.
+fn stored(kv: &KeyValue) -> Result<WitnessRecord, CoreError> {
+    let mut record: WitnessRecord = decode(kv)?;
+    record.revision = kv.mod_revision;
+    Ok(record)
+}
+
+/// Every chain in the store.
+async fn chains(store: &dyn KvStore, keys: &Keys) -> Result<Vec<Chain>, CoreError> {
+    let all = store.range(RangeRequest::prefix(keys.witness_all())).await?;
+    let mut chains: Vec<Chain> = Vec::new();
+    for kv in &all.kvs {
+        let (chain, is_head) = match keys.parse(&kv.key) {
+            Some(Key::WitnessHead { chain }) => (chain, true),
+            Some(Key::WitnessRecord { chain, .. }) => (chain, false),
+            _ => continue,
+        };
+        if chains.last().is_none_or(|(c, _, _)| c != chain) {
+            chains.push((chain.to_string(), Vec::new(), Head::empty()));
+        }
+        let Some(entry) = chains.last_mut() else { continue };
+        if is_head {
+            entry.2 = decode(kv)?;
+        } else {
+            entry.1.push(stored(kv)?);
+        }
+    }
+    Ok(chains)
+}
+
+/// Witness records matching `query`, in commit order.
+pub(crate) async fn query(
+    store: &dyn KvStore,
+    keys: &Keys,
+    query: &WitnessQuery,
+) -> Result<Vec<WitnessRecord>, CoreError> {
+    let mut records: Vec<WitnessRecord> = match &query.task_id {
+        Some(task_id) => {
+            validate::id("task_id", task_id)?;
+            let chain = task_chain(task_id);
+            let resp = store.range(RangeRequest::prefix(keys.witness_records(&chain))).await?;
+            resp.kvs.iter().map(stored).collect::<Result<_, _>>()?
+        }
+        None => {
+            chains(store, keys).await?.into_iter().flat_map(|(_, records, _)| records).collect()
+        }
+    };
+    records.retain(|r| {
+        query.swarm_id.as_ref().is_none_or(|s| r.swarm_id.as_ref() == Some(s) || r.actor == *s)
+            && query.from_ms.is_none_or(|from| r.at_ms >= from)
+            && query.to_ms.is_none_or(|to| r.at_ms < to)
+    });
+    records.sort_by_key(|r| (r.revision, r.chain.clone(), r.seq));
+    Ok(records
+        .into_iter()
+        .map(|r| {
+            let revision = r.revision;
+            committed(r, revision)
+        })
+        .collect())
+}
+
+/// Every witness record as JSON Lines, in commit order.
+pub(crate) async fn export(store: &dyn KvStore, keys: &Keys) -> Result<String, CoreError> {
+    let mut out = String::new();
+    for record in query(store, keys, &WitnessQuery::default()).await? {
+        out.push_str(&serde_json::to_string(&record).unwrap_or_default());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Verifies every chain; the first problem found, per chain.
+pub(crate) async fn verify(store: &dyn KvStore, keys: &Keys) -> Result<Vec<Tampering>, CoreError> {
+    Ok(chains(store, keys)
+        .await?
+        .iter()
+        .filter_map(|(chain, records, head)| verify_chain(chain, records, head).err())
+        .collect())
 }

@@ -69,7 +69,7 @@ async fn hundred_swarms_thousand_tasks(store: TestStore) {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
-                    Err(CoreError::Conflict(_)) => continue,
+                    Err(CoreError::Contended(_)) => continue,
                     Err(e) => panic!("{swarm}: claim_next: {e}"),
                 };
                 let roll: u32 = rng.random_range(0..100);

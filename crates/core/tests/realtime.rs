@@ -156,7 +156,10 @@ async fn decline_and_ack(store: TestStore) {
     ));
     let deadline = c.ack_push("s", "yes", taken.token).await.unwrap();
     assert!(deadline > 0);
-    assert!(matches!(c.ack_push("s", "yes", taken.token).await, Err(CoreError::Conflict(_))));
+    assert!(matches!(
+        c.ack_push("s", "yes", taken.token).await,
+        Err(CoreError::AlreadyAcknowledged(_))
+    ));
     c.renew_claim("s", "yes", taken.token).await.unwrap();
     let done = c.complete_task("s", "yes", taken.token, json!("ok")).await.unwrap();
     assert_eq!(done.state, TaskState::Completed);
@@ -171,7 +174,10 @@ async fn push_takes_ready_tasks_and_refuses_held_ones(store: TestStore) {
     let item = c.push_task_to_swarm("b", task("ready")).await.unwrap();
     assert_eq!(item.task.owner.as_deref(), Some("b"));
     assert!(c.claim_next("a").await.unwrap().is_none(), "a pushed task leaves the pool");
-    assert!(matches!(c.push_task_to_swarm("a", task("ready")).await, Err(CoreError::Conflict(_))));
+    assert!(matches!(
+        c.push_task_to_swarm("a", task("ready")).await,
+        Err(CoreError::TaskClaimed { .. })
+    ));
     let stats = c.get_swarm_stats("b").await.unwrap().unwrap();
     assert_eq!(stats.current_claims, vec!["ready"]);
 }
@@ -230,7 +236,10 @@ async fn blockers_reach_the_orchestrator_with_helpers_by_load(store: TestStore) 
     assert_eq!(resolved.state, BlockerState::Resolved);
     assert!(c.list_blockers(true).await.unwrap().is_empty());
     assert_eq!(c.list_blockers(false).await.unwrap().len(), 1);
-    assert!(matches!(c.resolve_blocker(&blocker_id, "again").await, Err(CoreError::Conflict(_))));
+    assert!(matches!(
+        c.resolve_blocker(&blocker_id, "again").await,
+        Err(CoreError::BlockerResolved(_))
+    ));
     assert!(matches!(c.detect_blocker("nobody", info).await, Err(CoreError::NotRegistered(_))));
     assert!(c.verify_witness().await.unwrap().is_empty());
 }

@@ -61,11 +61,11 @@ async fn reregistering_needs_the_owner_token(store: TestStore) {
     let registered_at = swarms.get("s").await.unwrap().unwrap().registered_at_ms;
     assert!(matches!(
         swarms.register("s", caps(&["b"]), json!(2), None).await,
-        Err(CoreError::Conflict(_))
+        Err(CoreError::SwarmTaken(_))
     ));
     assert!(matches!(
         swarms.register("s", caps(&["b"]), json!(2), Some("not-the-token")).await,
-        Err(CoreError::Conflict(_))
+        Err(CoreError::SwarmTaken(_))
     ));
     let again = swarms.register("s", caps(&["b"]), json!(2), Some(&first.token)).await.unwrap();
     assert_eq!(again.token, first.token);

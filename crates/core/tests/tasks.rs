@@ -305,7 +305,7 @@ async fn create_is_idempotent_for_the_same_content(store: TestStore) {
     let again = c.create_task(task("same")).await.unwrap();
     assert_eq!(first, again);
     let other = NewTask { metadata: json!({"language": "rust"}), ..task("same") };
-    assert!(matches!(c.create_task(other).await, Err(CoreError::Conflict(_))));
+    assert!(matches!(c.create_task(other).await, Err(CoreError::TaskExists(_))));
 }
 
 async fn cancel_ends_a_task_and_fences_its_owner(store: TestStore) {
@@ -323,7 +323,7 @@ async fn cancel_ends_a_task_and_fences_its_owner(store: TestStore) {
     ));
     let done = claimed(c.claim_task("s", "done").await.unwrap());
     c.complete_task("s", "done", done.token, json!(null)).await.unwrap();
-    assert!(matches!(c.cancel_task("done").await, Err(CoreError::Conflict(_))));
+    assert!(matches!(c.cancel_task("done").await, Err(CoreError::TaskFinished { .. })));
     assert_eq!(c.cancel_task("idle").await.unwrap().state, TaskState::Cancelled, "idempotent");
     assert!(c.claim_next("s").await.unwrap().is_none(), "nothing left in the pool");
     assert_eq!(c.get_task_owner("busy").await.unwrap().as_deref(), Some("cancelled"));

@@ -1,0 +1,348 @@
+//! Claims: claiming a task (by id or the best one a swarm can do), renewing
+//! the claim, and ending it by completing or failing the task. Every write is
+//! guarded by the task record's revision and fenced by the claim's token.
+
+use ifc_api::{Claim, ClaimOutcome};
+use ifc_kv::{
+    Compare, CompareOp, CompareTarget, KeyValue, KvError, LeaseId, RangeRequest, Revision, TxnOp,
+    TxnRequest,
+};
+use serde_json::json;
+
+use crate::codec::{decode, encode};
+use crate::keys::{Counter, Key, capset_id, task_chain};
+use crate::swarm::SwarmRecord;
+use crate::task::{AttemptOutcome, TaskRecord, TaskState};
+use crate::txn::{self, ClaimValue, MAX_CAS_ROUNDS, NewClaim, TaskKeys, put, put_on, ranges};
+use crate::witness::{Entry, Head, WitnessOp};
+use crate::{Coordinator, CoreError, now_ms, validate};
+
+/// How many ready keys of each matching queue `claim_next` reads.
+const QUEUE_HEAD: i64 = 32;
+
+impl Coordinator {
+    /// The lease new claims attach to, and the deadline it gives them.
+    pub(crate) async fn claim_lease(&self) -> Result<(LeaseId, i64), CoreError> {
+        self.leases.lease(&*self.store, self.config.claim_timeout_ms).await
+    }
+
+    /// The lease new pushes attach to (until acknowledged).
+    pub(crate) async fn push_lease(&self) -> Result<(LeaseId, i64), CoreError> {
+        self.leases.lease(&*self.store, self.config.push_timeout_ms).await
+    }
+
+    /// The seed's `claim_task`: exactly one of any number of concurrent claimers
+    /// wins. A lost race is [`ClaimOutcome::AlreadyClaimed`], not an error.
+    pub async fn claim_task(
+        &self,
+        swarm_id: &str,
+        task_id: &str,
+    ) -> Result<ClaimOutcome, CoreError> {
+        validate::id("swarm_id", swarm_id)?;
+        validate::id("task_id", task_id)?;
+        for round in 0..MAX_CAS_ROUNDS {
+            let serializable = round == 0;
+            let snap =
+                txn::snapshot(&*self.store, &self.keys, task_id, Some(swarm_id), serializable)
+                    .await?;
+            let (keys, swarm_kv) = match (snap.keys, snap.swarm) {
+                (Some(keys), Some(swarm)) => (keys, swarm),
+                // Confirm a negative answer on a linearizable read.
+                _ if serializable => continue,
+                (None, _) => return Err(CoreError::TaskNotFound(task_id.into())),
+                (_, None) => return Err(CoreError::NotRegistered(swarm_id.into())),
+            };
+            match self.try_claim(&swarm_kv, &keys, &snap.head).await {
+                Ok(Some(ClaimOutcome::Claimed(claim))) => return Ok(ClaimOutcome::Claimed(claim)),
+                Ok(Some(_)) | Err(CoreError::Incapable { .. }) if serializable => continue,
+                Ok(Some(outcome)) => return Ok(outcome),
+                Ok(None) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(CoreError::Contended(format!("task {task_id}")))
+    }
+
+    /// One claim attempt on a read snapshot; `None` if the snapshot went stale.
+    async fn try_claim(
+        &self,
+        swarm_kv: &KeyValue,
+        keys: &TaskKeys,
+        head: &Head,
+    ) -> Result<Option<ClaimOutcome>, CoreError> {
+        let swarm: SwarmRecord = decode(swarm_kv)?;
+        let view = txn::view(keys)?;
+        let mut record = view.record.clone();
+        match view.state {
+            TaskState::Claimed => {
+                let owner = record.owner.unwrap_or_default();
+                return Ok(Some(ClaimOutcome::AlreadyClaimed { owner }));
+            }
+            state if state.is_final() && !view.lapsed => {
+                return Ok(Some(ClaimOutcome::Finished { state }));
+            }
+            _ => {}
+        }
+        let missing: Vec<String> = record
+            .required_capabilities
+            .iter()
+            .filter(|c| !swarm.capabilities.contains(c))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(CoreError::Incapable { swarm_id: swarm.swarm_id, missing });
+        }
+        if view.lapsed {
+            // Record the lapse first (as the reaper would), then decide again on
+            // fresh state: the task may have used its last attempt.
+            self.reap_task(&record.task_id).await?;
+            return Ok(None);
+        }
+        if record.not_before_ms > now_ms() {
+            return Ok(Some(ClaimOutcome::BackingOff { ready_at_ms: record.not_before_ms }));
+        }
+        let (lease, deadline_ms) = self.claim_lease().await?;
+        let mut ops = Vec::from(txn::take_from_pool(&self.keys, &record));
+        record.state = TaskState::Claimed;
+        record.owner = Some(swarm.swarm_id.clone());
+        record.claimed_at_ms = Some(now_ms());
+        let (witness, witness_ops) = Entry {
+            op: WitnessOp::TaskClaimed,
+            actor: swarm.swarm_id.clone(),
+            task_id: Some(record.task_id.clone()),
+            swarm_id: Some(swarm.swarm_id.clone()),
+            token: None,
+            outcome: TaskState::Claimed.as_str().into(),
+            detail: json!({"attempt": record.attempts + 1, "deadline_ms": deadline_ms}),
+        }
+        .seal(&self.keys, &task_chain(&record.task_id), head)?;
+        ops.extend(witness_ops);
+        let claim =
+            NewClaim { swarm_id: &swarm.swarm_id, swarm_lease: swarm.lease, lease, deadline_ms };
+        ops.extend(txn::claim_ops(&self.keys, &record, &claim)?);
+        let mut txn = txn::guarded(keys, ops);
+        txn.compares.push(Compare::missing(self.keys.holder(&record.task_id)));
+        txn.compares.push(Compare::mod_revision_is(swarm_kv.key.clone(), swarm_kv.mod_revision));
+        // The claim key must not exist: a claim that lapsed is gone already.
+        txn.compares.push(Compare::new(
+            self.keys.claim(&record.task_id),
+            CompareOp::Equal,
+            CompareTarget::CreateRevision(keys.claim.as_ref().map_or(0, |c| c.create_revision)),
+        ));
+        let resp = match self.store.txn(txn).await {
+            Ok(resp) => resp,
+            Err(KvError::LeaseNotFound(id)) if id == lease => {
+                self.leases.forget(lease);
+                return Ok(None);
+            }
+            Err(KvError::LeaseNotFound(_)) => return Err(CoreError::NotRegistered(swarm.swarm_id)),
+            Err(e) => return Err(e.into()),
+        };
+        if !resp.succeeded {
+            return Ok(None);
+        }
+        self.witness_log.log(witness, resp.revision);
+        let claim = Claim { task: record, token: resp.revision, deadline_ms };
+        Ok(Some(ClaimOutcome::Claimed(Box::new(claim))))
+    }
+
+    /// The highest-priority, oldest ready task whose required capabilities the
+    /// swarm all holds; `None` if there is none.
+    ///
+    /// Reads the head of each matching capability queue (a few keys each, never
+    /// the whole pool), then tries one of the best few at random, so concurrent
+    /// callers spread over the head instead of all fighting for its first key.
+    pub async fn claim_next(&self, swarm_id: &str) -> Result<Option<Claim>, CoreError> {
+        validate::id("swarm_id", swarm_id)?;
+        let swarm = self
+            .swarms
+            .get(swarm_id)
+            .await?
+            .ok_or_else(|| CoreError::NotRegistered(swarm_id.into()))?;
+        let capsets = self.store.range(RangeRequest::prefix(self.keys.capsets())).await?;
+        let mut queues = Vec::new();
+        for kv in &capsets.kvs {
+            let caps: Vec<String> = decode(kv)?;
+            if caps.iter().all(|c| swarm.capabilities.contains(c)) {
+                queues.push(capset_id(&caps));
+            }
+        }
+        if queues.is_empty() {
+            return Ok(None);
+        }
+        for round in 0..MAX_CAS_ROUNDS {
+            let mut txn = TxnRequest::new();
+            for queue in &queues {
+                let head =
+                    RangeRequest::prefix(self.keys.ready_queue(queue)).with_limit(QUEUE_HEAD);
+                txn = txn.and_then(TxnOp::Range(head));
+            }
+            let resp = self.store.txn(txn).await?;
+            let mut candidates: Vec<(&str, &str, &str)> = Vec::new();
+            for kv in ranges(&resp.responses).into_iter().flatten() {
+                if let Some(Key::Ready { rank, created, task_id, .. }) = self.keys.parse(&kv.key) {
+                    candidates.push((rank, created, task_id));
+                }
+            }
+            if candidates.is_empty() {
+                return Ok(None);
+            }
+            candidates.sort();
+            // Spread: pick among the best few, more of them as contention shows.
+            let spread = (4 << round.min(3)).min(candidates.len());
+            let (_, _, task_id) = candidates[rand::random_range(0..spread)];
+            match self.claim_task(swarm_id, task_id).await? {
+                ClaimOutcome::Claimed(claim) => return Ok(Some(*claim)),
+                ClaimOutcome::Finished { .. } | ClaimOutcome::AlreadyClaimed { .. } => continue,
+                ClaimOutcome::BackingOff { .. } => continue,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Extends a claim by another claim timeout.
+    pub async fn renew_claim(
+        &self,
+        swarm_id: &str,
+        task_id: &str,
+        token: Revision,
+    ) -> Result<i64, CoreError> {
+        validate::id("swarm_id", swarm_id)?;
+        validate::id("task_id", task_id)?;
+        let keys = txn::read_task(&*self.store, &self.keys, task_id)
+            .await?
+            .ok_or_else(|| CoreError::TaskNotFound(task_id.into()))?;
+        let claim = txn::check_fence(swarm_id, task_id, token, &keys)?;
+        for _ in 0..2 {
+            let (lease, deadline_ms) = self.claim_lease().await?;
+            let value =
+                ClaimValue { swarm_id: swarm_id.into(), deadline_ms, written_at_ms: now_ms() };
+            let key = String::from_utf8_lossy(&claim.key).into_owned();
+            let [claim_fence, holder_fence] = txn::fence(&self.keys, task_id, token);
+            let txn = TxnRequest::new().when(claim_fence).when(holder_fence).and_then(put_on(
+                key,
+                encode(&value)?,
+                lease,
+            ));
+            match self.store.txn(txn).await {
+                Ok(resp) if resp.succeeded => return Ok(deadline_ms),
+                Ok(_) => return Err(CoreError::Fenced { task_id: task_id.into(), token }),
+                Err(KvError::LeaseNotFound(_)) => self.leases.forget(lease),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CoreError::Contended(format!("claim lease of task {task_id}")))
+    }
+
+    /// Marks a task completed by the swarm holding claim `token`.
+    pub async fn complete_task(
+        &self,
+        swarm_id: &str,
+        task_id: &str,
+        token: Revision,
+        result: serde_json::Value,
+    ) -> Result<TaskRecord, CoreError> {
+        validate::json("result", &result, self.config.max_json_bytes)?;
+        self.end_claim(swarm_id, task_id, token, Ok(result)).await
+    }
+
+    /// Marks a task failed by the swarm holding claim `token`: back to the pool
+    /// (after the retry backoff), or to dead-letter on its last attempt.
+    pub async fn fail_task(
+        &self,
+        swarm_id: &str,
+        task_id: &str,
+        token: Revision,
+        error: String,
+    ) -> Result<TaskRecord, CoreError> {
+        let max = self.config.max_json_bytes;
+        if error.len() > max {
+            let reason = format!("is {} bytes, more than {max}", error.len());
+            return Err(CoreError::Invalid { field: "error", reason });
+        }
+        self.end_claim(swarm_id, task_id, token, Err(error)).await
+    }
+
+    async fn end_claim(
+        &self,
+        swarm_id: &str,
+        task_id: &str,
+        token: Revision,
+        outcome: Result<serde_json::Value, String>,
+    ) -> Result<TaskRecord, CoreError> {
+        validate::id("swarm_id", swarm_id)?;
+        validate::id("task_id", task_id)?;
+        for round in 0..MAX_CAS_ROUNDS {
+            let serializable = round == 0;
+            let snap = txn::snapshot(&*self.store, &self.keys, task_id, None, serializable).await?;
+            let checked =
+                snap.keys.ok_or_else(|| CoreError::TaskNotFound(task_id.into())).and_then(|keys| {
+                    txn::check_fence(swarm_id, task_id, token, &keys)?;
+                    Ok(keys)
+                });
+            let keys = match checked {
+                Ok(checked) => checked,
+                // Confirm a refusal on a linearizable read.
+                Err(_) if serializable => continue,
+                Err(e) => return Err(e),
+            };
+            let mut record: TaskRecord = decode(&keys.record)?;
+            let mut ops =
+                txn::teardown_ops(&self.keys, task_id, TaskState::Claimed, Some(swarm_id));
+            let (op, detail) = match &outcome {
+                Ok(result) => {
+                    txn::close_attempt(
+                        &mut record,
+                        swarm_id,
+                        token,
+                        AttemptOutcome::Completed,
+                        None,
+                    );
+                    record.state = TaskState::Completed;
+                    record.awaiting_ack = false;
+                    record.result = Some(result.clone());
+                    record.claimed_at_ms = None;
+                    let done = self.keys.state_entry(TaskState::Completed.as_str(), task_id);
+                    ops.push(put(done, Vec::new()));
+                    ops.push(put(self.keys.counter(swarm_id, Counter::Completed), Vec::new()));
+                    let size = serde_json::to_vec(result).map_or(0, |v| v.len());
+                    (WitnessOp::TaskCompleted, json!({"result_bytes": size}))
+                }
+                Err(error) => {
+                    let failed = AttemptOutcome::Failed;
+                    let ended = txn::close_attempt(
+                        &mut record,
+                        swarm_id,
+                        token,
+                        failed,
+                        Some(error.clone()),
+                    );
+                    record.attempts += 1;
+                    record.error = Some(error.clone());
+                    record.not_before_ms = ended + self.config.retry_backoff_ms as i64;
+                    ops.push(put(self.keys.counter(swarm_id, Counter::Failed), Vec::new()));
+                    let op = match self.requeue(&mut record, &mut ops) {
+                        WitnessOp::TaskDeadLettered => WitnessOp::TaskDeadLettered,
+                        _ => WitnessOp::TaskFailed,
+                    };
+                    (op, json!({"error": error, "attempts": record.attempts}))
+                }
+            };
+            let state = record.state.as_str();
+            let (witness, witness_ops) = Entry::by_holder(
+                op, swarm_id, task_id, token, state, detail,
+            )
+            .seal(&self.keys, &task_chain(task_id), &snap.head)?;
+            ops.extend(witness_ops);
+            ops.push(put(self.keys.task(task_id), encode(&record)?));
+            let mut txn = txn::guarded(&keys, ops);
+            txn.compares.extend(txn::fence(&self.keys, task_id, token));
+            let resp = self.store.txn(txn).await?;
+            if resp.succeeded {
+                self.witness_log.log(witness, resp.revision);
+                return Ok(record);
+            }
+        }
+        Err(CoreError::Contended(format!("task {task_id}")))
+    }
+}

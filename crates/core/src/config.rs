@@ -1,0 +1,42 @@
+//! The settings every coordinator node of one deployment shares (its own file
+//! so the swarm registry and the coordinator can both read it without
+//! importing each other).
+
+/// Settings every coordinator node of one deployment must share.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Key prefix of this deployment (several may share one etcd).
+    pub namespace: String,
+    /// Liveness TTL of a swarm, in seconds.
+    pub swarm_ttl_secs: i64,
+    /// Most live swarms at once (the seed's `IF_COORDINATOR_MAX_SWARMS`).
+    pub max_swarms: usize,
+    /// Largest metadata, result or error JSON, in bytes.
+    pub max_json_bytes: usize,
+    /// How long a claim lasts unless renewed, in ms (the seed's
+    /// `IF_COORDINATOR_CLAIM_TIMEOUT`). Claims lapse between this and one
+    /// second more (claim leases are shared per second).
+    pub claim_timeout_ms: u64,
+    /// How long a pushed task waits for the swarm's ack before it returns to
+    /// the pool, in ms (the seed's `IF_COORDINATOR_PUSH_TIMEOUT`).
+    pub push_timeout_ms: u64,
+    /// Delay after a failure before the task can be claimed again, in ms.
+    pub retry_backoff_ms: u64,
+    /// Attempts a task gets when its creator does not say.
+    pub default_max_attempts: u32,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            namespace: "ifc".into(),
+            swarm_ttl_secs: 10,
+            max_swarms: 100,
+            max_json_bytes: 1 << 20,
+            claim_timeout_ms: 5000,
+            push_timeout_ms: 10_000,
+            retry_backoff_ms: 0,
+            default_max_attempts: 3,
+        }
+    }
+}

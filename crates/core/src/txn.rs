@@ -1,0 +1,283 @@
+//! The building blocks every task write shares: the read snapshot, the task
+//! view, the compare-and-swap guard and the claim fence, and the ops that
+//! write a claim and tear one down (written once, here). Free functions over
+//! the store and the key layout, so the coordinator and the registry can both
+//! use them.
+//!
+//! Hot path shape: one read (a read-only txn of a few ranges) then one write
+//! txn. A lost CAS re-reads and decides again, at most [`MAX_CAS_ROUNDS`] times.
+
+use ifc_api::{Attempt, AttemptOutcome, TaskRecord, TaskState, TaskView};
+use ifc_kv::{
+    Compare, CompareOp, CompareTarget, DeleteRequest, KeyRange, KeyValue, KvStore, LeaseId,
+    PutRequest, RangeRequest, Revision, TxnOp, TxnOpResponse, TxnRequest,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{decode, encode};
+use crate::keys::{Counter, Keys, capset_id, task_chain};
+use crate::witness::Head;
+use crate::{CoreError, now_ms};
+
+/// How many times an operation re-reads after losing a compare-and-swap.
+pub(crate) const MAX_CAS_ROUNDS: usize = 16;
+
+/// The claim key's value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClaimValue {
+    /// The claiming swarm.
+    pub swarm_id: String,
+    /// When the claim lapses at the latest, unless renewed (ms since the epoch).
+    pub deadline_ms: i64,
+    /// When this value was written (the claim, the ack or the last renewal).
+    #[serde(default)]
+    pub written_at_ms: i64,
+}
+
+/// The keys of one task, read together in one snapshot.
+#[derive(Clone, Debug)]
+pub(crate) struct TaskKeys {
+    pub record: KeyValue,
+    pub claim: Option<KeyValue>,
+    pub holder: Option<KeyValue>,
+}
+
+impl TaskKeys {
+    /// The live claim: the claim key and its holder, made by the same claim.
+    pub fn live_claim(&self) -> Option<&KeyValue> {
+        match (&self.claim, &self.holder) {
+            (Some(claim), Some(holder)) if holder.create_revision == claim.create_revision => {
+                Some(claim)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What a write reads first.
+pub(crate) struct Snapshot {
+    pub keys: Option<TaskKeys>,
+    pub head: Head,
+    pub swarm: Option<KeyValue>,
+}
+
+pub(crate) fn range_op(range: KeyRange) -> TxnOp {
+    TxnOp::Range(RangeRequest::new(range))
+}
+
+pub(crate) fn put(key: String, value: Vec<u8>) -> TxnOp {
+    TxnOp::Put(PutRequest::new(key, value))
+}
+
+pub(crate) fn put_on(key: String, value: impl Into<Vec<u8>>, lease: LeaseId) -> TxnOp {
+    TxnOp::Put(PutRequest::new(key, value).with_lease(lease))
+}
+
+pub(crate) fn delete(key: String) -> TxnOp {
+    TxnOp::Delete(DeleteRequest::key(key))
+}
+
+/// The ranges a txn read, in order.
+pub(crate) fn ranges(responses: &[TxnOpResponse]) -> Vec<&[KeyValue]> {
+    responses
+        .iter()
+        .filter_map(|r| match r {
+            TxnOpResponse::Range(r) => Some(r.kvs.as_slice()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A task's keys among `kvs` (the range of its directory).
+pub(crate) fn task_keys(keys: &Keys, task_id: &str, kvs: &[KeyValue]) -> Option<TaskKeys> {
+    let find = |key: String| kvs.iter().find(|kv| kv.key == key.as_bytes()).cloned();
+    Some(TaskKeys {
+        record: find(keys.task(task_id))?,
+        claim: find(keys.claim(task_id)),
+        holder: find(keys.holder(task_id)),
+    })
+}
+
+/// Reads a task's keys (linearizable).
+pub(crate) async fn read_task(
+    store: &dyn KvStore,
+    keys: &Keys,
+    task_id: &str,
+) -> Result<Option<TaskKeys>, CoreError> {
+    let resp = store.range(RangeRequest::prefix(keys.task_dir(task_id))).await?;
+    Ok(task_keys(keys, task_id, &resp.kvs))
+}
+
+/// Reads a task's keys, its chain head and optionally a swarm, in one
+/// snapshot. A serializable read is fine here: every write that follows is
+/// guarded by compare-and-swap, and negative answers are confirmed on a
+/// linearizable read before they are returned.
+pub(crate) async fn snapshot(
+    store: &dyn KvStore,
+    keys: &Keys,
+    task_id: &str,
+    swarm_id: Option<&str>,
+    serializable: bool,
+) -> Result<Snapshot, CoreError> {
+    let read =
+        |range: KeyRange| TxnOp::Range(RangeRequest { serializable, ..RangeRequest::new(range) });
+    let mut txn = TxnRequest::new()
+        .and_then(read(KeyRange::prefix(keys.task_dir(task_id))))
+        .and_then(read(KeyRange::key(keys.witness_head(&task_chain(task_id)))));
+    if let Some(swarm_id) = swarm_id {
+        txn = txn.and_then(read(KeyRange::key(keys.swarm(swarm_id))));
+    }
+    let resp = store.txn(txn).await?;
+    let read = ranges(&resp.responses);
+    Ok(Snapshot {
+        keys: task_keys(keys, task_id, read.first().copied().unwrap_or_default()),
+        head: Head::from_kv(read.get(1).and_then(|kvs| kvs.first()))?,
+        swarm: read.get(2).and_then(|kvs| kvs.first().cloned()),
+    })
+}
+
+/// The task as it stands: a claim whose keys are gone reads as lapsed.
+pub(crate) fn view(keys: &TaskKeys) -> Result<TaskView, CoreError> {
+    let record: TaskRecord = decode(&keys.record)?;
+    let live_claim = keys.live_claim();
+    let lapsed = record.state == TaskState::Claimed && live_claim.is_none();
+    let (token, deadline_ms) = match live_claim {
+        Some(claim) if record.state == TaskState::Claimed => {
+            let value: ClaimValue = decode(claim)?;
+            (Some(claim.create_revision), Some(value.deadline_ms))
+        }
+        _ => (None, None),
+    };
+    let state = match (lapsed, record.attempts + 1 >= record.max_attempts) {
+        (true, true) => TaskState::Dead,
+        (true, false) => TaskState::Ready,
+        (false, _) => record.state,
+    };
+    Ok(TaskView { state, token, deadline_ms, lapsed, revision: keys.record.mod_revision, record })
+}
+
+/// A txn guarded by the task record's revision (every task write is).
+pub(crate) fn guarded(keys: &TaskKeys, ops: Vec<TxnOp>) -> TxnRequest {
+    TxnRequest {
+        compares: vec![Compare::mod_revision_is(keys.record.key.clone(), keys.record.mod_revision)],
+        success: ops,
+        failure: Vec::new(),
+    }
+}
+
+/// The compares that hold only while claim `token` is live: the claim key
+/// and the holder key, both created by that claim.
+pub(crate) fn fence(keys: &Keys, task_id: &str, token: Revision) -> [Compare; 2] {
+    let made_by_claim = CompareTarget::CreateRevision(token);
+    [
+        Compare::new(keys.claim(task_id), CompareOp::Equal, made_by_claim.clone()),
+        Compare::new(keys.holder(task_id), CompareOp::Equal, made_by_claim),
+    ]
+}
+
+/// Checks that `swarm_id` holds the live claim `token` on the task; returns
+/// the claim key.
+pub(crate) fn check_fence<'k>(
+    swarm_id: &str,
+    task_id: &str,
+    token: Revision,
+    keys: &'k TaskKeys,
+) -> Result<&'k KeyValue, CoreError> {
+    let record: TaskRecord = decode(&keys.record)?;
+    let live = keys.live_claim().filter(|_| record.state == TaskState::Claimed);
+    let Some(claim) = live else {
+        return Err(CoreError::Fenced { task_id: task_id.into(), token });
+    };
+    let value: ClaimValue = decode(claim)?;
+    if value.swarm_id != swarm_id {
+        return Err(CoreError::NotOwner { task_id: task_id.into(), owner: value.swarm_id });
+    }
+    if claim.create_revision != token {
+        return Err(CoreError::Fenced { task_id: task_id.into(), token });
+    }
+    Ok(claim)
+}
+
+/// Ops that take a ready task out of its ready queue and the ready index.
+pub(crate) fn take_from_pool(keys: &Keys, record: &TaskRecord) -> [TxnOp; 2] {
+    let capset = capset_id(&record.required_capabilities);
+    let task_id = &record.task_id;
+    [
+        delete(keys.ready(&capset, record.priority, record.created_at_ms, task_id)),
+        delete(keys.state_entry(TaskState::Ready.as_str(), task_id)),
+    ]
+}
+
+/// A new claim of `record` (already updated to claimed) by `swarm_id`.
+pub(crate) struct NewClaim<'a> {
+    pub swarm_id: &'a str,
+    /// The swarm's liveness lease: the holder and holding keys end with it.
+    pub swarm_lease: LeaseId,
+    /// The claim (or push) lease.
+    pub lease: LeaseId,
+    pub deadline_ms: i64,
+}
+
+/// Ops that write a claim: the record, the state index, the claim key on its
+/// lease, the holder and holding keys on the swarm's lease, the claim counter.
+/// The txn's revision becomes the claim's token.
+pub(crate) fn claim_ops(
+    keys: &Keys,
+    record: &TaskRecord,
+    claim: &NewClaim<'_>,
+) -> Result<Vec<TxnOp>, CoreError> {
+    let (task_id, swarm_id) = (record.task_id.as_str(), claim.swarm_id);
+    let value = ClaimValue {
+        swarm_id: swarm_id.into(),
+        deadline_ms: claim.deadline_ms,
+        written_at_ms: now_ms(),
+    };
+    Ok(vec![
+        put(keys.task(task_id), encode(record)?),
+        put(keys.state_entry(TaskState::Claimed.as_str(), task_id), Vec::new()),
+        put_on(keys.claim(task_id), encode(&value)?, claim.lease),
+        put_on(keys.holder(task_id), swarm_id, claim.swarm_lease),
+        put_on(keys.holding_entry(swarm_id, task_id), Vec::new(), claim.swarm_lease),
+        put(keys.counter(swarm_id, Counter::Claimed), Vec::new()),
+    ])
+}
+
+/// Ops that tear down a task's claim, if it has one: the claim, holder,
+/// holding and inbox keys, and the task's entry in the `state` index.
+pub(crate) fn teardown_ops(
+    keys: &Keys,
+    task_id: &str,
+    state: TaskState,
+    owner: Option<&str>,
+) -> Vec<TxnOp> {
+    let mut ops = vec![
+        delete(keys.claim(task_id)),
+        delete(keys.holder(task_id)),
+        delete(keys.state_entry(state.as_str(), task_id)),
+    ];
+    if let Some(owner) = owner {
+        ops.push(delete(keys.holding_entry(owner, task_id)));
+        ops.push(delete(keys.inbox_entry(owner, task_id)));
+    }
+    ops
+}
+
+/// Adds the attempt that just ended to the task's history; returns when.
+pub(crate) fn close_attempt(
+    record: &mut TaskRecord,
+    swarm_id: &str,
+    token: Revision,
+    outcome: AttemptOutcome,
+    error: Option<String>,
+) -> i64 {
+    let ended_at_ms = now_ms();
+    record.history.push(Attempt {
+        swarm_id: swarm_id.into(),
+        token,
+        claimed_at_ms: record.claimed_at_ms.unwrap_or(0),
+        ended_at_ms,
+        outcome,
+        error,
+    });
+    ended_at_ms
+}
