@@ -8,7 +8,9 @@ use futures::StreamExt;
 use ifc_core::{BlockerInfo, ClaimOutcome, Coordinator, CoreConfig, NewTask};
 use ifc_kv::KvStore;
 
-use crate::{Summary, histogram, record, summary};
+use crate::etcd::ns;
+use crate::latency::{Summary, histogram, record, summary};
+use crate::workload::progress;
 
 fn task(id: String) -> NewTask {
     NewTask {
@@ -23,7 +25,7 @@ fn task(id: String) -> NewTask {
 
 fn coordinator(store: Arc<dyn KvStore>, max_swarms: usize) -> Arc<Coordinator> {
     let config = CoreConfig {
-        namespace: crate::ns("ifc"),
+        namespace: ns("ifc"),
         max_swarms,
         claim_timeout_ms: 60_000,
         push_timeout_ms: 60_000,
@@ -64,11 +66,11 @@ fn bench_blocker() -> BlockerInfo {
 /// The floor: a raw etcd-client put, timed until the same client's watch sees it.
 pub async fn put_watch_floor(raw: &mut etcd_client::Client, n: usize) -> Result<Summary> {
     let options = etcd_client::WatchOptions::new().with_prefix();
-    let mut watch = raw.watch(crate::ns("bench/floor-watch/"), Some(options)).await?;
+    let mut watch = raw.watch(ns("bench/floor-watch/"), Some(options)).await?;
     let mut h = histogram();
     for i in 0..n {
         let started = Instant::now();
-        raw.put(crate::ns(&format!("bench/floor-watch/{i}")), "v", None).await?;
+        raw.put(ns(&format!("bench/floor-watch/{i}")), "v", None).await?;
         loop {
             let message =
                 tokio::time::timeout(WAIT, watch.message()).await.context("watch floor")??;
@@ -135,7 +137,7 @@ pub async fn idle_subscriptions(
     round: usize,
 ) -> Result<(u64, Vec<ifc_core::CoreStream<ifc_core::InboxItem>>)> {
     let c = coordinator(store, usize::MAX);
-    let bar = crate::progress(count, format!("registering {count} swarms"));
+    let bar = progress(count, format!("registering {count} swarms"));
     let mut registering = Vec::new();
     for chunk in 0..16 {
         let c = c.clone();
@@ -387,7 +389,7 @@ pub async fn http_idle_streams(
     round: usize,
 ) -> Result<(u64, Vec<ifc_client::ItemStream<ifc_client::InboxItem>>)> {
     let mut swarms = Vec::new();
-    let bar = crate::progress(count, format!("registering {count} swarms over HTTP"));
+    let bar = progress(count, format!("registering {count} swarms over HTTP"));
     for i in 0..count {
         let id = format!("sse-idle-{round}-{i}");
         let swarm = admin.register_swarm(&id, &[], serde_json::Value::Null).await?;

@@ -186,9 +186,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(%address, store = %store_name, admin_token = %token_source, scheme, "IF.coordinator serving");
+    tracing::info!(
+        %address,
+        store = %store_name,
+        admin_token = %token_source,
+        scheme,
+        "IF.coordinator serving"
+    );
     println!(
-        "IF.coordinator listening on {scheme}://{address} ({store_name}); admin token: {token_source}"
+        "IF.coordinator listening on {scheme}://{address} ({store_name}); \
+         admin token: {token_source}"
     );
     match tls {
         Some(config) => ifc_server::serve_tls(listener, router, config, shutdown_signal()).await?,

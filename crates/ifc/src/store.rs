@@ -21,7 +21,13 @@ pub struct Backend {
     #[arg(long, env = "IFC_ETCD", global = true)]
     pub etcd: Option<String>,
     /// etcd connect and request timeout in seconds (the seed's `ETCD_TIMEOUT`).
-    #[arg(long, env = "ETCD_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    #[arg(
+        long,
+        env = "ETCD_TIMEOUT",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        global = true
+    )]
     pub etcd_timeout: u64,
     /// etcd user (auth enabled clusters).
     #[arg(long, env = "IFC_ETCD_USER", global = true)]

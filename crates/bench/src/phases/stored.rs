@@ -1,0 +1,141 @@
+//! Claim latency with 10k, 100k and 1M stored tasks on both backends, with
+//! the store's size on disk per task.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use ifc_core::{ClaimOutcome, Coordinator, CoreConfig, NewTask};
+use ifc_kv::KvStore;
+use ifc_kv_embedded::{EmbeddedOptions, EmbeddedStore};
+
+use crate::etcd::{self, BenchEtcd, ns};
+use crate::latency::{Summary, histogram, record, summary};
+use crate::report::Report;
+use crate::workload::create_tasks;
+
+/// etcd gets its own member with an 8 GiB backend quota: a million tasks come
+/// close to etcd's default of 2 GiB.
+pub async fn run(report: &mut Report, smoke: bool, work: &Path) -> Result<()> {
+    let quota = if etcd::external_endpoints().is_some() {
+        "etcd is the external cluster, with whatever backend quota it has."
+    } else {
+        "etcd runs with `--quota-backend-bytes` of 8 GiB: a million tasks come close to its \
+         default of 2 GiB, and the quota is not what is measured."
+    };
+    report.section(
+        "Claim latency with many stored tasks",
+        &format!(
+            "claim_task latency after the store holds this many tasks (created through \
+             `create_task`, so with their indexes and witness records), on both backends. It \
+             should stay flat: a claim reads one task's keys by key, never the pool. {quota} \
+             \"on disk per task\" is the store's file size divided by the tasks stored, after \
+             the largest row."
+        ),
+    );
+    let sizes: &[usize] = if smoke { &[1000] } else { &[10_000, 100_000, 1_000_000] };
+    let mut rows = String::from(
+        "| backend | stored tasks | claims | p50 µs | p99 µs | on disk per task |\n\
+         |---|---|---|---|---|---|\n",
+    );
+
+    let dir = work.join("stored");
+    let embedded: Arc<dyn KvStore> =
+        Arc::new(EmbeddedStore::open(&dir, EmbeddedOptions::default())?);
+    let results = claim_vs_stored(embedded.clone(), sizes, 1000, "ifc").await?;
+    drop(embedded);
+    // Closed, so the file holds a final checkpoint (the WAL file is preallocated
+    // and fixed in size, so only the B-tree counts).
+    let embedded_bytes: u64 = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != "wal.log")
+        .map(|e| file_size(&e.path()))
+        .sum();
+    add_rows(&mut rows, "embedded", "stored embedded", &results, Some(embedded_bytes));
+
+    let etcd = BenchEtcd::start(Some(8 << 30)).await;
+    let store: Arc<dyn KvStore> = Arc::new(etcd.connect().await?);
+    let results = claim_vs_stored(store, sizes, 1000, "stored").await?;
+    // etcd's file only grows (freed pages are reused, not returned), so its size
+    // now is the size after the largest row.
+    let etcd_bytes = etcd.db_file().map(|db| file_size(&db));
+    add_rows(&mut rows, "etcd", "stored on etcd", &results, etcd_bytes);
+    report.text.push_str(&rows);
+    Ok(())
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// One row per size; the last (largest) also shows `bytes` per task stored.
+fn add_rows(
+    rows: &mut String,
+    backend: &str,
+    label: &str,
+    results: &[(usize, Summary)],
+    bytes: Option<u64>,
+) {
+    for (i, &(size, s)) in results.iter().enumerate() {
+        let disk = match bytes {
+            Some(bytes) if i + 1 == results.len() => {
+                format!("{:.1} KB", bytes as f64 / size as f64 / 1e3)
+            }
+            _ => "—".into(),
+        };
+        let _ = writeln!(
+            rows,
+            "| {backend} | {size} | {} | {:.0} | {:.0} | {disk} |",
+            s.count, s.p50, s.p99
+        );
+        println!("{size:>8} {label}: claim p50 {:.0}µs p99 {:.0}µs", s.p50, s.p99);
+    }
+}
+
+/// claim_task latency after the store holds each of `sizes` tasks.
+async fn claim_vs_stored(
+    store: Arc<dyn KvStore>,
+    sizes: &[usize],
+    probes: usize,
+    namespace: &str,
+) -> Result<Vec<(usize, Summary)>> {
+    let config = CoreConfig {
+        namespace: ns(namespace),
+        claim_timeout_ms: 600_000,
+        swarm_ttl_secs: 3600,
+        ..CoreConfig::default()
+    };
+    let c = Arc::new(Coordinator::new(store, config));
+    c.register_swarm("prober", Vec::new(), serde_json::Value::Null, None).await?;
+    let mut created = 0;
+    let mut results = Vec::new();
+    for (round, &size) in sizes.iter().enumerate() {
+        let task = |t: usize| NewTask {
+            task_id: format!("stored-{t}"),
+            task_type: "bench".into(),
+            metadata: serde_json::json!({"n": t}),
+            required_capabilities: Vec::new(),
+            priority: (t % 7) as i32,
+            max_attempts: None,
+        };
+        create_tasks(&c, created..size, 32, format!("seeding {size} tasks"), task).await?;
+        created = size;
+        let mut h = histogram();
+        for p in 0..probes {
+            // Spread the probes over the whole key space with stride size/probes,
+            // offset by the round: with strides of 10, 100, 1000 the rounds
+            // never meet, so every probe claims a task nobody claimed before.
+            let id = format!("stored-{}", (p * (size / probes).max(1) + round) % size);
+            let t = Instant::now();
+            match c.claim_task("prober", &id).await? {
+                ClaimOutcome::Claimed(_) | ClaimOutcome::AlreadyClaimed { .. } => {}
+                other => anyhow::bail!("{other:?}"),
+            }
+            record(&mut h, t);
+        }
+        results.push((size, summary(&h)));
+    }
+    Ok(results)
+}

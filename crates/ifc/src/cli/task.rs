@@ -1,0 +1,233 @@
+//! `ifc task …`: create, claim, complete, fail, renew and inspect tasks.
+
+use anyhow::Result;
+use ifc_client::{Claim, ClaimOutcome, NewTask, TaskPage, TaskRecord, TaskState, TaskView};
+
+use super::output::{finish, or_dash};
+use super::{Connection, json_arg};
+
+/// `ifc task …`
+#[derive(clap::Args)]
+pub struct TaskCommand {
+    #[command(flatten)]
+    conn: Connection,
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(clap::Subcommand)]
+enum Task {
+    /// Creates a task (admin).
+    ///
+    /// Example: `ifc task create review-pr-123 --type code-review --meta '{"language":"python"}'`
+    Create {
+        task_id: String,
+        #[arg(long = "type")]
+        task_type: String,
+        /// Metadata, JSON.
+        #[arg(long, default_value = "null")]
+        meta: String,
+        /// A capability the claimer must hold (repeat for several).
+        #[arg(long = "needs")]
+        needs: Vec<String>,
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i32,
+        #[arg(long)]
+        max_attempts: Option<u32>,
+    },
+    /// Claims a task (as a swarm). Exit 4 if another swarm holds it.
+    ///
+    /// Example: `ifc task claim review-pr-123 --swarm swarm-1 --swarm-token …`
+    Claim { task_id: String },
+    /// Claims the best ready task this swarm can do (as a swarm). Exit 3 if none.
+    ///
+    /// Example: `ifc task next --swarm swarm-1 --swarm-token …`
+    Next,
+    /// Completes a claimed task (as its holder).
+    ///
+    /// Example: `ifc task complete review-pr-123 --claim-token 42 --result '{"ok":true}'`
+    Complete {
+        task_id: String,
+        #[arg(long)]
+        claim_token: i64,
+        /// Result, JSON.
+        #[arg(long, default_value = "null")]
+        result: String,
+    },
+    /// Fails a claimed task (as its holder): retried, or dead-lettered.
+    ///
+    /// Example: `ifc task fail review-pr-123 --claim-token 42 --error "missing numpy"`
+    Fail {
+        task_id: String,
+        #[arg(long)]
+        claim_token: i64,
+        #[arg(long)]
+        error: String,
+    },
+    /// Renews a claim (as its holder).
+    ///
+    /// Example: `ifc task renew review-pr-123 --claim-token 42`
+    Renew {
+        task_id: String,
+        #[arg(long)]
+        claim_token: i64,
+    },
+    /// Shows a task.
+    ///
+    /// Example: `ifc task get review-pr-123 -o json`
+    Get { task_id: String },
+    /// Prints the seed's owner string: unclaimed, a swarm, completed:<swarm>, dead, cancelled.
+    ///
+    /// Example: `ifc task owner review-pr-123`
+    Owner { task_id: String },
+    /// Lists tasks in a state (admin).
+    ///
+    /// Example: `ifc task list --state ready`
+    List {
+        #[arg(long, default_value = "ready")]
+        state: TaskState,
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Cancels a task (admin).
+    ///
+    /// Example: `ifc task cancel review-pr-123`
+    Cancel { task_id: String },
+}
+
+/// Runs `ifc task …`.
+pub async fn task(cmd: TaskCommand) -> Result<i32> {
+    finish(run(&cmd.conn, cmd.command).await)
+}
+
+async fn run(c: &Connection, command: Task) -> Result<i32> {
+    match command {
+        Task::Create { task_id, task_type, meta, needs, priority, max_attempts } => {
+            let task = NewTask {
+                task_id,
+                task_type,
+                metadata: json_arg("meta", &meta)?,
+                required_capabilities: needs,
+                priority,
+                max_attempts,
+            };
+            let record = c.admin()?.create_task(task).await?;
+            c.print(&record, created);
+        }
+        Task::Claim { task_id } => match c.swarm()?.claim_task(&task_id).await? {
+            ClaimOutcome::Claimed(claim) => c.print(&*claim, claimed),
+            other => {
+                c.print(&other, not_claimed);
+                return Ok(4);
+            }
+        },
+        Task::Next => match c.swarm()?.claim_next().await? {
+            Some(claim) => c.print(&claim, claimed),
+            None => {
+                eprintln!("no ready task for this swarm");
+                return Ok(3);
+            }
+        },
+        Task::Complete { task_id, claim_token, result } => {
+            let swarm = c.swarm()?;
+            let result = json_arg("result", &result)?;
+            let record = swarm.complete_task(&task_id, claim_token, result).await?;
+            c.print(&record, state_line);
+        }
+        Task::Fail { task_id, claim_token, error } => {
+            let record = c.swarm()?.fail_task(&task_id, claim_token, &error).await?;
+            c.print(&record, failed);
+        }
+        Task::Renew { task_id, claim_token } => {
+            let deadline = c.swarm()?.renew_claim(&task_id, claim_token).await?;
+            let value = serde_json::json!({"deadline_ms": deadline});
+            c.print(&value, |_| format!("renewed until {deadline} ms"));
+        }
+        Task::Get { task_id } => {
+            let view = c.admin()?.get_task(&task_id).await?;
+            c.print(&view, task_view);
+        }
+        Task::Owner { task_id } => match c.admin()?.get_task_owner(&task_id).await? {
+            Some(owner) => c.print(&serde_json::json!({"owner": owner}), |_| owner.clone()),
+            None => {
+                eprintln!("task {task_id} not found");
+                return Ok(3);
+            }
+        },
+        Task::List { state, after, limit } => {
+            let page = c.admin()?.list_tasks(state, after.as_deref(), limit).await?;
+            c.print(&page, task_table);
+        }
+        Task::Cancel { task_id } => {
+            let record = c.admin()?.cancel_task(&task_id).await?;
+            c.print(&record, state_line);
+        }
+    }
+    Ok(0)
+}
+
+fn created(r: &TaskRecord) -> String {
+    format!("created {} ({})", r.task_id, r.state.as_str())
+}
+
+/// A claim, as `task claim` and `task next` print it.
+fn claimed(claim: &Claim) -> String {
+    format!(
+        "claimed {} token {} deadline_ms {}",
+        claim.task.task_id, claim.token, claim.deadline_ms
+    )
+}
+
+fn not_claimed(outcome: &ClaimOutcome) -> String {
+    format!("not claimed: {}", serde_json::to_string(outcome).unwrap_or_default())
+}
+
+/// `<task> <state>`, after complete and cancel.
+fn state_line(r: &TaskRecord) -> String {
+    format!("{} {}", r.task_id, r.state.as_str())
+}
+
+fn failed(r: &TaskRecord) -> String {
+    format!("{} {} (attempts {}/{})", r.task_id, r.state.as_str(), r.attempts, r.max_attempts)
+}
+
+fn task_view(v: &TaskView) -> String {
+    format!(
+        "task      {}\n\
+         type      {}\n\
+         state     {}\n\
+         owner     {}\n\
+         token     {}\n\
+         attempts  {}/{}\n\
+         priority  {}\n\
+         needs     {}",
+        v.record.task_id,
+        v.record.task_type,
+        v.state.as_str(),
+        or_dash(v.record.owner.clone()),
+        or_dash(v.token.map(|t| t.to_string())),
+        v.record.attempts,
+        v.record.max_attempts,
+        v.record.priority,
+        v.record.required_capabilities.join(", "),
+    )
+}
+
+fn task_table(p: &TaskPage) -> String {
+    let mut out = format!("{:<32} {:<10} {:<20} {:>8}", "TASK", "STATE", "OWNER", "ATTEMPTS");
+    for t in &p.tasks {
+        out.push_str(&format!(
+            "\n{:<32} {:<10} {:<20} {:>8}",
+            t.record.task_id,
+            t.state.as_str(),
+            or_dash(t.record.owner.clone()),
+            t.record.attempts
+        ));
+    }
+    if let Some(next) = &p.next_after {
+        out.push_str(&format!("\n(more: --after {next})"));
+    }
+    out
+}
