@@ -331,7 +331,7 @@ impl SwarmRegistry {
     /// Every live swarm, by id.
     pub async fn list(&self) -> Result<Vec<SwarmRecord>, CoreError> {
         let resp = self.store.range(RangeRequest::prefix(self.keys.swarms())).await?;
-        resp.kvs.iter().map(|kv| decode(kv)).collect()
+        resp.kvs.iter().map(decode).collect()
     }
 
     async fn owned(&self, swarm_id: &str, token: &str) -> Result<SwarmRecord, CoreError> {

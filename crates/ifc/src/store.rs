@@ -101,7 +101,9 @@ impl Backend {
 
     #[cfg(not(feature = "etcd"))]
     async fn open_etcd(&self, _: Vec<String>) -> Result<(Arc<dyn KvStore>, String)> {
-        anyhow::bail!("this ifc was built without etcd support: rebuild with the default features (`--features etcd`)")
+        anyhow::bail!(
+            "this ifc was built without etcd support: rebuild with the default features (`--features etcd`)"
+        )
     }
 }
 
