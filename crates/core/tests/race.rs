@@ -18,7 +18,7 @@ use ifc_testkit::TestStore;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-on_both_backends!(hundred_swarms_thousand_tasks);
+ifc_testkit::on_each_backend!(hundred_swarms_thousand_tasks);
 
 const SWARMS: usize = 100;
 const TASKS: usize = 1000;

@@ -15,7 +15,7 @@ use ifc_core::{
 use ifc_testkit::{Backend, TestStore};
 use serde_json::json;
 
-on_both_backends!(
+ifc_testkit::on_each_backend!(
     pushes_arrive_in_order_once_across_resubscription,
     a_push_to_an_absent_swarm_waits_in_its_inbox,
     an_unacknowledged_push_returns_to_the_pool,

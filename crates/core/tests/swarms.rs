@@ -12,7 +12,7 @@ use ifc_kv::{EventKind, KvStore, RangeRequest, WatchRequest};
 use ifc_testkit::TestStore;
 use serde_json::json;
 
-on_both_backends!(
+ifc_testkit::on_each_backend!(
     register_get_list_unregister,
     reregistering_needs_the_owner_token,
     heartbeat_checks_the_token,

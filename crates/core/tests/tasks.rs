@@ -11,7 +11,7 @@ use ifc_kv::{DeleteRequest, PutRequest, RangeRequest};
 use ifc_testkit::TestStore;
 use serde_json::json;
 
-on_both_backends!(
+ifc_testkit::on_each_backend!(
     seed_complete_workflow,
     concurrent_claims_have_exactly_one_winner,
     a_lapsed_claim_is_fenced_and_the_new_owner_completes,

@@ -110,7 +110,10 @@ impl Metrics {
                 "ifc_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
-        out.push_str("# HELP ifc_operations_total Witnessed operations (claims, completions, failures, dead-letters, …) by this node.\n");
+        out.push_str(
+            "# HELP ifc_operations_total Witnessed operations (claims, completions, failures, \
+             dead-letters, …) by this node.\n",
+        );
         out.push_str("# TYPE ifc_operations_total counter\n");
         for (op, n) in self.operations.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(out, "ifc_operations_total{{op=\"{op}\"}} {n}");

@@ -56,28 +56,8 @@ impl Server {
     }
 }
 
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Server::start(ifc_testkit::TestStore::start(ifc_testkit::Backend::Embedded).await).await).await;
-                }
-            )*
-        }
-        mod etcd {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Server::start(ifc_testkit::TestStore::start(ifc_testkit::Backend::Etcd).await).await).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+ifc_testkit::on_each_backend!(
+    Server::start =>
     seed_workflow_through_the_client,
     auth_is_enforced,
     bad_input_gets_a_code_and_changes_nothing,
@@ -406,18 +386,11 @@ mod streams {
             .expect("no error")
     }
 
-    macro_rules! on_both {
-        ($($case:ident),*) => {
-            mod embedded { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() {
-                super::$case(super::super::Server::start(ifc_testkit::TestStore::start(ifc_testkit::Backend::Embedded).await).await).await;
-            } )* }
-            mod etcd { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() {
-                super::$case(super::super::Server::start(ifc_testkit::TestStore::start(ifc_testkit::Backend::Etcd).await).await).await;
-            } )* }
-        };
-    }
-
-    on_both!(push_reaches_the_swarm_over_sse_and_resumes, blockers_and_events_stream_over_sse);
+    ifc_testkit::on_each_backend!(
+        Server::start =>
+        push_reaches_the_swarm_over_sse_and_resumes,
+        blockers_and_events_stream_over_sse,
+    );
 
     async fn push_reaches_the_swarm_over_sse_and_resumes(server: Server) {
         let admin = server.admin();
@@ -588,35 +561,15 @@ mod robustness {
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    use ifc_testkit::Backend;
-
-    macro_rules! both {
-        ($($case:ident),*) => {
-            $(
-                mod $case {
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn embedded() {
-                        super::$case(super::Backend::Embedded).await;
-                    }
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn etcd() {
-                        super::$case(super::Backend::Etcd).await;
-                    }
-                }
-            )*
-        };
-    }
-
-    both!(
+    ifc_testkit::on_each_backend!(
         a_slow_sse_reader_is_cut_off_with_a_resume_point,
         garbage_requests_never_get_a_server_error
     );
 
     /// A reader that stops reading is cut off with a final `error` event naming
     /// the revision to resume after; it is not buffered forever.
-    async fn a_slow_sse_reader_is_cut_off_with_a_resume_point(backend: Backend) {
+    async fn a_slow_sse_reader_is_cut_off_with_a_resume_point(store: TestStore) {
         ifc_client::install_crypto_provider();
-        let store = TestStore::start(backend).await;
         let core = Arc::new(Coordinator::new(store.kv(), CoreConfig::default()));
         let state = AppState::new(core, ADMIN, Arc::new(Metrics::default()))
             .with_slow_reader_timeout(Duration::from_millis(300));
@@ -634,7 +587,8 @@ mod robustness {
         // Subscribe over a raw socket and then read nothing.
         let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
         let request = format!(
-            "GET /v1/swarms/slow/inbox HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\nX-Ifc-Swarm: slow\r\n\r\n",
+            "GET /v1/swarms/slow/inbox HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Authorization: Bearer {}\r\nX-Ifc-Swarm: slow\r\n\r\n",
             swarm.registration().token
         );
         socket.write_all(request.as_bytes()).await.unwrap();
@@ -683,8 +637,8 @@ mod robustness {
     }
 
     /// No request, however malformed, gets a 5xx or kills the server.
-    async fn garbage_requests_never_get_a_server_error(backend: Backend) {
-        let server = Server::start(TestStore::start(backend).await).await;
+    async fn garbage_requests_never_get_a_server_error(store: TestStore) {
+        let server = Server::start(store).await;
         let admin = server.admin();
         let swarm = admin.register_swarm("fuzz", &[], json!({})).await.unwrap();
         let http = reqwest::Client::new();

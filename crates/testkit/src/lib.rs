@@ -1,7 +1,8 @@
 //! Test support shared by every crate's tests: a real etcd process on free
 //! loopback ports ([`EtcdProcess`]), a fresh store on either backend
-//! ([`TestStore`]), and the KV conformance suite ([`conformance`], run on every
-//! backend through [`conformance_tests!`]).
+//! ([`TestStore`]), each test case run once per backend ([`on_each_backend!`]),
+//! and the KV conformance suite ([`conformance`], run on every backend through
+//! [`conformance_tests!`]).
 
 #![deny(missing_docs)]
 
@@ -14,6 +15,47 @@ use ifc_kv::KvStore;
 use ifc_kv_embedded::{EmbeddedOptions, EmbeddedStore};
 
 pub use etcd::EtcdProcess;
+
+/// Runs each listed case once per backend, on a fresh store: expands to a
+/// module `embedded` and a module `etcd`, each with one `#[tokio::test]` per
+/// case, named after it.
+///
+/// `on_each_backend!(a, b)` calls `async fn a(store: TestStore)`.
+/// `on_each_backend!(Server::start => a, b)` first hands the store to
+/// `async fn start(store: TestStore) -> Server` (a path from the invoking
+/// module) and calls `async fn a(server: Server)`.
+///
+/// The test crate needs `tokio` (with `macros` and `rt-multi-thread`).
+#[macro_export]
+macro_rules! on_each_backend {
+    ($($case:ident),+ $(,)?) => {
+        $crate::on_each_backend!(@modules []; $($case),+);
+    };
+    ($($start:ident)::+ => $($case:ident),+ $(,)?) => {
+        $crate::on_each_backend!(@modules [$($start)::+]; $($case),+);
+    };
+    // `$start` is one bracketed group, `[]` or `[path::to::start]`, so that it
+    // can stand inside the repetition over the cases.
+    (@modules $start:tt; $($case:ident),+) => {
+        mod embedded {
+            $crate::on_each_backend!(@tests Embedded $start; $($case),+);
+        }
+        mod etcd {
+            $crate::on_each_backend!(@tests Etcd $start; $($case),+);
+        }
+    };
+    (@tests $backend:ident $start:tt; $($case:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store = $crate::TestStore::start($crate::Backend::$backend).await;
+                super::$case($crate::on_each_backend!(@prepare store $start)).await;
+            }
+        )+
+    };
+    (@prepare $store:ident []) => { $store };
+    (@prepare $store:ident [$($start:ident)::+]) => { super::$($start)::+($store).await };
+}
 
 /// Which backend a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,29 +8,6 @@ use std::time::Duration;
 use ifc_core::{Coordinator, CoreConfig, WitnessRecord};
 use ifc_testkit::TestStore;
 
-/// Runs each listed case on a fresh store of each backend.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(ifc_testkit::TestStore::start(ifc_testkit::Backend::Embedded).await).await;
-                }
-            )*
-        }
-        mod etcd {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(ifc_testkit::TestStore::start(ifc_testkit::Backend::Etcd).await).await;
-                }
-            )*
-        }
-    };
-}
-
 /// A coordinator on the test store whose witness records are also collected.
 pub fn coordinator(
     store: &TestStore,

@@ -1,0 +1,45 @@
+//! For operators: liveness, readiness and Prometheus metrics.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use ifc_api::{ApiError, ErrorCode};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics_text))
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The store answers.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses((status = 200, body = String), (status = 503, body = ApiError)))]
+async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError> {
+    state
+        .core
+        .store()
+        .range(ifc_kv::RangeRequest::key("\0"))
+        .await
+        .map_err(|e| AppError::new(ErrorCode::Unavailable, format!("store unreachable: {e}")))?;
+    Ok("ready")
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, body = String)))]
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let live = state.core.list_swarms().await.ok().map(|s| s.len());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(live))
+        .into_response()
+}

@@ -1,0 +1,44 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ifc_core::Coordinator;
+
+use crate::auth::AdminToken;
+use crate::metrics::Metrics;
+
+/// How long a stream reader may leave its buffer full before it is cut off (by
+/// default; see [`AppState::with_slow_reader_timeout`]).
+pub const SLOW_READER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) core: Arc<Coordinator>,
+    pub(crate) admin_token: AdminToken,
+    pub(crate) metrics: Arc<Metrics>,
+    /// How long a stream reader may leave its buffer full before it is cut off.
+    pub(crate) slow_reader_timeout: Duration,
+}
+
+impl AppState {
+    /// State for a server over `core`, accepting `admin_token` as the
+    /// orchestrator's token. Pass the `metrics` the core's witness logger and
+    /// store wrapper feed.
+    pub fn new(core: Arc<Coordinator>, admin_token: &str, metrics: Arc<Metrics>) -> Self {
+        AppState {
+            core,
+            admin_token: AdminToken::new(admin_token),
+            metrics,
+            slow_reader_timeout: SLOW_READER_TIMEOUT,
+        }
+    }
+
+    /// Cuts off stream readers that leave their buffer full this long (default
+    /// [`SLOW_READER_TIMEOUT`]).
+    pub fn with_slow_reader_timeout(mut self, timeout: Duration) -> Self {
+        self.slow_reader_timeout = timeout;
+        self
+    }
+}
