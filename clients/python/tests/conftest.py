@@ -25,7 +25,7 @@ import ifc_client
 
 REPO = Path(__file__).resolve().parents[3]
 ADMIN_TOKEN = "test-admin-token-" + uuid.uuid4().hex
-# Short enough that a 3 s callback outlives several claim leases.
+# The lease tests' claim timeout: a 3 s callback outlives several leases.
 CLAIM_TIMEOUT_MS = 1000
 BACKENDS = ["embedded", "etcd"]
 
@@ -123,8 +123,12 @@ class Server:
             "IFC_LISTEN": f"127.0.0.1:{self.port}",
             "IFC_DATA_DIR": os.path.join(self.dir, "data"),
             "IFC_ADMIN_TOKEN": self.token,
-            "IF_COORDINATOR_CLAIM_TIMEOUT": str(CLAIM_TIMEOUT_MS),
             "IF_COORDINATOR_MAX_SWARMS": "1000",
+            # Generous leases on the shared servers: on a loaded 2-core machine a
+            # debug build can take seconds per request, and the race test is
+            # about winners, not lapses (the lease tests set their own).
+            "IFC_SWARM_TTL": "60",
+            "IF_COORDINATOR_CLAIM_TIMEOUT": "30000",
             "RUST_LOG": "warn",
         })
         env.update(self.extra_env)
@@ -177,6 +181,14 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
 def fresh_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     """A server of its own, for tests that restart it."""
     srv = Server(request.param)
+    yield srv
+    srv.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def short_lease_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A server whose claims lapse after CLAIM_TIMEOUT_MS unless renewed."""
+    srv = Server(request.param, {"IF_COORDINATOR_CLAIM_TIMEOUT": str(CLAIM_TIMEOUT_MS)})
     yield srv
     srv.close()
 

@@ -162,8 +162,13 @@ class SwarmSession:
     # --- heartbeats ---
 
     async def _heartbeats(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
         while True:
-            await asyncio.sleep(max(self.ttl_secs / 3, 0.2))
+            # Fixed rate from each send, so a slow answer does not stretch the gap.
+            next_at += max(self.ttl_secs / 3, 0.2)
+            await asyncio.sleep(max(next_at - loop.time(), 0))
+            next_at = max(next_at, loop.time())
             try:
                 self.ttl_secs = await self.swarm.heartbeat()
             except (SwarmNotRegisteredError, UnauthorizedError):
