@@ -8,6 +8,8 @@ import random
 from collections import Counter
 from typing import Dict, List
 
+import pytest
+
 import ifc_client
 from ifc_client import IFCoordinator
 
@@ -15,6 +17,9 @@ SWARMS = 20
 TASKS = 500
 
 
+# 10,000 claim attempts: seconds on an idle machine, many minutes on a debug
+# build sharing 2 cores with parallel cargo builds.
+@pytest.mark.timeout(1800)
 async def test_exactly_one_winner_per_task(coordinator: IFCoordinator, client: ifc_client.Client, uid: str) -> None:
     swarms = [f"{uid}-s{i:02}" for i in range(SWARMS)]
     tasks = [f"{uid}-t{i:03}" for i in range(TASKS)]
