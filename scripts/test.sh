@@ -42,6 +42,12 @@ scripts/cluster.sh down >/dev/null
 trap - EXIT
 echo "local cluster: up, one task across two nodes, down"
 
+# The Python package against real `ifc serve` processes (embedded and etcd);
+# run_tests.sh makes its virtualenv under clients/python/.venv from PyPI.
+command -v python3 >/dev/null 2>&1 || { echo "python3 is missing: apt-get install python3 python3-venv" >&2; exit 1; }
+cargo build -q --workspace --all-targets --all-features
+IFC_BIN=target/debug/ifc clients/python/run_tests.sh -q
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --no-fail-fast "$@"
 else
