@@ -42,6 +42,10 @@ scripts/cluster.sh down >/dev/null
 trap - EXIT
 echo "local cluster: up, one task across two nodes, down"
 
+# What deploy/ ships: the systemd unit verifies; the images build from local files;
+# the compose cluster (3 etcd, 2 ifc, Prometheus) takes a claim and a verify.
+IFC_BIN=target/debug/ifc deploy/check.sh
+
 # The Python package against real `ifc serve` processes (embedded and etcd);
 # run_tests.sh makes its virtualenv under clients/python/.venv from PyPI.
 command -v python3 >/dev/null 2>&1 || { echo "python3 is missing: apt-get install python3 python3-venv" >&2; exit 1; }

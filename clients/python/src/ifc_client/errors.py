@@ -124,6 +124,72 @@ class NotOwnerError(ConflictError):
     code = "not_owner"
 
 
+class ContendedError(ConflictError):
+    """Lost a race; nothing changed and the same call may succeed on retry (409)."""
+
+    code = "contended"
+
+
+class SwarmTakenError(ConflictError):
+    """The swarm id is live under another owner (409)."""
+
+    code = "swarm_taken"
+
+
+class TaskExistsError(ConflictError):
+    """A task with this id and different content exists (409)."""
+
+    code = "task_exists"
+
+
+class TaskFinishedError(ConflictError):
+    """The task is finished (completed, dead or cancelled) (409)."""
+
+    code = "task_finished"
+
+
+class TaskClaimedError(ConflictError):
+    """The task is claimed, so it cannot be pushed (409)."""
+
+    code = "task_claimed"
+
+
+class AlreadyAcknowledgedError(ConflictError):
+    """The push was acknowledged already (409)."""
+
+    code = "already_acknowledged"
+
+
+class BlockerResolvedError(ConflictError):
+    """The blocker is resolved (409)."""
+
+    code = "blocker_resolved"
+
+
+class ClaimLapsedError(FencedError):
+    """The claim's lease ran out before this call; the message says what became of the task (409)."""
+
+    code = "claim_lapsed"
+
+
+class ClaimReplacedError(FencedError):
+    """A newer claim holds the task (409)."""
+
+    code = "claim_replaced"
+
+
+class NotClaimedError(ConflictError):
+    """The task is not claimed (409)."""
+
+    code = "not_claimed"
+
+
+class NotDeadError(ConflictError):
+    """Only a dead-lettered task can be retried (409)."""
+
+    code = "not_dead"
+
+
 class PayloadTooLargeError(CoordinatorError):
     """The body is too large (413)."""
 
@@ -147,6 +213,11 @@ class UnavailableError(CoordinatorError):
 
     code = "unavailable"
 
+
+class OutcomeUnknownError(CoordinatorError):
+    """The store may or may not have applied the write (503): read before retrying."""
+
+    code = "outcome_unknown"
 
 class InternalError(CoordinatorError):
     """Anything else (500)."""
@@ -180,10 +251,22 @@ ERROR_CLASSES: Dict[str, Type[CoordinatorError]] = {
         ConflictError,
         FencedError,
         NotOwnerError,
+        ContendedError,
+        SwarmTakenError,
+        TaskExistsError,
+        TaskFinishedError,
+        TaskClaimedError,
+        AlreadyAcknowledgedError,
+        BlockerResolvedError,
+        ClaimLapsedError,
+        ClaimReplacedError,
+        NotClaimedError,
+        NotDeadError,
         PayloadTooLargeError,
         UnsupportedMediaTypeError,
         TooManySwarmsError,
         UnavailableError,
+        OutcomeUnknownError,
         InternalError,
     )
 }
