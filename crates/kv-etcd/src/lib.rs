@@ -170,7 +170,7 @@ impl EtcdStore {
         let first_client = members.list[first].client().await.map_err(map_error)?;
         let shared = Arc::new(Shared {
             members,
-            limits: options.limits.clone(),
+            limits: options.limits,
             request_timeout: options.request_timeout,
             attempt_timeout: options.attempt_timeout,
             first_client,

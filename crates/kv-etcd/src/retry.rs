@@ -225,3 +225,53 @@ impl Members {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ifc_kv::{Compare, DeleteRequest, PutRequest, RangeRequest};
+
+    use super::*;
+
+    fn txn(compares: Vec<Compare>, success: Vec<TxnOp>, failure: Vec<TxnOp>) -> TxnRequest {
+        TxnRequest { compares, success, failure }
+    }
+
+    fn put(key: &str) -> TxnOp {
+        TxnOp::Put(PutRequest::new(key, "v"))
+    }
+
+    #[test]
+    fn reads_resend_always() {
+        let read = TxnOp::Range(RangeRequest::key("k"));
+        assert_eq!(txn_resend(&txn(vec![], vec![read.clone()], vec![read])), Resend::Always);
+    }
+
+    #[test]
+    fn a_compare_the_write_falsifies_guards_it() {
+        let cases = [
+            (Compare::mod_revision_is("k", 7), put("k")),
+            (Compare::missing("k"), put("k")),
+            (Compare::exists("k"), TxnOp::Delete(DeleteRequest::key("k"))),
+            (Compare::mod_revision_is("k", 7), TxnOp::Delete(DeleteRequest::prefix("k"))),
+        ];
+        for (compare, op) in cases {
+            let guarded = txn(vec![compare.clone()], vec![op.clone(), put("other")], vec![]);
+            assert_eq!(txn_resend(&guarded), Resend::Guarded, "{compare:?} then {op:?}");
+        }
+    }
+
+    #[test]
+    fn unguarded_writes_are_never_resent() {
+        // The compare is on another key, or a put keeps create_revision, or the
+        // failure branch writes.
+        let cases = [
+            txn(vec![Compare::mod_revision_is("a", 7)], vec![put("k")], vec![]),
+            txn(vec![Compare::exists("k")], vec![put("k")], vec![]),
+            txn(vec![Compare::mod_revision_is("k", 7)], vec![put("k")], vec![put("x")]),
+            txn(vec![], vec![put("k")], vec![]),
+        ];
+        for case in cases {
+            assert_eq!(txn_resend(&case), Resend::Never, "{case:?}");
+        }
+    }
+}

@@ -79,6 +79,15 @@ async fn connect(cluster: &EtcdCluster) -> EtcdStore {
 /// Failures allowed around a leader's death: nothing applied, or honestly
 /// unknown; never an internal error.
 fn assert_only_transient(tally: &Tally) {
+    // Printed for the record (`--no-capture`): how many failed, and how.
+    let unknown =
+        tally.failed.iter().filter(|(_, e)| matches!(e, KvError::OutcomeUnknown(_))).count();
+    eprintln!(
+        "ok {}, failed {} (outcome unknown {unknown}, unavailable {})",
+        tally.ok,
+        tally.failed.len(),
+        tally.failed.len() - unknown
+    );
     for (i, e) in &tally.failed {
         assert!(
             matches!(e, KvError::Unavailable(_) | KvError::OutcomeUnknown(_)),
