@@ -172,7 +172,13 @@ impl EtcdStore {
             members,
             limits: options.limits,
             request_timeout: options.request_timeout,
-            attempt_timeout: options.attempt_timeout,
+            // With one member there is nowhere to fail over to: a slow answer
+            // is worth the whole deadline rather than an unknown outcome.
+            attempt_timeout: if options.endpoints.len() == 1 {
+                options.request_timeout
+            } else {
+                options.attempt_timeout
+            },
             first_client,
         });
         let mut store = EtcdStore { shared, _background: None };
