@@ -118,11 +118,13 @@ fn channel(endpoint: &str, options: &EtcdOptions) -> Result<tonic::transport::Ch
         KvError::InvalidArgument(format!("bad etcd endpoint {endpoint:?}: {e}"))
     };
     let built = tonic::transport::Endpoint::from_shared(url).map_err(|e| invalid(&e))?;
-    // HTTP/2 pings find a frozen or vanished member even on an idle channel.
+    // HTTP/2 pings find a vanished member even on an idle channel. Kept slow
+    // (as before failover): a loaded member must not lose its connection and
+    // every request in flight on it; the prober finds a frozen one sooner.
     let built = built
         .connect_timeout(options.connect_timeout.min(options.attempt_timeout))
-        .http2_keep_alive_interval(Duration::from_secs(2))
-        .keep_alive_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .tcp_nodelay(true);
     let built = crate::tls::apply(built, options.tls.as_ref())?;
