@@ -86,4 +86,11 @@ pub trait KvStore: Send + Sync + 'static {
     /// [`KvError::FutureRevision`]; one at or below the current compaction point
     /// gives [`KvError::Compacted`].
     async fn compact(&self, revision: Revision) -> Result<(), KvError>;
+
+    /// Probes whether the store can serve requests now (for a readiness check).
+    /// The default makes one current read: a store of one member.
+    async fn health(&self) -> StoreHealth {
+        let answers = self.range(RangeRequest::key("\0").with_limit(1)).await.is_ok();
+        StoreHealth { members: 1, answering: usize::from(answers), quorum: answers }
+    }
 }

@@ -472,6 +472,17 @@ pub struct LeaseStatus {
     pub keys: Vec<Vec<u8>>,
 }
 
+/// What a store's reachability probe found (see [`crate::KvStore::health`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Members the store knows of (1 for the embedded store).
+    pub members: usize,
+    /// Members that answered the probe.
+    pub answering: usize,
+    /// Whether a quorum answers: requests can be served now.
+    pub quorum: bool,
+}
+
 /// Every way a store call can fail. Callers branch on the variant; the message is
 /// for people.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -498,9 +509,15 @@ pub enum KvError {
         /// The store's current revision.
         current: Revision,
     },
-    /// The backend cannot be reached now; the call may be retried.
+    /// The backend cannot be reached now and nothing was applied; the call may
+    /// be retried.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A write was sent but the answer was lost (the connection or the member
+    /// failed after sending): it may or may not have been applied. Not safe to
+    /// retry blindly; read the state to find out.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// The store stopped after an I/O failure and refuses every call until reopened.
     #[error("store stopped after a failure: {0}")]
     Stopped(String),

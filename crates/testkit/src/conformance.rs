@@ -56,7 +56,7 @@ macro_rules! conformance_tests {
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn history_beyond_retention_is_compacted_on_its_own() {
-            let store = $crate::TestStore::start_with_retention($backend, 5).await;
+            let store = $crate::StartStore::start_with_retention(&$backend, 5).await;
             $crate::conformance::history_beyond_retention_is_compacted_on_its_own(store.kv()).await;
         }
     };
@@ -64,7 +64,7 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let store = $crate::TestStore::start($backend).await;
+                let store = $crate::StartStore::start(&$backend).await;
                 $crate::conformance::$case(store.kv()).await;
             }
         )*

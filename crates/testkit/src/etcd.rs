@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ifc_kv_etcd::{EtcdOptions, EtcdStore};
 
-const INSTALL_HINT: &str = "etcd is not installed, and this test needs a real etcd. \
+pub(crate) const INSTALL_HINT: &str = "etcd is not installed, and this test needs a real etcd. \
 Install it with `sudo apt-get install etcd-server` (Debian/Ubuntu), or run \
 `scripts/test.sh`, which installs everything the tests need.";
 
@@ -22,7 +22,7 @@ pub struct EtcdProcess {
     quota_backend_bytes: Option<u64>,
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

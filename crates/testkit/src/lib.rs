@@ -6,6 +6,7 @@
 
 #![deny(missing_docs)]
 
+mod cluster;
 pub mod conformance;
 mod etcd;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use ifc_kv::KvStore;
 use ifc_kv_embedded::{EmbeddedOptions, EmbeddedStore};
 
+pub use cluster::EtcdCluster;
 pub use etcd::EtcdProcess;
 
 /// Runs each listed case once per backend, on a fresh store: expands to a
@@ -75,6 +77,63 @@ pub struct TestStore {
     pub etcd: Option<EtcdProcess>,
     /// Kept for its Drop: the embedded store's directory.
     pub dir: Option<tempfile::TempDir>,
+    /// Kept for its Drop: the etcd cluster, when the store is on one.
+    pub cluster: Option<EtcdCluster>,
+}
+
+/// How a conformance case gets its fresh store: one backend, or a store given
+/// every member of a three-member etcd cluster ([`ThreeMemberEtcd`]).
+#[async_trait::async_trait]
+pub trait StartStore: Sync {
+    /// A fresh, empty store.
+    async fn start(&self) -> TestStore;
+    /// A fresh store that keeps only `retention` revisions of history.
+    async fn start_with_retention(&self, retention: i64) -> TestStore;
+}
+
+#[async_trait::async_trait]
+impl StartStore for Backend {
+    async fn start(&self) -> TestStore {
+        TestStore::start(*self).await
+    }
+    async fn start_with_retention(&self, retention: i64) -> TestStore {
+        TestStore::start_with_retention(*self, retention).await
+    }
+}
+
+/// A store on a fresh three-member etcd cluster on loopback, given every
+/// member's endpoint.
+#[derive(Clone, Copy, Debug)]
+pub struct ThreeMemberEtcd;
+
+#[async_trait::async_trait]
+impl StartStore for ThreeMemberEtcd {
+    async fn start(&self) -> TestStore {
+        self.start_with(None).await
+    }
+    async fn start_with_retention(&self, retention: i64) -> TestStore {
+        self.start_with(Some(retention)).await
+    }
+}
+
+impl ThreeMemberEtcd {
+    async fn start_with(&self, retention: Option<i64>) -> TestStore {
+        let cluster = EtcdCluster::start(3).await;
+        let mut options = ifc_kv_etcd::EtcdOptions::new(cluster.endpoints());
+        if let Some(retention) = retention {
+            options.history_retention = Some(retention);
+            options.owns_cluster = true;
+            options.compaction_interval = std::time::Duration::from_millis(100);
+        }
+        let store = ifc_kv_etcd::EtcdStore::connect(options).await.expect("connect to etcd");
+        TestStore {
+            store: Arc::new(store),
+            backend: Backend::Etcd,
+            etcd: None,
+            dir: None,
+            cluster: Some(cluster),
+        }
+    }
 }
 
 impl TestStore {
@@ -86,12 +145,24 @@ impl TestStore {
                 let dir = tempfile::tempdir().expect("temporary directory");
                 let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default())
                     .expect("open the embedded store");
-                TestStore { store: Arc::new(store), backend, etcd: None, dir: Some(dir) }
+                TestStore {
+                    store: Arc::new(store),
+                    backend,
+                    etcd: None,
+                    dir: Some(dir),
+                    cluster: None,
+                }
             }
             Backend::Etcd => {
                 let etcd = EtcdProcess::start().await;
                 let store = etcd.connect().await;
-                TestStore { store: Arc::new(store), backend, etcd: Some(etcd), dir: None }
+                TestStore {
+                    store: Arc::new(store),
+                    backend,
+                    etcd: Some(etcd),
+                    dir: None,
+                    cluster: None,
+                }
             }
         }
     }
@@ -106,16 +177,29 @@ impl TestStore {
                     EmbeddedOptions { history_retention: retention, ..EmbeddedOptions::default() };
                 let store =
                     EmbeddedStore::open(dir.path(), options).expect("open the embedded store");
-                TestStore { store: Arc::new(store), backend, etcd: None, dir: Some(dir) }
+                TestStore {
+                    store: Arc::new(store),
+                    backend,
+                    etcd: None,
+                    dir: Some(dir),
+                    cluster: None,
+                }
             }
             Backend::Etcd => {
                 let etcd = EtcdProcess::start().await;
                 let mut options = ifc_kv_etcd::EtcdOptions::new(vec![etcd.endpoint()]);
                 options.history_retention = Some(retention);
+                options.owns_cluster = true;
                 options.compaction_interval = std::time::Duration::from_millis(100);
                 let store =
                     ifc_kv_etcd::EtcdStore::connect(options).await.expect("connect to etcd");
-                TestStore { store: Arc::new(store), backend, etcd: Some(etcd), dir: None }
+                TestStore {
+                    store: Arc::new(store),
+                    backend,
+                    etcd: Some(etcd),
+                    dir: None,
+                    cluster: None,
+                }
             }
         }
     }

@@ -7,3 +7,7 @@ mod embedded {
 mod etcd {
     ifc_testkit::conformance_tests!(ifc_testkit::Backend::Etcd);
 }
+
+mod etcd_cluster {
+    ifc_testkit::conformance_tests!(ifc_testkit::ThreeMemberEtcd);
+}
