@@ -12,6 +12,7 @@
 //!     required_capabilities: vec![],
 //!     priority: 0,
 //!     max_attempts: None,
+//!     timeout_ms: None,
 //! }).await?;
 //! if let ifc_client::ClaimOutcome::Claimed(claim) = swarm.claim_task("review-pr-123").await? {
 //!     swarm.complete_task("review-pr-123", claim.token, serde_json::json!({"status": "approved"})).await?;

@@ -73,6 +73,7 @@ fn task(id: &str) -> NewTask {
         required_capabilities: vec!["code-analysis:python".into()],
         priority: 0,
         max_attempts: None,
+        timeout_ms: None,
     }
 }
 
@@ -116,7 +117,7 @@ async fn seed_workflow_through_the_client(server: Server) {
     assert_eq!(admin.get_task("next-one").await.unwrap().record.attempts, 1);
     assert_eq!(
         code(swarm1.complete_task("next-one", next.token, json!(null)).await),
-        ErrorCode::Fenced
+        ErrorCode::NotClaimed
     );
 
     let verification = admin.verify_witness().await.unwrap();
