@@ -229,6 +229,16 @@ impl Client {
         self.post(&format!("/v1/tasks/{}/cancel", encode(task_id)), &()).await
     }
 
+    /// Puts a dead task back in the pool with its attempts reset (admin).
+    pub async fn retry_task(&self, task_id: &str) -> Result<TaskRecord, ClientError> {
+        self.post(&format!("/v1/tasks/{}/retry", encode(task_id)), &()).await
+    }
+
+    /// Queue depth: tasks by state, ready tasks by capability set (admin).
+    pub async fn queue_counts(&self) -> Result<QueueCounts, ClientError> {
+        self.get("/v1/queues").await
+    }
+
     /// Witness records (admin).
     pub async fn witness(&self, task_id: Option<&str>) -> Result<Vec<WitnessRecord>, ClientError> {
         match task_id {
