@@ -55,6 +55,15 @@ pub enum ErrorCode {
     Fenced,
     /// Another swarm holds the task (409).
     NotOwner,
+    /// The caller's claim lapsed; the message says when, after what lease,
+    /// and what became of the task (409).
+    ClaimLapsed,
+    /// A newer claim replaced the caller's (409).
+    ClaimReplaced,
+    /// The task is not claimed with this token (never claimed, or not now) (409).
+    NotClaimed,
+    /// Only a dead task can be retried (409).
+    NotDead,
     /// The body is too large (413).
     PayloadTooLarge,
     /// The body is not `application/json` (415).
@@ -90,7 +99,11 @@ impl ErrorCode {
             | ErrorCode::AlreadyAcknowledged
             | ErrorCode::BlockerResolved
             | ErrorCode::Fenced
-            | ErrorCode::NotOwner => 409,
+            | ErrorCode::NotOwner
+            | ErrorCode::ClaimLapsed
+            | ErrorCode::ClaimReplaced
+            | ErrorCode::NotClaimed
+            | ErrorCode::NotDead => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::TooManySwarms => 429,

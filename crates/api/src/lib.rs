@@ -223,8 +223,16 @@ pub struct Attempt {
     pub ended_at_ms: i64,
     /// How.
     pub outcome: AttemptOutcome,
-    /// The failure's error text, if any.
+    /// The failure's error text, if any. The last failure's text is kept
+    /// once, in the record's `error`, and left out here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The claim lease this attempt ran under, in ms.
+    #[serde(default)]
+    pub lease_ms: u64,
+    /// Attempts used once this attempt ended (of the task's `max_attempts`).
+    #[serde(default)]
+    pub attempts_after: u32,
 }
 
 /// What a caller gives to create a task.
@@ -243,9 +251,14 @@ pub struct NewTask {
     /// Higher goes first.
     #[serde(default)]
     pub priority: i32,
-    /// Attempts before dead-letter (default from the config).
+    /// Attempts before dead-letter (default from the config; at most 100).
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// The claim lease of this task in ms: a claim lapses this long after it
+    /// was made or last renewed (default: the server's claim timeout;
+    /// 1,000 ..= 86,400,000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
 }
 
 /// A task as stored.
@@ -263,6 +276,10 @@ pub struct TaskRecord {
     pub priority: i32,
     /// Attempts before dead-letter.
     pub max_attempts: u32,
+    /// The claim lease in ms (0 in records written before it was stored:
+    /// the server's claim timeout applies).
+    #[serde(default)]
+    pub timeout_ms: u64,
     /// Creation time, ms since the epoch (orders the ready queue).
     pub created_at_ms: i64,
     /// Stored state (see [`TaskView::state`] for the effective one).
@@ -273,11 +290,12 @@ pub struct TaskRecord {
     pub claimed_at_ms: Option<i64>,
     /// Attempts used (failed or lapsed claims).
     pub attempts: u32,
-    /// Finished attempts, oldest first.
+    /// The last finished attempts (at most 20), oldest first.
     pub history: Vec<Attempt>,
     /// The result, once completed.
     pub result: Option<serde_json::Value>,
-    /// The last failure's error.
+    /// The last failure's error (at most 4 KiB; its attempt in `history`
+    /// refers to it rather than repeating it).
     pub error: Option<String>,
     /// Not claimable before this time (retry backoff), ms since the epoch.
     pub not_before_ms: i64,
@@ -285,6 +303,11 @@ pub struct TaskRecord {
     /// task returns to the pool without using an attempt.
     #[serde(default)]
     pub awaiting_ack: bool,
+    /// The token of the claim a push acknowledgement turned into a normal
+    /// claim (the ack rewrites the record; otherwise the record's revision
+    /// while claimed is the claim's token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_token: Option<i64>,
 }
 
 impl TaskRecord {
@@ -295,6 +318,7 @@ impl TaskRecord {
             && self.required_capabilities == caps
             && self.priority == new.priority
             && self.max_attempts == max_attempts
+            && new.timeout_ms.is_none_or(|t| t == self.timeout_ms)
     }
 }
 
@@ -349,6 +373,40 @@ pub enum ClaimOutcome {
         /// Claimable from this time (ms since the epoch).
         ready_at_ms: i64,
     },
+}
+
+/// Tasks by state (as indexed: a lapsed claim counts as claimed until a node
+/// records the lapse).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq, Serialize, ToSchema)]
+pub struct StateCounts {
+    /// Waiting to be claimed.
+    pub ready: i64,
+    /// Held by a swarm.
+    pub claimed: i64,
+    /// Done.
+    pub completed: i64,
+    /// Out of attempts (dead-lettered).
+    pub dead: i64,
+    /// Cancelled.
+    pub cancelled: i64,
+}
+
+/// Ready tasks needing one set of capabilities.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq, Serialize, ToSchema)]
+pub struct CapabilitySetCount {
+    /// The capabilities, sorted.
+    pub capabilities: Vec<String>,
+    /// Ready tasks that need exactly these.
+    pub ready: i64,
+}
+
+/// Queue depth: `GET /v1/queues`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq, Serialize, ToSchema)]
+pub struct QueueCounts {
+    /// Tasks by state.
+    pub states: StateCounts,
+    /// Ready tasks by the capability set they need.
+    pub capability_sets: Vec<CapabilitySetCount>,
 }
 
 /// A swarm's statistics, computed from the store (every node answers the same).

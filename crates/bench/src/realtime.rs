@@ -20,6 +20,7 @@ fn task(id: String) -> NewTask {
         required_capabilities: Vec::new(),
         priority: 0,
         max_attempts: None,
+        timeout_ms: None,
     }
 }
 

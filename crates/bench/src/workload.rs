@@ -46,6 +46,7 @@ pub async fn seeded_coordinator(
         required_capabilities: Vec::new(),
         priority: 0,
         max_attempts: None,
+        timeout_ms: None,
     };
     create_tasks(&c, 0..tasks, 16, format!("creating {tasks} tasks"), task).await?;
     Ok(c)

@@ -39,6 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             required_capabilities: vec![],
             priority: 0,
             max_attempts: None,
+            timeout_ms: None,
         })
         .await?;
 

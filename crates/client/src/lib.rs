@@ -12,6 +12,7 @@
 //!     required_capabilities: vec![],
 //!     priority: 0,
 //!     max_attempts: None,
+//!     timeout_ms: None,
 //! }).await?;
 //! if let ifc_client::ClaimOutcome::Claimed(claim) = swarm.claim_task("review-pr-123").await? {
 //!     swarm.complete_task("review-pr-123", claim.token, serde_json::json!({"status": "approved"})).await?;
@@ -226,6 +227,16 @@ impl Client {
     /// Cancels a task (admin).
     pub async fn cancel_task(&self, task_id: &str) -> Result<TaskRecord, ClientError> {
         self.post(&format!("/v1/tasks/{}/cancel", encode(task_id)), &()).await
+    }
+
+    /// Puts a dead task back in the pool with its attempts reset (admin).
+    pub async fn retry_task(&self, task_id: &str) -> Result<TaskRecord, ClientError> {
+        self.post(&format!("/v1/tasks/{}/retry", encode(task_id)), &()).await
+    }
+
+    /// Queue depth: tasks by state, ready tasks by capability set (admin).
+    pub async fn queue_counts(&self) -> Result<QueueCounts, ClientError> {
+        self.get("/v1/queues").await
     }
 
     /// Witness records (admin).

@@ -250,6 +250,7 @@ impl Coordinator {
             required_capabilities: blocker.info.required_capabilities.clone(),
             priority: 0,
             max_attempts: None,
+            timeout_ms: None,
         };
         let item = self.push(helper_swarm_id, help, Some(blocker_id.into())).await?;
         let helper = helper_swarm_id.to_string();

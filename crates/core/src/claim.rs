@@ -21,9 +21,19 @@ use crate::{Coordinator, CoreError, now_ms, validate};
 const QUEUE_HEAD: i64 = 32;
 
 impl Coordinator {
-    /// The lease new claims attach to, and the deadline it gives them.
-    pub(crate) async fn claim_lease(&self) -> Result<(LeaseId, i64), CoreError> {
-        self.leases.lease(&*self.store, self.config.claim_timeout_ms).await
+    /// A task's claim lease in ms (records from before per-task leases use
+    /// the configured claim timeout).
+    pub(crate) fn lease_ms(&self, record: &TaskRecord) -> u64 {
+        if record.timeout_ms == 0 { self.config.claim_timeout_ms } else { record.timeout_ms }
+    }
+
+    /// The lease new claims of `record` attach to, and the deadline it gives
+    /// them.
+    pub(crate) async fn claim_lease(
+        &self,
+        record: &TaskRecord,
+    ) -> Result<(LeaseId, i64), CoreError> {
+        self.leases.lease(&*self.store, self.lease_ms(record)).await
     }
 
     /// The lease new pushes attach to (until acknowledged).
@@ -101,11 +111,12 @@ impl Coordinator {
         if record.not_before_ms > now_ms() {
             return Ok(Some(ClaimOutcome::BackingOff { ready_at_ms: record.not_before_ms }));
         }
-        let (lease, deadline_ms) = self.claim_lease().await?;
+        let (lease, deadline_ms) = self.claim_lease(&record).await?;
         let mut ops = Vec::from(txn::take_from_pool(&self.keys, &record));
         record.state = TaskState::Claimed;
         record.owner = Some(swarm.swarm_id.clone());
         record.claimed_at_ms = Some(now_ms());
+        record.claim_token = None;
         let (witness, witness_ops) = Entry {
             op: WitnessOp::TaskClaimed,
             actor: swarm.swarm_id.clone(),
@@ -200,7 +211,7 @@ impl Coordinator {
         Ok(None)
     }
 
-    /// Extends a claim by another claim timeout.
+    /// Extends a claim by another of the task's claim leases.
     pub async fn renew_claim(
         &self,
         swarm_id: &str,
@@ -212,9 +223,13 @@ impl Coordinator {
         let keys = txn::read_task(&*self.store, &self.keys, task_id)
             .await?
             .ok_or_else(|| CoreError::TaskNotFound(task_id.into()))?;
-        let claim = txn::check_fence(swarm_id, task_id, token, &keys)?;
+        let record: TaskRecord = decode(&keys.record)?;
+        let claim = match txn::check_fence(swarm_id, task_id, token, &keys) {
+            Ok(claim) => claim,
+            Err(_) => return Err(self.refusal(swarm_id, task_id, token).await),
+        };
         for _ in 0..2 {
-            let (lease, deadline_ms) = self.claim_lease().await?;
+            let (lease, deadline_ms) = self.claim_lease(&record).await?;
             let value =
                 ClaimValue { swarm_id: swarm_id.into(), deadline_ms, written_at_ms: now_ms() };
             let key = String::from_utf8_lossy(&claim.key).into_owned();
@@ -226,12 +241,35 @@ impl Coordinator {
             ));
             match self.store.txn(txn).await {
                 Ok(resp) if resp.succeeded => return Ok(deadline_ms),
-                Ok(_) => return Err(CoreError::Fenced { task_id: task_id.into(), token }),
+                Ok(_) => return Err(self.refusal(swarm_id, task_id, token).await),
                 Err(KvError::LeaseNotFound(_)) => self.leases.forget(lease),
                 Err(e) => return Err(e.into()),
             }
         }
         Err(CoreError::Contended(format!("claim lease of task {task_id}")))
+    }
+
+    /// Why `swarm_id` with claim `token` may not act on the task, read fresh
+    /// after recording a lapse not yet recorded (so a lapse explains itself).
+    pub(crate) async fn refusal(
+        &self,
+        swarm_id: &str,
+        task_id: &str,
+        token: Revision,
+    ) -> CoreError {
+        if let Err(e) = self.reap_task(task_id).await {
+            return e;
+        }
+        let keys = match txn::read_task(&*self.store, &self.keys, task_id).await {
+            Ok(Some(keys)) => keys,
+            Ok(None) => return CoreError::TaskNotFound(task_id.into()),
+            Err(e) => return e,
+        };
+        match txn::check_fence(swarm_id, task_id, token, &keys) {
+            Err(e) => e,
+            // It holds after all: the write lost a race with another writer.
+            Ok(_) => CoreError::Contended(format!("task {task_id}")),
+        }
     }
 
     /// Marks a task completed by the swarm holding claim `token`.
@@ -255,6 +293,7 @@ impl Coordinator {
         token: Revision,
         error: String,
     ) -> Result<TaskRecord, CoreError> {
+        // Too large for a request is refused; stored, it is cut to 4 KiB.
         let max = self.config.max_json_bytes;
         if error.len() > max {
             let reason = format!("is {} bytes, more than {max}", error.len());
@@ -275,31 +314,33 @@ impl Coordinator {
         for round in 0..MAX_CAS_ROUNDS {
             let serializable = round == 0;
             let snap = txn::snapshot(&*self.store, &self.keys, task_id, None, serializable).await?;
-            let checked =
-                snap.keys.ok_or_else(|| CoreError::TaskNotFound(task_id.into())).and_then(|keys| {
-                    txn::check_fence(swarm_id, task_id, token, &keys)?;
-                    Ok(keys)
-                });
-            let keys = match checked {
-                Ok(checked) => checked,
+            let keys = match snap.keys {
+                Some(keys) => keys,
                 // Confirm a refusal on a linearizable read.
-                Err(_) if serializable => continue,
-                Err(e) => return Err(e),
+                None if serializable => continue,
+                None => return Err(CoreError::TaskNotFound(task_id.into())),
             };
             let mut record: TaskRecord = decode(&keys.record)?;
+            if already_ended(&record, swarm_id, token, &outcome) {
+                // A retry after a lost response: the same answer again.
+                return Ok(record);
+            }
+            if txn::check_fence(swarm_id, task_id, token, &keys).is_err() {
+                if serializable {
+                    continue;
+                }
+                return Err(self.refusal(swarm_id, task_id, token).await);
+            }
+            let lease_ms = self.lease_ms(&record);
             let mut ops =
                 txn::teardown_ops(&self.keys, task_id, TaskState::Claimed, Some(swarm_id));
             let (op, detail) = match &outcome {
                 Ok(result) => {
-                    txn::close_attempt(
-                        &mut record,
-                        swarm_id,
-                        token,
-                        AttemptOutcome::Completed,
-                        None,
-                    );
+                    let completed = AttemptOutcome::Completed;
+                    txn::close_attempt(&mut record, swarm_id, token, completed, lease_ms, None);
                     record.state = TaskState::Completed;
                     record.awaiting_ack = false;
+                    record.claim_token = None;
                     record.result = Some(result.clone());
                     record.claimed_at_ms = None;
                     let done = self.keys.state_entry(TaskState::Completed.as_str(), task_id);
@@ -309,23 +350,24 @@ impl Coordinator {
                     (WitnessOp::TaskCompleted, json!({"result_bytes": size}))
                 }
                 Err(error) => {
+                    record.attempts += 1;
                     let failed = AttemptOutcome::Failed;
                     let ended = txn::close_attempt(
                         &mut record,
                         swarm_id,
                         token,
                         failed,
-                        Some(error.clone()),
+                        lease_ms,
+                        Some(error),
                     );
-                    record.attempts += 1;
-                    record.error = Some(error.clone());
                     record.not_before_ms = ended + self.config.retry_backoff_ms as i64;
+                    record.claim_token = None;
                     ops.push(put(self.keys.counter(swarm_id, Counter::Failed), Vec::new()));
                     let op = match self.requeue(&mut record, &mut ops) {
                         WitnessOp::TaskDeadLettered => WitnessOp::TaskDeadLettered,
                         _ => WitnessOp::TaskFailed,
                     };
-                    (op, json!({"error": error, "attempts": record.attempts}))
+                    (op, json!({"error": record.error, "attempts": record.attempts}))
                 }
             };
             let state = record.state.as_str();
@@ -344,5 +386,33 @@ impl Coordinator {
             }
         }
         Err(CoreError::Contended(format!("task {task_id}")))
+    }
+}
+
+/// Whether claim `token` of `swarm_id` already ended the way `outcome` asks
+/// (completed with this result, or failed with this error): a retried call
+/// whose first response was lost.
+fn already_ended(
+    record: &TaskRecord,
+    swarm_id: &str,
+    token: Revision,
+    outcome: &Result<serde_json::Value, String>,
+) -> bool {
+    let Some(attempt) =
+        record.history.iter().rev().find(|a| a.token == token && a.swarm_id == swarm_id)
+    else {
+        return false;
+    };
+    match outcome {
+        Ok(result) => {
+            attempt.outcome == AttemptOutcome::Completed
+                && record.state == TaskState::Completed
+                && record.result.as_ref() == Some(result)
+        }
+        Err(error) => {
+            let stored = attempt.error.as_ref().or(record.error.as_ref());
+            attempt.outcome == AttemptOutcome::Failed
+                && stored.is_some_and(|e| *e == txn::capped(error))
+        }
     }
 }

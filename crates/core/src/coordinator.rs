@@ -90,6 +90,22 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Removes any swarm at once without its token (the operator's eviction);
+    /// its claims lapse at once and return to the pool or dead-letter.
+    pub async fn evict_swarm(&self, swarm_id: &str) -> Result<(), CoreError> {
+        let held = self.swarms.held(swarm_id).await?;
+        self.swarms.evict(swarm_id).await?;
+        for task_id in held {
+            self.reap_task(&task_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps any swarm alive without its token (an operator acting for it).
+    pub async fn touch_swarm(&self, swarm_id: &str) -> Result<i64, CoreError> {
+        self.swarms.touch(swarm_id).await
+    }
+
     /// A live swarm.
     pub async fn get_swarm(&self, swarm_id: &str) -> Result<Option<SwarmRecord>, CoreError> {
         self.swarms.get(swarm_id).await

@@ -89,6 +89,45 @@ pub enum CoreError {
         /// The stale token.
         token: i64,
     },
+    /// The caller's claim lapsed (its lease ran out or its swarm went away);
+    /// the message says when, after what lease, and what became of the task.
+    #[error("task {task_id}: claim {token} lapsed {detail}")]
+    ClaimLapsed {
+        /// The task.
+        task_id: String,
+        /// The lapsed claim's token.
+        token: i64,
+        /// When, after what lease, and the task's fate.
+        detail: String,
+    },
+    /// A newer claim of the same swarm replaced the caller's.
+    #[error("task {task_id}: claim {token} was replaced by a newer claim (token {current})")]
+    ClaimReplaced {
+        /// The task.
+        task_id: String,
+        /// The replaced claim's token.
+        token: i64,
+        /// The live claim's token.
+        current: i64,
+    },
+    /// No claim with this token holds the task (never claimed, or not now).
+    #[error("task {task_id} is not claimed with token {token}: {detail}")]
+    NotClaimed {
+        /// The task.
+        task_id: String,
+        /// The token given.
+        token: i64,
+        /// What the task is now.
+        detail: String,
+    },
+    /// The task is not dead, so it cannot be retried.
+    #[error("task {task_id} is {} (only a dead task can be retried)", state.as_str())]
+    NotDead {
+        /// The task.
+        task_id: String,
+        /// Its state.
+        state: TaskState,
+    },
     /// No blocker has this id.
     #[error("blocker {0} not found")]
     BlockerNotFound(String),

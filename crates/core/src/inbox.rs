@@ -104,6 +104,7 @@ impl Coordinator {
             record.owner = Some(swarm_id.into());
             record.claimed_at_ms = Some(now_ms());
             record.awaiting_ack = true;
+            record.claim_token = None;
             let (witness, witness_ops) = Entry {
                 op: WitnessOp::TaskPushed,
                 actor: "orchestrator".into(),
@@ -190,7 +191,10 @@ impl Coordinator {
         for _ in 0..MAX_CAS_ROUNDS {
             let snap = txn::snapshot(&*self.store, &self.keys, task_id, None, false).await?;
             let keys = snap.keys.ok_or_else(|| CoreError::TaskNotFound(task_id.into()))?;
-            let claim = txn::check_fence(swarm_id, task_id, token, &keys)?.clone();
+            let claim = match txn::check_fence(swarm_id, task_id, token, &keys) {
+                Ok(claim) => claim.clone(),
+                Err(_) => return Err(self.refusal(swarm_id, task_id, token).await),
+            };
             let mut record: TaskRecord = decode(&keys.record)?;
             if !record.awaiting_ack {
                 return Err(CoreError::AlreadyAcknowledged(task_id.into()));
@@ -198,7 +202,8 @@ impl Coordinator {
             record.awaiting_ack = false;
             let inbox = self.keys.inbox_entry(swarm_id, task_id);
             let (mut ops, op, deadline) = if accept {
-                let (lease, deadline_ms) = self.claim_lease().await?;
+                let (lease, deadline_ms) = self.claim_lease(&record).await?;
+                record.claim_token = Some(token);
                 let value =
                     ClaimValue { swarm_id: swarm_id.into(), deadline_ms, written_at_ms: now_ms() };
                 let key = String::from_utf8_lossy(&claim.key).into_owned();

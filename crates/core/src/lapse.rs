@@ -59,12 +59,13 @@ impl Coordinator {
         head: &Head,
     ) -> Result<(Vec<TxnOp>, WitnessRecord), CoreError> {
         let owner = record.owner.clone().unwrap_or_default();
-        let token = keys.claim.as_ref().map_or(0, |c| c.create_revision);
+        let token = txn::claim_token(keys, record);
         let pushed = record.awaiting_ack;
+        let lease_ms = if pushed { self.config.push_timeout_ms } else { self.lease_ms(record) };
         if !pushed {
             record.attempts += 1;
         }
-        txn::close_attempt(record, &owner, token, AttemptOutcome::Lapsed, None);
+        txn::close_attempt(record, &owner, token, AttemptOutcome::Lapsed, lease_ms, None);
         let task_id = record.task_id.clone();
         let mut ops = txn::teardown_ops(&self.keys, &task_id, TaskState::Claimed, Some(&owner));
         let (op, reason) = if pushed {
@@ -78,9 +79,9 @@ impl Coordinator {
             actor: "coordinator".into(),
             task_id: Some(task_id.clone()),
             swarm_id: Some(owner),
-            token: (token != 0).then_some(token),
+            token: Some(token),
             outcome: record.state.as_str().into(),
-            detail: json!({"reason": reason, "attempts": record.attempts}),
+            detail: json!({"reason": reason, "attempts": record.attempts, "lease_ms": lease_ms}),
         }
         .seal(&self.keys, &task_chain(&task_id), head)?;
         ops.extend(witness_ops);
@@ -119,5 +120,6 @@ fn unclaim(record: &mut TaskRecord, state: TaskState) {
     record.owner = None;
     record.claimed_at_ms = None;
     record.awaiting_ack = false;
+    record.claim_token = None;
     record.state = state;
 }

@@ -45,7 +45,9 @@ impl LeaseBuckets {
         let lease = store.lease_grant(ttl).await?;
         let deadline_ms = started_ms + lease.ttl * 1000;
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        buckets.retain(|b| b.ttl != ttl);
+        // Tasks choose their own leases: drop every bucket past its second,
+        // so the list holds only the TTLs in use.
+        buckets.retain(|b| b.ttl != ttl && b.opened.elapsed() < Duration::from_secs(1));
         buckets.push(Bucket { ttl, lease: lease.id, opened: Instant::now(), deadline_ms });
         Ok((lease.id, deadline_ms))
     }

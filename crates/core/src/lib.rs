@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+mod acting;
 mod blocker;
 mod claim;
 mod codec;
@@ -21,6 +22,7 @@ mod inbox;
 pub mod keys;
 mod lapse;
 mod lease_bucket;
+mod operator;
 mod reaper;
 pub mod swarm;
 pub mod task;
@@ -28,13 +30,17 @@ mod txn;
 pub mod validate;
 pub mod witness;
 
-pub use config::CoreConfig;
+pub use acting::acting_as_admin;
+pub use config::{
+    CoreConfig, ERROR_TEXT_LIMIT, HISTORY_LIMIT, MAX_ATTEMPTS_CEILING, MAX_TIMEOUT_MS,
+    MIN_TIMEOUT_MS, TRUNCATED_MARKER,
+};
 pub use coordinator::Coordinator;
 pub use error::CoreError;
 pub use events::CoreStream;
 pub use ifc_api::{
     Blocker, BlockerEvent, BlockerInfo, BlockerState, Claim, ClaimOutcome, CoordinationEvent,
-    HelperCandidate, InboxItem, Swarm, SwarmStats, TaskPage, WitnessQuery,
+    HelperCandidate, InboxItem, QueueCounts, Swarm, SwarmStats, TaskPage, WitnessQuery,
 };
 pub use keys::capset_id;
 pub use reaper::Reaper;

@@ -217,6 +217,27 @@ impl SwarmRegistry {
     /// record, then its lease is revoked, which ends its holdings in one revision.
     pub async fn unregister(&self, swarm_id: &str, token: &str) -> Result<(), CoreError> {
         let record = self.owned(swarm_id, token).await?;
+        self.remove(swarm_id, record).await
+    }
+
+    /// Removes any swarm at once, without its token (the operator's eviction);
+    /// like [`SwarmRegistry::unregister`] otherwise.
+    pub async fn evict(&self, swarm_id: &str) -> Result<(), CoreError> {
+        validate::id("swarm_id", swarm_id)?;
+        let (record, _) =
+            self.read(swarm_id).await?.ok_or_else(|| CoreError::NotRegistered(swarm_id.into()))?;
+        self.remove(swarm_id, record).await
+    }
+
+    /// Keeps any swarm alive without its token (an operator acting for it).
+    pub async fn touch(&self, swarm_id: &str) -> Result<i64, CoreError> {
+        validate::id("swarm_id", swarm_id)?;
+        let (record, _) =
+            self.read(swarm_id).await?.ok_or_else(|| CoreError::NotRegistered(swarm_id.into()))?;
+        self.keep_alive(swarm_id, record.lease).await
+    }
+
+    async fn remove(&self, swarm_id: &str, record: SwarmRecord) -> Result<(), CoreError> {
         let key = self.keys.swarm(swarm_id);
         let compares = vec![Compare::exists(key.clone())];
         let ops = vec![TxnOp::Delete(DeleteRequest::key(key))];

@@ -10,6 +10,7 @@ pub use ifc_api::{Attempt, AttemptOutcome, NewTask, TaskRecord, TaskState, TaskV
 pub use crate::txn::ClaimValue;
 
 use crate::codec::{decode, encode};
+use crate::config::{MAX_ATTEMPTS_CEILING, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS};
 use crate::keys::{Key, capset_id, task_chain};
 use crate::txn::{self, MAX_CAS_ROUNDS, delete, put, range_op, ranges};
 use crate::witness::{Entry, Head, WitnessOp};
@@ -28,6 +29,7 @@ impl Coordinator {
     pub async fn create_task(&self, new: NewTask) -> Result<TaskRecord, CoreError> {
         let record = self.new_record(&new)?;
         let (caps, max_attempts) = (record.required_capabilities.clone(), record.max_attempts);
+        let timeout_ms = record.timeout_ms;
         let capset = capset_id(&caps);
         let (witness, mut ops) = Entry {
             op: WitnessOp::TaskCreated,
@@ -37,7 +39,7 @@ impl Coordinator {
             token: None,
             outcome: TaskState::Ready.as_str().into(),
             detail: json!({"task_type": new.task_type, "priority": new.priority,
-                "required_capabilities": caps, "max_attempts": max_attempts}),
+                "required_capabilities": caps, "max_attempts": max_attempts, "timeout_ms": timeout_ms}),
         }
         .seal(&self.keys, &task_chain(&new.task_id), &Head::empty())?;
         let task_key = self.keys.task(&new.task_id);
@@ -81,10 +83,19 @@ impl Coordinator {
         validate::capabilities("required_capabilities", &new.required_capabilities)?;
         validate::json("metadata", &new.metadata, self.config.max_json_bytes)?;
         let max_attempts = new.max_attempts.unwrap_or(self.config.default_max_attempts);
-        if max_attempts == 0 {
+        if !(1..=MAX_ATTEMPTS_CEILING).contains(&max_attempts) {
             return Err(CoreError::Invalid {
                 field: "max_attempts",
-                reason: "must be at least 1".into(),
+                reason: format!("must be 1 ..= {MAX_ATTEMPTS_CEILING}, not {max_attempts}"),
+            });
+        }
+        let timeout_ms = new.timeout_ms.unwrap_or(self.config.claim_timeout_ms);
+        if !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
+            return Err(CoreError::Invalid {
+                field: "timeout_ms",
+                reason: format!(
+                    "must be {MIN_TIMEOUT_MS} ..= {MAX_TIMEOUT_MS} ms, not {timeout_ms}"
+                ),
             });
         }
         Ok(TaskRecord {
@@ -94,6 +105,7 @@ impl Coordinator {
             required_capabilities: canonical_capabilities(new.required_capabilities.clone()),
             priority: new.priority,
             max_attempts,
+            timeout_ms,
             created_at_ms: now_ms(),
             state: TaskState::Ready,
             owner: None,
@@ -104,6 +116,7 @@ impl Coordinator {
             error: None,
             not_before_ms: 0,
             awaiting_ack: false,
+            claim_token: None,
         })
     }
 
@@ -218,10 +231,13 @@ impl Coordinator {
             if let Some(owner) = record.owner.take() {
                 let outcome =
                     if view.lapsed { AttemptOutcome::Lapsed } else { AttemptOutcome::Cancelled };
-                txn::close_attempt(&mut record, &owner, view.token.unwrap_or(0), outcome, None);
+                let token = view.token.unwrap_or_else(|| txn::claim_token(&keys, &view.record));
+                let lease_ms = self.lease_ms(&record);
+                txn::close_attempt(&mut record, &owner, token, outcome, lease_ms, None);
             }
             record.state = TaskState::Cancelled;
             record.awaiting_ack = false;
+            record.claim_token = None;
             record.claimed_at_ms = None;
             let (witness, witness_ops) = Entry {
                 op: WitnessOp::TaskCancelled,

@@ -15,6 +15,7 @@ use ifc_kv::{
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
+use crate::config::{ERROR_TEXT_LIMIT, HISTORY_LIMIT, TRUNCATED_MARKER};
 use crate::keys::{Counter, Keys, capset_id, task_chain};
 use crate::witness::Head;
 use crate::{CoreError, now_ms};
@@ -176,7 +177,7 @@ pub(crate) fn fence(keys: &Keys, task_id: &str, token: Revision) -> [Compare; 2]
 }
 
 /// Checks that `swarm_id` holds the live claim `token` on the task; returns
-/// the claim key.
+/// the claim key. A refusal says why (see [`refusal`]).
 pub(crate) fn check_fence<'k>(
     swarm_id: &str,
     task_id: &str,
@@ -184,18 +185,76 @@ pub(crate) fn check_fence<'k>(
     keys: &'k TaskKeys,
 ) -> Result<&'k KeyValue, CoreError> {
     let record: TaskRecord = decode(&keys.record)?;
+    if let Some(claim) = keys.live_claim().filter(|_| record.state == TaskState::Claimed) {
+        let value: ClaimValue = decode(claim)?;
+        if value.swarm_id == swarm_id && claim.create_revision == token {
+            return Ok(claim);
+        }
+    }
+    Err(refusal(swarm_id, task_id, token, keys, &record)?)
+}
+
+/// Why `swarm_id` with claim `token` may not act on the task: its claim
+/// lapsed (when, after what lease, what became of the task), another swarm
+/// holds the task, a newer claim replaced it, or it is not claimed. A lapse
+/// not yet recorded reads as not claimed: callers record it first.
+pub(crate) fn refusal(
+    swarm_id: &str,
+    task_id: &str,
+    token: Revision,
+    keys: &TaskKeys,
+    record: &TaskRecord,
+) -> Result<CoreError, CoreError> {
+    let task_id = task_id.to_string();
+    let attempt = record.history.iter().rev().find(|a| a.token == token && a.swarm_id == swarm_id);
+    if let Some(attempt) = attempt.filter(|a| a.outcome == AttemptOutcome::Lapsed) {
+        let ago_secs = (now_ms() - attempt.ended_at_ms).max(0) as f64 / 1000.0;
+        let fate = if attempt.attempts_after >= record.max_attempts {
+            "dead-lettered".to_string()
+        } else {
+            format!("requeued at attempt {}/{}", attempt.attempts_after + 1, record.max_attempts)
+        };
+        let detail = format!(
+            "{ago_secs:.1} s ago (at {} ms since the epoch) after a lease of {} ms; the task was \
+             {fate} and is now {}",
+            attempt.ended_at_ms,
+            attempt.lease_ms,
+            record.state.as_str()
+        );
+        return Ok(CoreError::ClaimLapsed { task_id, token, detail });
+    }
     let live = keys.live_claim().filter(|_| record.state == TaskState::Claimed);
-    let Some(claim) = live else {
-        return Err(CoreError::Fenced { task_id: task_id.into(), token });
+    if let Some(claim) = live {
+        let value: ClaimValue = decode(claim)?;
+        if value.swarm_id != swarm_id {
+            return Ok(CoreError::NotOwner { task_id, owner: value.swarm_id });
+        }
+        if claim.create_revision > token {
+            return Ok(CoreError::ClaimReplaced { task_id, token, current: claim.create_revision });
+        }
+    }
+    let state = record.state.as_str();
+    let detail = match attempt {
+        Some(a) => {
+            format!("its attempt under this token ended ({:?}); the task is {state}", a.outcome)
+                .to_lowercase()
+        }
+        None => format!("no claim with this token holds it; the task is {state}"),
     };
-    let value: ClaimValue = decode(claim)?;
-    if value.swarm_id != swarm_id {
-        return Err(CoreError::NotOwner { task_id: task_id.into(), owner: value.swarm_id });
+    Ok(CoreError::NotClaimed { task_id, token, detail })
+}
+
+/// The token of the claim a claimed record is under, even once the claim's
+/// keys are gone: the claim or holder key's create revision, else the token
+/// an ack stored, else the record's revision (the claim txn wrote it).
+pub(crate) fn claim_token(keys: &TaskKeys, record: &TaskRecord) -> Revision {
+    if let Some(claim) = &keys.claim {
+        return claim.create_revision;
     }
-    if claim.create_revision != token {
-        return Err(CoreError::Fenced { task_id: task_id.into(), token });
+    if let Some(holder) = &keys.holder {
+        return holder.create_revision;
     }
-    Ok(claim)
+    record.claim_token.unwrap_or(keys.record.mod_revision)
 }
 
 /// Ops that take a ready task out of its ready queue and the ready index.
@@ -262,22 +321,55 @@ pub(crate) fn teardown_ops(
     ops
 }
 
-/// Adds the attempt that just ended to the task's history; returns when.
+/// Adds the attempt that just ended to the task's history (its last
+/// [`HISTORY_LIMIT`] attempts are kept); returns when it ended. A failure's
+/// text goes to `record.error` only (cut at [`ERROR_TEXT_LIMIT`]); the text
+/// of the failure before it moves into that one's attempt, so each is stored
+/// once. Call it after `record.attempts` counts this attempt.
 pub(crate) fn close_attempt(
     record: &mut TaskRecord,
     swarm_id: &str,
     token: Revision,
     outcome: AttemptOutcome,
-    error: Option<String>,
+    lease_ms: u64,
+    error: Option<&str>,
 ) -> i64 {
     let ended_at_ms = now_ms();
+    if let Some(error) = error {
+        let previous = record.error.replace(capped(error));
+        let last_failed = record
+            .history
+            .iter_mut()
+            .rev()
+            .find(|a| a.outcome == AttemptOutcome::Failed && a.error.is_none());
+        if let Some(attempt) = last_failed {
+            attempt.error = previous;
+        }
+    }
     record.history.push(Attempt {
         swarm_id: swarm_id.into(),
         token,
         claimed_at_ms: record.claimed_at_ms.unwrap_or(0),
         ended_at_ms,
         outcome,
-        error,
+        error: None,
+        lease_ms,
+        attempts_after: record.attempts,
     });
+    let excess = record.history.len().saturating_sub(HISTORY_LIMIT);
+    record.history.drain(..excess);
     ended_at_ms
+}
+
+/// `text` cut to at most [`ERROR_TEXT_LIMIT`] bytes (on a character
+/// boundary), ending with [`TRUNCATED_MARKER`] when cut.
+pub(crate) fn capped(text: &str) -> String {
+    if text.len() <= ERROR_TEXT_LIMIT {
+        return text.to_string();
+    }
+    let mut end = ERROR_TEXT_LIMIT - TRUNCATED_MARKER.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{TRUNCATED_MARKER}", &text[..end])
 }

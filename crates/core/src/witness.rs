@@ -51,6 +51,8 @@ pub enum WitnessOp {
     TaskRequeued,
     /// A task was cancelled.
     TaskCancelled,
+    /// An operator put a dead task back in the pool with its attempts reset.
+    TaskRetried,
     /// A claim was renewed (event stream only; never stored).
     TaskRenewed,
     /// A task was pushed to a swarm's inbox.
@@ -78,7 +80,7 @@ pub enum WitnessOp {
 }
 
 impl WitnessOp {
-    const ALL: [WitnessOp; 19] = [
+    const ALL: [WitnessOp; 20] = [
         WitnessOp::TaskCreated,
         WitnessOp::TaskClaimed,
         WitnessOp::TaskCompleted,
@@ -86,6 +88,7 @@ impl WitnessOp {
         WitnessOp::TaskDeadLettered,
         WitnessOp::TaskRequeued,
         WitnessOp::TaskCancelled,
+        WitnessOp::TaskRetried,
         WitnessOp::TaskRenewed,
         WitnessOp::TaskPushed,
         WitnessOp::PushAcked,
@@ -110,6 +113,7 @@ impl WitnessOp {
             WitnessOp::TaskDeadLettered => "task_dead_lettered",
             WitnessOp::TaskRequeued => "task_requeued",
             WitnessOp::TaskCancelled => "task_cancelled",
+            WitnessOp::TaskRetried => "task_retried",
             WitnessOp::TaskRenewed => "task_renewed",
             WitnessOp::TaskPushed => "task_pushed",
             WitnessOp::PushAcked => "push_acked",
@@ -267,7 +271,7 @@ impl Entry {
             swarm_id: self.swarm_id,
             token: self.token,
             outcome: self.outcome,
-            detail: self.detail,
+            detail: crate::acting::mark(self.detail),
             at_ms: crate::now_ms(),
             prev_hash: head.hash.clone(),
             hash: String::new(),

@@ -45,6 +45,7 @@ async fn hundred_swarms_thousand_tasks(store: TestStore) {
             required_capabilities: Vec::new(),
             priority: (i % 5) as i32,
             max_attempts: Some(3),
+            timeout_ms: None,
         };
         c.create_task(task).await.unwrap();
     }
@@ -84,7 +85,11 @@ async fn hundred_swarms_thousand_tasks(store: TestStore) {
                 };
                 match outcome {
                     // A slow call can outlive the claim; the fence refuses it.
-                    Ok(()) | Err(CoreError::Fenced { .. }) | Err(CoreError::NotOwner { .. }) => {}
+                    Ok(())
+                    | Err(CoreError::ClaimLapsed { .. })
+                    | Err(CoreError::ClaimReplaced { .. })
+                    | Err(CoreError::NotClaimed { .. })
+                    | Err(CoreError::NotOwner { .. }) => {}
                     Err(e) => panic!("{swarm}: ending {id}: {e}"),
                 }
             }

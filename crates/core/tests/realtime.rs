@@ -34,6 +34,7 @@ fn task(id: &str) -> NewTask {
         required_capabilities: Vec::new(),
         priority: 0,
         max_attempts: None,
+        timeout_ms: None,
     }
 }
 
@@ -134,7 +135,10 @@ async fn an_unacknowledged_push_returns_to_the_pool(store: TestStore) {
         witnessed.lock().unwrap().iter().any(|r| r.op == "push_expired")
     })
     .await;
-    assert!(matches!(c.ack_push("slow", "t", item.token).await, Err(CoreError::Fenced { .. })));
+    assert!(matches!(
+        c.ack_push("slow", "t", item.token).await,
+        Err(CoreError::ClaimLapsed { .. })
+    ));
     let mut inbox = c.inbox("slow", 0).await.unwrap();
     nothing_more(&mut inbox).await;
     assert!(matches!(c.claim_task("other", "t").await.unwrap(), ClaimOutcome::Claimed(_)));

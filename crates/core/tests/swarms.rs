@@ -37,7 +37,7 @@ async fn register_get_list_unregister(store: TestStore) {
         )
         .await
         .unwrap();
-    assert_eq!(finance.ttl_secs, 10);
+    assert_eq!(finance.ttl_secs, 30, "the default swarm TTL");
     swarms.register("swarm-2", caps(&["code-analysis:rust"]), json!(null), None).await.unwrap();
 
     let record = swarms.get("swarm-finance").await.unwrap().expect("registered");

@@ -35,6 +35,7 @@ fn task(id: &str) -> NewTask {
         required_capabilities: Vec::new(),
         priority: 0,
         max_attempts: None,
+        timeout_ms: None,
     }
 }
 
@@ -133,16 +134,20 @@ async fn a_lapsed_claim_is_fenced_and_the_new_owner_completes(store: TestStore) 
     assert!(new.token > old.token, "tokens only grow");
     assert_eq!(new.task.attempts, 1, "the lapse used an attempt");
     match c.complete_task("paused", "t", old.token, json!("stale")).await {
-        Err(CoreError::NotOwner { owner, .. }) => assert_eq!(owner, "fresh"),
-        other => panic!("the paused swarm must be refused, got {other:?}"),
+        Err(CoreError::ClaimLapsed { token, detail, .. }) => {
+            assert_eq!(token, old.token);
+            assert!(detail.contains("after a lease of 1000 ms"), "{detail}");
+            assert!(detail.contains("requeued at attempt 2/3"), "{detail}");
+        }
+        other => panic!("the paused swarm must be told its claim lapsed, got {other:?}"),
     }
     assert!(matches!(
         c.complete_task("fresh", "t", old.token, json!("wrong token")).await,
-        Err(CoreError::Fenced { .. })
+        Err(CoreError::ClaimReplaced { .. })
     ));
     assert!(matches!(
         c.renew_claim("paused", "t", old.token).await,
-        Err(CoreError::NotOwner { .. })
+        Err(CoreError::ClaimLapsed { .. })
     ));
     let deadline = c.renew_claim("fresh", "t", new.token).await.unwrap();
     assert!(deadline >= new.deadline_ms);
@@ -151,7 +156,7 @@ async fn a_lapsed_claim_is_fenced_and_the_new_owner_completes(store: TestStore) 
     assert_eq!(done.history.len(), 2);
     assert!(matches!(
         c.complete_task("fresh", "t", new.token, json!("twice")).await,
-        Err(CoreError::Fenced { .. })
+        Err(CoreError::NotClaimed { .. })
     ));
 }
 
@@ -207,7 +212,7 @@ async fn unregister_returns_claims_to_the_pool_at_once(store: TestStore) {
     }
     assert!(matches!(
         c.complete_task("leaving", "a", claim_a.token, json!(null)).await,
-        Err(CoreError::Fenced { .. })
+        Err(CoreError::ClaimLapsed { .. })
     ));
     claimed(c.claim_task("staying", "a").await.unwrap());
 }
@@ -319,7 +324,7 @@ async fn cancel_ends_a_task_and_fences_its_owner(store: TestStore) {
     c.cancel_task("busy").await.unwrap();
     assert!(matches!(
         c.complete_task("s", "busy", busy.token, json!(null)).await,
-        Err(CoreError::Fenced { .. })
+        Err(CoreError::NotClaimed { .. })
     ));
     let done = claimed(c.claim_task("s", "done").await.unwrap());
     c.complete_task("s", "done", done.token, json!(null)).await.unwrap();

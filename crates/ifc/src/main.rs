@@ -52,6 +52,10 @@ enum Command {
     Inbox(cli::InboxCommand),
     /// Blockers: raise, list, assign a helper, resolve, follow.
     Blocker(cli::BlockerCommand),
+    /// Queue depth: tasks by state and ready tasks by capability set (admin).
+    ///
+    /// Example: `ifc queues` (like `celery inspect`), `ifc queues -o json`
+    Queues(cli::QueuesCommand),
     /// Follows the coordination event stream (admin).
     ///
     /// Example: `ifc events --follow --after 120 -o json`
@@ -79,6 +83,7 @@ fn main() -> Result<()> {
             Command::Inbox(command) => cli::inbox(command).await,
             Command::Blocker(command) => cli::blocker(command).await,
             Command::Events(command) => cli::events(command).await,
+            Command::Queues(command) => cli::queues(command).await,
             Command::Store(args) => store::status(args).await.map(|()| 0),
             Command::Kv(args) => store::kv(args).await.map(|()| 0),
         }

@@ -45,16 +45,17 @@ pub struct ServeArgs {
     #[arg(long, env = "IF_COORDINATOR_PUSH_TIMEOUT", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
     push_timeout_ms: u64,
-    /// Seconds a swarm stays registered without a heartbeat.
-    #[arg(long, env = "IFC_SWARM_TTL", default_value_t = 10,
+    /// Seconds a swarm stays registered without a heartbeat (default 30;
+    /// clients heartbeat every third of it, 10 s).
+    #[arg(long, env = "IFC_SWARM_TTL", default_value_t = 30,
           value_parser = clap::value_parser!(i64).range(1..=86_400))]
     swarm_ttl: i64,
     /// Delay in ms before a failed task can be claimed again.
     #[arg(long, env = "IFC_RETRY_BACKOFF", default_value_t = 0)]
     retry_backoff_ms: u64,
-    /// Attempts a task gets when its creator does not say.
+    /// Attempts a task gets when its creator does not say (at most 100).
     #[arg(long, env = "IFC_MAX_ATTEMPTS", default_value_t = 3,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
+          value_parser = clap::value_parser!(u32).range(1..=100))]
     max_attempts: u32,
     /// Largest metadata, result or error, in bytes.
     #[arg(long, env = "IFC_MAX_JSON_BYTES", default_value_t = 1 << 20,

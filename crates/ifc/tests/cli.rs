@@ -165,6 +165,10 @@ async fn workflow(backend: Backend) {
     assert!(String::from_utf8_lossy(&events.stdout).contains("blocker_resolved"));
     let stats = json(&ifc(&served, &["swarm", "stats", "swarm-1", "-o", "json"], None));
     assert_eq!(stats["task_count"], 1);
+    let queues = json(&ifc(&served, &["queues", "-o", "json"], None));
+    assert_eq!(queues["states"]["completed"], 1, "{queues}");
+    let table = ifc(&served, &["queues"], None);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("completed  1"));
     // Bad input: exit 2 with the server's message; a bad flag value: clap's exit 2.
     let bad = ifc(&served, &["task", "create", "a/b", "--type", "x"], None);
     assert_eq!(bad.status.code(), Some(2));

@@ -2,7 +2,9 @@
 //!
 //! `Authorization: Bearer <token>`. The admin (orchestrator) token may do
 //! everything but act as a swarm. A swarm presents its own token together with
-//! `X-Ifc-Swarm: <swarm_id>`, and may act only as that swarm.
+//! `X-Ifc-Swarm: <swarm_id>`, and may act only as that swarm. The admin
+//! token with `X-Ifc-Swarm` acts for that (registered) swarm, and what it
+//! does is witnessed with `"by": "admin"`.
 
 use axum::http::{HeaderMap, header};
 use ifc_api::ErrorCode;
@@ -18,6 +20,9 @@ pub enum Caller {
     Admin,
     /// A swarm, proven by its token.
     Swarm(String),
+    /// The orchestrator acting for a registered swarm (admin token plus
+    /// `X-Ifc-Swarm`).
+    AdminFor(String),
 }
 
 impl Caller {
@@ -25,23 +30,24 @@ impl Caller {
     pub(crate) fn admin(&self) -> Result<(), AppError> {
         match self {
             Caller::Admin => Ok(()),
-            Caller::Swarm(_) => {
-                Err(AppError::new(ErrorCode::Forbidden, "this needs the admin token"))
-            }
+            Caller::Swarm(_) | Caller::AdminFor(_) => Err(AppError::new(
+                ErrorCode::Forbidden,
+                "this needs the admin token (without X-Ifc-Swarm)",
+            )),
         }
     }
 
     /// Refuses anyone but the swarm `swarm_id` itself.
     pub(crate) fn swarm(&self, swarm_id: &str) -> Result<(), AppError> {
         match self {
-            Caller::Swarm(me) if me == swarm_id => Ok(()),
-            Caller::Swarm(me) => Err(AppError::new(
+            Caller::Swarm(me) | Caller::AdminFor(me) if me == swarm_id => Ok(()),
+            Caller::Swarm(me) | Caller::AdminFor(me) => Err(AppError::new(
                 ErrorCode::Forbidden,
                 format!("swarm {me} cannot act as swarm {swarm_id}"),
             )),
             Caller::Admin => Err(AppError::new(
                 ErrorCode::Forbidden,
-                "this needs the swarm's own token (with X-Ifc-Swarm)",
+                "this needs the swarm's own token, or the admin token, with X-Ifc-Swarm",
             )),
         }
     }
@@ -66,7 +72,7 @@ impl AdminToken {
         AdminToken { sha256: sha256(token) }
     }
 
-    fn matches(&self, token: &str) -> bool {
+    pub(crate) fn matches(&self, token: &str) -> bool {
         sha256(token) == self.sha256
     }
 }
@@ -91,6 +97,13 @@ pub(crate) async fn authenticate(
             ErrorCode::Unauthorized,
             "unknown token (a swarm token needs the X-Ifc-Swarm header)",
         )),
+        Some(swarm_id) if admin.matches(token) => match core.get_swarm(swarm_id).await? {
+            Some(_) => Ok(Caller::AdminFor(swarm_id.to_string())),
+            None => Err(AppError::new(
+                ErrorCode::SwarmNotRegistered,
+                format!("swarm {swarm_id} is not registered"),
+            )),
+        },
         Some(swarm_id) => match core.check_swarm_token(swarm_id, token).await {
             Ok(()) => Ok(Caller::Swarm(swarm_id.to_string())),
             Err(CoreError::WrongToken(_)) => {
@@ -104,4 +117,21 @@ pub(crate) async fn authenticate(
 /// The bearer token in these headers, if any.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+}
+
+/// Runs a request made with the admin token on a swarm's behalf (with
+/// `X-Ifc-Swarm`) so the witness records it writes say `"by": "admin"`.
+pub(crate) async fn mark_admin_acting(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let headers = request.headers();
+    let acting = headers.contains_key("x-ifc-swarm")
+        && bearer(headers).is_some_and(|token| state.admin_token.matches(token));
+    if acting {
+        ifc_core::acting_as_admin(next.run(request)).await
+    } else {
+        next.run(request).await
+    }
 }

@@ -58,6 +58,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(routes::blockers::routes())
         .merge(routes::events::routes())
         .merge(routes::ops::routes())
+        .merge(routes::queues::routes())
 }
 
 /// The OpenAPI document.
@@ -92,6 +93,7 @@ async fn method_not_allowed(request: Request, next: Next) -> Response {
 /// The whole service: routes, `/openapi.json`, errors for unknown routes, a body
 /// limit, and metrics.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    metrics::spawn_task_gauge(&state);
     let (router, api) = routes().split_for_parts();
     let api = Arc::new(api);
     router
@@ -101,6 +103,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::mark_admin_acting))
         .layer(middleware::from_fn(method_not_allowed))
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
         .with_state(state)

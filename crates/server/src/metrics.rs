@@ -69,6 +69,44 @@ pub struct Metrics {
     pub store_txn: Histogram,
     /// Open server-sent-event streams.
     pub open_streams: AtomicI64,
+    /// Tasks by state, as the background refresh last read them (the
+    /// `/metrics` handler never waits on the store for them).
+    task_states: Mutex<Option<ifc_api::StateCounts>>,
+    /// Whether the background refresh of `task_states` runs.
+    task_gauge_started: std::sync::atomic::AtomicBool,
+}
+
+/// How often the `ifc_tasks{state}` gauge is read from the store.
+pub const TASK_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Starts refreshing the `ifc_tasks{state}` gauge every
+/// [`TASK_GAUGE_INTERVAL`] in the background (once per metrics, and only
+/// inside a Tokio runtime). It ends when the state's core or metrics go.
+pub(crate) fn spawn_task_gauge(state: &crate::state::AppState) {
+    if state.metrics.task_gauge_started.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        state.metrics.task_gauge_started.store(false, Ordering::SeqCst);
+        return;
+    };
+    let core = std::sync::Arc::downgrade(&state.core);
+    let metrics = std::sync::Arc::downgrade(&state.metrics);
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(TASK_GAUGE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(core) = core.upgrade() else { return };
+            // A failed read leaves the last value in place; the next tick retries.
+            let counts = core.task_counts().await;
+            drop(core);
+            let Some(metrics) = metrics.upgrade() else { return };
+            if let Ok(counts) = counts {
+                *metrics.task_states.lock().unwrap_or_else(|e| e.into_inner()) = Some(counts);
+            }
+        }
+    });
 }
 
 impl Metrics {
@@ -125,6 +163,22 @@ impl Metrics {
             "# HELP ifc_open_streams Open event streams.\n# TYPE ifc_open_streams gauge\n",
         );
         let _ = writeln!(out, "ifc_open_streams {}", self.open_streams.load(Ordering::Relaxed));
+        let task_states = self.task_states.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(counts) = task_states {
+            out.push_str(
+                "# HELP ifc_tasks Tasks by state (refreshed in the background every 5 s).\n\
+                 # TYPE ifc_tasks gauge\n",
+            );
+            for (state, n) in [
+                ("ready", counts.ready),
+                ("claimed", counts.claimed),
+                ("completed", counts.completed),
+                ("dead", counts.dead),
+                ("cancelled", counts.cancelled),
+            ] {
+                let _ = writeln!(out, "ifc_tasks{{state=\"{state}\"}} {n}");
+            }
+        }
         if let Some(live) = live_swarms {
             out.push_str(
                 "# HELP ifc_live_swarms Registered, live swarms.\n# TYPE ifc_live_swarms gauge\n",

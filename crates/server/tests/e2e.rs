@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ifc_client::{ClaimOutcome, Client, ClientError, ErrorCode, NewTask};
+use ifc_client::{ClaimOutcome, Client, ClientError, ErrorCode, NewTask, TaskState};
 use ifc_core::{Coordinator, CoreConfig};
 use ifc_kv::{KvStore, RangeRequest, RangeResponse};
 use ifc_server::{AppState, Metrics};
@@ -63,6 +63,8 @@ ifc_testkit::on_each_backend!(
     bad_input_gets_a_code_and_changes_nothing,
     openapi_lists_exactly_the_routes,
     graceful_shutdown_loses_no_acknowledged_write,
+    task_leases_and_refusals_that_explain,
+    operator_controls,
 );
 
 fn task(id: &str) -> NewTask {
@@ -73,6 +75,7 @@ fn task(id: &str) -> NewTask {
         required_capabilities: vec!["code-analysis:python".into()],
         priority: 0,
         max_attempts: None,
+        timeout_ms: None,
     }
 }
 
@@ -116,7 +119,7 @@ async fn seed_workflow_through_the_client(server: Server) {
     assert_eq!(admin.get_task("next-one").await.unwrap().record.attempts, 1);
     assert_eq!(
         code(swarm1.complete_task("next-one", next.token, json!(null)).await),
-        ErrorCode::Fenced
+        ErrorCode::NotClaimed
     );
 
     let verification = admin.verify_witness().await.unwrap();
@@ -158,7 +161,8 @@ async fn auth_is_enforced(server: Server) {
     assert_eq!(code(one.create_task(task("x")).await), ErrorCode::Forbidden);
     assert_eq!(code(one.list_swarms().await), ErrorCode::Forbidden);
     assert_eq!(code(one.get_swarm_stats("two").await), ErrorCode::Forbidden);
-    assert_eq!(code(admin.as_swarm("one", ADMIN).claim_task("t").await), ErrorCode::Unauthorized);
+    // The admin token with X-Ifc-Swarm acts for that swarm (see operator_controls);
+    // without the header it is not a swarm.
     let as_admin = http
         .post(format!("{}/v1/tasks/t/claim", server.url))
         .bearer_auth(ADMIN)
@@ -270,7 +274,7 @@ async fn bad_input_gets_a_code_and_changes_nothing(server: Server) {
         .await
         .unwrap();
     assert_eq!(stale.status(), 409);
-    assert_eq!(stale.json::<serde_json::Value>().await.unwrap()["code"], "fenced");
+    assert_eq!(stale.json::<serde_json::Value>().await.unwrap()["code"], "not_claimed");
     let after = server.dump().await;
     assert_eq!(after.kvs, before.kvs, "bad input changed nothing");
 }
@@ -302,6 +306,8 @@ async fn openapi_lists_exactly_the_routes(server: Server) {
         "POST /v1/tasks/{task_id}/complete",
         "POST /v1/tasks/{task_id}/fail",
         "POST /v1/tasks/{task_id}/cancel",
+        "POST /v1/tasks/{task_id}/retry",
+        "GET /v1/queues",
         "GET /v1/witness",
         "GET /v1/witness/export",
         "GET /v1/witness/verify",
@@ -713,5 +719,130 @@ mod robustness {
         }
         // Still serving.
         assert!(admin.list_swarms().await.is_ok());
+    }
+}
+
+async fn admin_call(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .request(method, format!("{}{path}", server.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+async fn task_leases_and_refusals_that_explain(server: Server) {
+    let admin = server.admin();
+    let swarm = admin.register_swarm("s", &["code-analysis:python"], json!({})).await.unwrap();
+    let out_of_range = NewTask { timeout_ms: Some(999), ..task("short") };
+    assert_eq!(code(admin.create_task(out_of_range).await), ErrorCode::InvalidArgument);
+    let long = admin.create_task(NewTask { timeout_ms: Some(60_000), ..task("long") }).await;
+    assert_eq!(long.unwrap().timeout_ms, 60_000);
+    let claim = match swarm.claim_task("long").await.unwrap() {
+        ClaimOutcome::Claimed(claim) => claim,
+        other => panic!("{other:?}"),
+    };
+    assert!(claim.deadline_ms - claim.task.claimed_at_ms.unwrap() >= 60_000);
+    let result = json!({"verdict": "ok"});
+    let first = swarm.complete_task("long", claim.token, result.clone()).await.unwrap();
+    // The response was lost; the same request again answers the same.
+    let again = swarm.complete_task("long", claim.token, result).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(
+        code(swarm.complete_task("long", claim.token, json!("other")).await),
+        ErrorCode::NotClaimed
+    );
+
+    admin.create_task(NewTask { timeout_ms: Some(1000), ..task("quick") }).await.unwrap();
+    let claim = match swarm.claim_task("quick").await.unwrap() {
+        ClaimOutcome::Claimed(claim) => claim,
+        other => panic!("{other:?}"),
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !admin.get_task("quick").await.unwrap().lapsed {
+        assert!(tokio::time::Instant::now() < deadline, "the claim never lapsed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let refused = swarm.renew_claim("quick", claim.token).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::ClaimLapsed));
+    let message = refused.to_string();
+    assert!(message.contains("after a lease of 1000 ms"), "{message}");
+    assert!(message.contains("requeued at attempt 2/3"), "{message}");
+    let history = admin.get_task("quick").await.unwrap().record.history;
+    assert_eq!(history[0].token, claim.token, "the lapsed attempt keeps its token");
+}
+
+async fn operator_controls(server: Server) {
+    let admin = server.admin();
+    let swarm = admin.register_swarm("s", &["code-analysis:python"], json!({})).await.unwrap();
+    // The admin acts for a registered swarm; the witness says so.
+    let acting = admin.as_swarm("s", ADMIN);
+    admin.create_task(NewTask { max_attempts: Some(1), ..task("doomed") }).await.unwrap();
+    let claim = match acting.claim_task("doomed").await.unwrap() {
+        ClaimOutcome::Claimed(claim) => claim,
+        other => panic!("{other:?}"),
+    };
+    let witnessed = admin.witness(Some("doomed")).await.unwrap();
+    let claimed = witnessed.iter().find(|r| r.op == "task_claimed").unwrap();
+    assert_eq!(claimed.detail["by"], "admin");
+    assert_eq!(
+        code(admin.as_swarm("nobody", ADMIN).claim_task("doomed").await),
+        ErrorCode::SwarmNotRegistered
+    );
+    acting.fail_task("doomed", claim.token, "no luck").await.unwrap();
+    assert_eq!(admin.get_task("doomed").await.unwrap().record.state, TaskState::Dead);
+
+    // A dead task retried: back to ready, attempts reset, witnessed.
+    let (status, body) = admin_call(&server, reqwest::Method::POST, "/v1/tasks/doomed/retry").await;
+    assert_eq!(
+        (status, body["state"].as_str(), body["attempts"].as_i64()),
+        (200, Some("ready"), Some(0))
+    );
+    let (status, body) = admin_call(&server, reqwest::Method::POST, "/v1/tasks/doomed/retry").await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("not_dead")));
+    let witnessed = admin.witness(Some("doomed")).await.unwrap();
+    assert!(witnessed.iter().any(|r| r.op == "task_retried"));
+    assert!(admin.verify_witness().await.unwrap().ok);
+
+    // Queue depth by state and by capability set.
+    admin.create_task(task("waiting")).await.unwrap();
+    let held = match swarm.claim_task("waiting").await.unwrap() {
+        ClaimOutcome::Claimed(claim) => claim,
+        other => panic!("{other:?}"),
+    };
+    let (status, queues) = admin_call(&server, reqwest::Method::GET, "/v1/queues").await;
+    assert_eq!(status, 200);
+    assert_eq!(queues["states"]["ready"], 1);
+    assert_eq!(queues["states"]["claimed"], 1);
+    assert_eq!(queues["capability_sets"][0]["capabilities"], json!(["code-analysis:python"]));
+    assert_eq!(queues["capability_sets"][0]["ready"], 1);
+    assert_eq!(
+        code(swarm.renew_claim("waiting", held.token + 1_000_000).await),
+        ErrorCode::NotClaimed,
+        "a token that never claimed it"
+    );
+
+    // The admin unregisters any swarm: its claims lapse at once.
+    let (status, _) = admin_call(&server, reqwest::Method::DELETE, "/v1/swarms/s").await;
+    assert_eq!(status, 204);
+    let view = admin.get_task("waiting").await.unwrap();
+    assert_eq!((view.state, view.lapsed, view.record.attempts), (TaskState::Ready, false, 1));
+
+    // The gauge is refreshed in the background; /metrics serves the last value.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap();
+        let text = metrics.text().await.unwrap();
+        if text.contains("ifc_tasks{state=\"ready\"} 2") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no ifc_tasks gauge: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

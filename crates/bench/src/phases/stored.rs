@@ -119,6 +119,7 @@ async fn claim_vs_stored(
             required_capabilities: Vec::new(),
             priority: (t % 7) as i32,
             max_attempts: None,
+            timeout_ms: None,
         };
         create_tasks(&c, created..size, 32, format!("seeding {size} tasks"), task).await?;
         created = size;

@@ -39,6 +39,7 @@ async fn run_push(cmd: &PushCommand) -> Result<i32> {
         required_capabilities: Vec::new(),
         priority: cmd.priority,
         max_attempts: None,
+        timeout_ms: None,
     };
     let item = c.admin()?.push_task_to_swarm(&cmd.swarm_id, task).await?;
     c.print(&item, |i| pushed(i, &cmd.swarm_id));

@@ -112,6 +112,7 @@ async fn run(c: &Connection, command: Task) -> Result<i32> {
                 required_capabilities: needs,
                 priority,
                 max_attempts,
+                timeout_ms: None,
             };
             let record = c.admin()?.create_task(task).await?;
             c.print(&record, created);

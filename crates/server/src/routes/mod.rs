@@ -6,6 +6,7 @@ pub(crate) mod blockers;
 pub(crate) mod events;
 pub(crate) mod inbox;
 pub(crate) mod ops;
+pub(crate) mod queues;
 pub(crate) mod swarms;
 pub(crate) mod tasks;
 pub(crate) mod witness;

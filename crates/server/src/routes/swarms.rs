@@ -68,7 +68,8 @@ async fn swarm_stats(
     }
 }
 
-/// Unregisters a swarm (the swarm); its claims return to the pool at once.
+/// Unregisters a swarm (the swarm, or the admin for any swarm); its claims
+/// lapse at once.
 #[utoipa::path(delete, path = "/v1/swarms/{swarm_id}", tag = "swarms",
     params(("swarm_id" = String, Path)),
     responses((status = 204), (status = "4XX", body = ApiError)))]
@@ -78,9 +79,14 @@ async fn unregister_swarm(
     headers: HeaderMap,
     Id(id): Id,
 ) -> Result<StatusCode, AppError> {
-    caller.swarm(&id)?;
-    let token = bearer(&headers).unwrap_or_default();
-    state.core.unregister_swarm(&id, token).await?;
+    caller.admin_or_swarm(&id)?;
+    match caller {
+        Caller::Admin | Caller::AdminFor(_) => state.core.evict_swarm(&id).await?,
+        Caller::Swarm(_) => {
+            let token = bearer(&headers).unwrap_or_default();
+            state.core.unregister_swarm(&id, token).await?
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -95,6 +101,9 @@ async fn heartbeat(
     Id(id): Id,
 ) -> Answer<Heartbeat> {
     caller.swarm(&id)?;
-    let token = bearer(&headers).unwrap_or_default();
-    Ok(Json(Heartbeat { ttl_secs: state.core.heartbeat(&id, token).await? }))
+    let ttl_secs = match caller {
+        Caller::AdminFor(_) => state.core.touch_swarm(&id).await?,
+        _ => state.core.heartbeat(&id, bearer(&headers).unwrap_or_default()).await?,
+    };
+    Ok(Json(Heartbeat { ttl_secs }))
 }

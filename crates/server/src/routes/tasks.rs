@@ -27,6 +27,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(complete_task))
         .routes(routes!(fail_task))
         .routes(routes!(cancel_task))
+        .routes(routes!(retry_task))
 }
 
 /// Claims the best ready task the swarm can do (the swarm).
@@ -156,4 +157,18 @@ async fn cancel_task(
 ) -> Answer<TaskRecord> {
     caller.admin()?;
     Ok(Json(state.core.cancel_task(&id).await?))
+}
+
+/// Puts a dead task back in the pool with its attempts reset (admin);
+/// witnessed as `task_retried`. Any other state is 409 `not_dead`.
+#[utoipa::path(post, path = "/v1/tasks/{task_id}/retry", tag = "tasks",
+    params(("task_id" = String, Path)),
+    responses((status = 200, body = TaskRecord), (status = "4XX", body = ApiError)))]
+async fn retry_task(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> Answer<TaskRecord> {
+    caller.admin()?;
+    Ok(Json(state.core.retry_task(&id).await?))
 }
