@@ -21,12 +21,16 @@ mod inbox;
 pub mod keys;
 mod lapse;
 mod lease_bucket;
+mod paging;
 mod reaper;
+mod retention;
 pub mod swarm;
 pub mod task;
 mod txn;
 pub mod validate;
 pub mod witness;
+pub mod witness_archive;
+mod witness_verify;
 
 pub use config::CoreConfig;
 pub use coordinator::Coordinator;
@@ -38,6 +42,7 @@ pub use ifc_api::{
 };
 pub use keys::capset_id;
 pub use reaper::Reaper;
+pub use retention::{Pruner, Retention};
 pub use swarm::{SwarmRecord, SwarmRegistry, SwarmSession};
 pub use task::{Attempt, AttemptOutcome, NewTask, TaskRecord, TaskState, TaskView};
 pub use witness::{Tampering, WitnessLogger, WitnessOp, WitnessRecord};
