@@ -42,7 +42,7 @@ pub use ifc_api::{
 };
 pub use keys::capset_id;
 pub use reaper::Reaper;
-pub use retention::{Pruner, Retention};
+pub use retention::{Pruner, Retention, parse_period};
 pub use swarm::{SwarmRecord, SwarmRegistry, SwarmSession};
 pub use task::{Attempt, AttemptOutcome, NewTask, TaskRecord, TaskState, TaskView};
 pub use witness::{Tampering, WitnessLogger, WitnessOp, WitnessRecord};

@@ -162,3 +162,43 @@ impl Coordinator {
         Ok(self.store.txn(txn).await?.succeeded)
     }
 }
+
+/// Parses a retention period: a whole number with a unit `s`, `m`, `h` or `d`
+/// (`7d`, `12h`), or bare seconds; `0` keeps everything.
+pub fn parse_period(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let n: u64 =
+        number.parse().map_err(|_| format!("{text:?} is not a period like 7d, 12h, 30m or 90s"))?;
+    let unit_secs = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(format!("{text:?}: the unit is one of s, m, h, d")),
+    };
+    n.checked_mul(unit_secs)
+        .filter(|secs| *secs <= 100 * 365 * 86_400)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is longer than 100 years"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_parse_with_units_and_refuse_nonsense() {
+        assert_eq!(parse_period("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_period("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_period("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_period("0"), Ok(Duration::ZERO));
+        assert!(parse_period("7w").is_err());
+        assert!(parse_period("-1d").is_err());
+        assert!(parse_period("").is_err());
+        assert!(parse_period("99999999999d").is_err());
+    }
+}
