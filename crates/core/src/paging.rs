@@ -54,13 +54,11 @@ impl Pager {
         }
         let range = KeyRange::Span { start, end: self.end.clone() };
         let resp = store.range(RangeRequest::new(range).with_limit(self.page_size)).await?;
-        if resp.more {
-            if let Some(last) = resp.kvs.last() {
-                // The smallest key after `last`.
-                let mut after = last.key.clone();
-                after.push(0);
-                self.next = Some(after);
-            }
+        if let Some(last) = resp.kvs.last().filter(|_| resp.more) {
+            // The smallest key after `last`.
+            let mut after = last.key.clone();
+            after.push(0);
+            self.next = Some(after);
         }
         if resp.kvs.is_empty() { Ok(None) } else { Ok(Some(resp.kvs)) }
     }

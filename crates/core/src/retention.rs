@@ -135,14 +135,11 @@ impl Coordinator {
             return Ok(false);
         }
         let head = Head::from_kv(head_kv.as_ref())?;
-        if let Some(dir) = &retention.archive {
-            if !records.is_empty() {
-                if let Err(e) = witness_archive::append(dir, &records) {
-                    // Never forget what could not be archived.
-                    tracing::warn!(error = %e, task_id, "retention: cannot archive; task kept");
-                    return Ok(false);
-                }
-            }
+        let archive = retention.archive.as_ref().filter(|_| !records.is_empty());
+        if let Some(Err(e)) = archive.map(|dir| witness_archive::append(dir, &records)) {
+            // Never forget what could not be archived.
+            tracing::warn!(error = %e, task_id, "retention: cannot archive; task kept");
+            return Ok(false);
         }
         let head_guard = match &head_kv {
             Some(kv) => Compare::mod_revision_is(head_key.clone(), kv.mod_revision),
