@@ -140,6 +140,16 @@ pub struct Verification {
     pub ok: bool,
     /// The first problem of each chain that did not.
     pub problems: Vec<Tampering>,
+    /// Chains checked.
+    #[serde(default)]
+    pub chains: u64,
+    /// Records checked.
+    #[serde(default)]
+    pub records: u64,
+    /// Where to resume (`from_chain`) when `max_chains` ended the walk early;
+    /// absent once every chain was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_chain: Option<String>,
 }
 
 /// A task's stored state. `Claimed` is only *live* while the task's claim key and

@@ -252,23 +252,66 @@ impl Client {
         self.get("/v1/witness/verify").await
     }
 
-    /// The whole witness log as JSON Lines (admin).
+    /// One verification walk: at most `max_chains` chains from `from_chain`;
+    /// `next_chain` in the answer says where to resume (admin).
+    pub async fn verify_witness_from(
+        &self,
+        from_chain: Option<&str>,
+        max_chains: u64,
+    ) -> Result<Verification, ClientError> {
+        let from = from_chain.map(|c| format!("&from_chain={}", encode(c))).unwrap_or_default();
+        self.get(&format!("/v1/witness/verify?max_chains={max_chains}{from}")).await
+    }
+
+    /// The whole witness log as JSON Lines (admin). Holds it all in memory:
+    /// see [`Client::export_witness_chunks`] for a long log.
     pub async fn export_witness(&self) -> Result<String, ClientError> {
-        let response = self
+        let mut text = Vec::new();
+        self.export_witness_chunks(|chunk| text.extend_from_slice(chunk)).await?;
+        Ok(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    /// The whole witness log as JSON Lines, handed to `on_chunk` as it
+    /// arrives (admin).
+    pub async fn export_witness_chunks(
+        &self,
+        on_chunk: impl FnMut(&[u8]),
+    ) -> Result<(), ClientError> {
+        self.get_chunks("/v1/witness/export", on_chunk).await
+    }
+
+    /// Every pruned chain's checkpoint as JSON Lines `{chain, seq, hash}` (admin).
+    pub async fn witness_checkpoints(&self) -> Result<String, ClientError> {
+        let mut text = Vec::new();
+        self.get_chunks("/v1/witness/checkpoints", |chunk| text.extend_from_slice(chunk)).await?;
+        Ok(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    async fn get_chunks(
+        &self,
+        path: &str,
+        mut on_chunk: impl FnMut(&[u8]),
+    ) -> Result<(), ClientError> {
+        let mut response = self
             .http
-            .get(format!("{}/v1/witness/export", self.base))
+            .get(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
             .send()
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| ClientError::Transport(e.to_string()))?;
         if status >= 400 {
+            let text = response.text().await.map_err(|e| ClientError::Transport(e.to_string()))?;
             let error = serde_json::from_str(&text)
                 .unwrap_or_else(|_| ApiError::new(ErrorCode::Internal, text));
             return Err(ClientError::Api { status, error });
         }
-        Ok(text)
+        while let Some(chunk) =
+            response.chunk().await.map_err(|e| ClientError::Transport(e.to_string()))?
+        {
+            on_chunk(&chunk);
+        }
+        Ok(())
     }
 
     /// The seed's `claim_task`, as this swarm.

@@ -157,6 +157,16 @@ impl Keys {
         format!("{}witness/{chain}/head", self.root)
     }
 
+    /// Prefix of one chain's keys: checkpoint, head and records, in that order.
+    pub fn witness_chain(&self, chain: &str) -> String {
+        format!("{}witness/{chain}/", self.root)
+    }
+
+    /// One chain's checkpoint: the seq and hash of its last pruned record.
+    pub fn witness_checkpoint(&self, chain: &str) -> String {
+        format!("{}witness/{chain}/checkpoint", self.root)
+    }
+
     /// What a stored key is, with the ids in it: the inverse of the builders
     /// above. `None` for a key outside this namespace or of no known shape.
     pub fn parse<'a>(&self, key: &'a [u8]) -> Option<Key<'a>> {
@@ -204,6 +214,9 @@ impl Keys {
             }
             "witness" => match tail.strip_suffix("/head") {
                 Some(chain) => Key::WitnessHead { chain },
+                None if tail.ends_with("/checkpoint") => {
+                    Key::WitnessCheckpoint { chain: tail.strip_suffix("/checkpoint")? }
+                }
                 None => {
                     let (chain, seq) = tail.rsplit_once("/r/")?;
                     Key::WitnessRecord { chain, seq: seq.parse().ok()? }
@@ -281,6 +294,11 @@ pub enum Key<'a> {
         /// The chain.
         chain: &'a str,
     },
+    /// [`Keys::witness_checkpoint`].
+    WitnessCheckpoint {
+        /// The chain.
+        chain: &'a str,
+    },
 }
 
 /// A capability set's queue name: a short hash of the sorted set.
@@ -339,6 +357,7 @@ mod tests {
             (keys.counter("s", Counter::Failed), Key::Counter { swarm_id: "s", counter: "failed" }),
             (keys.witness_record("task/t", 7), Key::WitnessRecord { chain: "task/t", seq: 7 }),
             (keys.witness_head("task/t"), Key::WitnessHead { chain: "task/t" }),
+            (keys.witness_checkpoint("task/t"), Key::WitnessCheckpoint { chain: "task/t" }),
         ];
         for (key, expected) in cases {
             assert_eq!(keys.parse(key.as_bytes()), Some(expected), "{key}");

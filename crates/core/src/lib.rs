@@ -23,12 +23,16 @@ pub mod keys;
 mod lapse;
 mod lease_bucket;
 mod operator;
+mod paging;
 mod reaper;
+mod retention;
 pub mod swarm;
 pub mod task;
 mod txn;
 pub mod validate;
 pub mod witness;
+pub mod witness_archive;
+mod witness_verify;
 
 pub use acting::acting_as_admin;
 pub use config::{
@@ -44,6 +48,7 @@ pub use ifc_api::{
 };
 pub use keys::capset_id;
 pub use reaper::Reaper;
+pub use retention::{Pruner, Retention, parse_period};
 pub use swarm::{SwarmRecord, SwarmRegistry, SwarmSession};
 pub use task::{Attempt, AttemptOutcome, NewTask, TaskRecord, TaskState, TaskView};
 pub use witness::{Tampering, WitnessLogger, WitnessOp, WitnessRecord};

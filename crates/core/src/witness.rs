@@ -17,8 +17,10 @@
 
 use std::sync::Arc;
 
+use futures::{Stream, TryStreamExt, stream};
+
 use ifc_api::WitnessQuery;
-use ifc_kv::{KeyValue, KvStore, PutRequest, RangeRequest, TxnOp};
+use ifc_kv::{KeyValue, KvStore, PutRequest, TxnOp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -26,7 +28,10 @@ pub use ifc_api::{Tampering, WitnessRecord};
 
 use crate::codec::decode;
 use crate::keys::{Key, Keys, task_chain};
+use crate::paging::Pager;
 use crate::{CoreError, validate};
+
+pub use crate::witness_verify::{ChainCheck, VerifyPage, verify_chain};
 
 /// Receives every witness record after its transaction committed (the seed's
 /// `witness_logger`).
@@ -290,137 +295,141 @@ impl Entry {
     }
 }
 
-/// Checks one chain: its records in key order, and its stored head.
-pub fn verify_chain(chain: &str, records: &[WitnessRecord], head: &Head) -> Result<(), Tampering> {
-    let fail = |seq: u64, problem: String| Tampering { chain: chain.into(), seq, problem };
-    let mut prev_hash = GENESIS.to_string();
-    let mut prev_revision = 0;
-    for (i, record) in records.iter().enumerate() {
-        let expected_seq = i as u64 + 1;
-        if record.seq != expected_seq {
-            return Err(fail(
-                expected_seq,
-                format!(
-                    "sequence {} found where {expected_seq} belongs (removed or inserted)",
-                    record.seq
-                ),
-            ));
-        }
-        if record.chain != chain {
-            return Err(fail(record.seq, format!("record claims chain {}", record.chain)));
-        }
-        if record.prev_hash != prev_hash {
-            return Err(fail(
-                record.seq,
-                "does not link to the record before it (reordered, removed or inserted)".into(),
-            ));
-        }
-        if hash_of(record) != record.hash {
-            return Err(fail(record.seq, "content does not match its hash (edited)".into()));
-        }
-        if record.revision != 0 && record.revision <= prev_revision {
-            return Err(fail(
-                record.seq,
-                "committed before the record it follows (reordered)".into(),
-            ));
-        }
-        prev_hash = record.hash.clone();
-        prev_revision = record.revision;
-    }
-    let last_seq = records.len() as u64;
-    if head.seq != last_seq || head.hash != prev_hash {
-        return Err(fail(
-            head.seq,
-            format!(
-                "chain ends at {last_seq} but its head says {} (tail removed or head edited)",
-                head.seq
-            ),
-        ));
-    }
-    Ok(())
+/// A stored record with its commit revision, as readers see it.
+pub(crate) fn stored(kv: &KeyValue) -> Result<WitnessRecord, CoreError> {
+    let record: WitnessRecord = decode(kv)?;
+    Ok(committed(record, kv.mod_revision))
 }
 
-/// One chain as stored: its name, its records in key order (revisions set, as
-/// stored otherwise) and its head.
-type Chain = (String, Vec<WitnessRecord>, Head);
-
-/// A stored record with its commit revision.
-fn stored(kv: &KeyValue) -> Result<WitnessRecord, CoreError> {
-    let mut record: WitnessRecord = decode(kv)?;
-    record.revision = kv.mod_revision;
-    Ok(record)
-}
-
-/// Every chain in the store.
-async fn chains(store: &dyn KvStore, keys: &Keys) -> Result<Vec<Chain>, CoreError> {
-    let all = store.range(RangeRequest::prefix(keys.witness_all())).await?;
-    let mut chains: Vec<Chain> = Vec::new();
-    for kv in &all.kvs {
-        let (chain, is_head) = match keys.parse(&kv.key) {
-            Some(Key::WitnessHead { chain }) => (chain, true),
-            Some(Key::WitnessRecord { chain, .. }) => (chain, false),
-            _ => continue,
-        };
-        if chains.last().is_none_or(|(c, _, _)| c != chain) {
-            chains.push((chain.to_string(), Vec::new(), Head::empty()));
-        }
-        let Some(entry) = chains.last_mut() else { continue };
-        if is_head {
-            entry.2 = decode(kv)?;
-        } else {
-            entry.1.push(stored(kv)?);
-        }
-    }
-    Ok(chains)
-}
-
-/// Witness records matching `query`, in commit order.
+/// Witness records matching `query`, in commit order. The store is read page
+/// by page; only the matching records are kept.
 pub(crate) async fn query(
     store: &dyn KvStore,
     keys: &Keys,
     query: &WitnessQuery,
 ) -> Result<Vec<WitnessRecord>, CoreError> {
-    let mut records: Vec<WitnessRecord> = match &query.task_id {
+    let mut pager = match &query.task_id {
         Some(task_id) => {
             validate::id("task_id", task_id)?;
-            let chain = task_chain(task_id);
-            let resp = store.range(RangeRequest::prefix(keys.witness_records(&chain))).await?;
-            resp.kvs.iter().map(stored).collect::<Result<_, _>>()?
+            Pager::prefix(keys.witness_records(&task_chain(task_id)))
         }
-        None => {
-            chains(store, keys).await?.into_iter().flat_map(|(_, records, _)| records).collect()
-        }
+        None => Pager::prefix(keys.witness_all()),
     };
-    records.retain(|r| {
+    let wanted = |r: &WitnessRecord| {
         query.swarm_id.as_ref().is_none_or(|s| r.swarm_id.as_ref() == Some(s) || r.actor == *s)
             && query.from_ms.is_none_or(|from| r.at_ms >= from)
             && query.to_ms.is_none_or(|to| r.at_ms < to)
-    });
-    records.sort_by_key(|r| (r.revision, r.chain.clone(), r.seq));
-    Ok(records
-        .into_iter()
-        .map(|r| {
-            let revision = r.revision;
-            committed(r, revision)
-        })
-        .collect())
+    };
+    let mut records = Vec::new();
+    while let Some(page) = pager.next_page(store).await? {
+        for kv in &page {
+            if let Some(Key::WitnessRecord { .. }) = keys.parse(&kv.key) {
+                let record = stored(kv)?;
+                if wanted(&record) {
+                    records.push(record);
+                }
+            }
+        }
+    }
+    records.sort_by(|a, b| (a.revision, &a.chain, a.seq).cmp(&(b.revision, &b.chain, b.seq)));
+    Ok(records)
 }
 
-/// Every witness record as JSON Lines, in commit order.
-pub(crate) async fn export(store: &dyn KvStore, keys: &Keys) -> Result<String, CoreError> {
+/// Every witness record, chain by chain (key order), one store page at a
+/// time: memory stays flat however long the log is. Each record carries its
+/// commit `revision`, which orders records across chains.
+pub fn export_stream(
+    store: Arc<dyn KvStore>,
+    keys: Keys,
+) -> impl Stream<Item = Result<WitnessRecord, CoreError>> + Send + 'static {
+    let pager = Pager::prefix(keys.witness_all());
+    stream::try_unfold((store, keys, pager), |(store, keys, mut pager)| async move {
+        let Some(page) = pager.next_page(&*store).await? else {
+            return Ok::<_, CoreError>(None);
+        };
+        let records: Vec<Result<WitnessRecord, CoreError>> = page
+            .iter()
+            .filter(|kv| matches!(keys.parse(&kv.key), Some(Key::WitnessRecord { .. })))
+            .map(stored)
+            .collect();
+        Ok(Some((stream::iter(records), (store, keys, pager))))
+    })
+    .try_flatten()
+}
+
+/// Every chain's checkpoint (the last pruned record's seq and hash), one
+/// store page at a time.
+pub fn checkpoint_stream(
+    store: Arc<dyn KvStore>,
+    keys: Keys,
+) -> impl Stream<Item = Result<Checkpoint, CoreError>> + Send + 'static {
+    let pager = Pager::prefix(keys.witness_all());
+    stream::try_unfold((store, keys, pager), |(store, keys, mut pager)| async move {
+        let Some(page) = pager.next_page(&*store).await? else {
+            return Ok::<_, CoreError>(None);
+        };
+        let mut checkpoints = Vec::new();
+        for kv in &page {
+            if let Some(Key::WitnessCheckpoint { chain }) = keys.parse(&kv.key) {
+                let head: Head = decode(kv)?;
+                checkpoints.push(Ok(Checkpoint {
+                    chain: chain.into(),
+                    seq: head.seq,
+                    hash: head.hash,
+                }));
+            }
+        }
+        Ok(Some((stream::iter(checkpoints), (store, keys, pager))))
+    })
+    .try_flatten()
+}
+
+/// Where a pruned chain's stored part begins: the seq and hash of its last
+/// pruned record (an archive of the pruned records must end here).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The chain.
+    pub chain: String,
+    /// Seq of the last pruned record.
+    pub seq: u64,
+    /// Hash of the last pruned record.
+    pub hash: String,
+}
+
+/// Every witness record as JSON Lines, chain by chain (see [`export_stream`]).
+pub(crate) async fn export(store: Arc<dyn KvStore>, keys: Keys) -> Result<String, CoreError> {
     let mut out = String::new();
-    for record in query(store, keys, &WitnessQuery::default()).await? {
+    let mut records = std::pin::pin!(export_stream(store, keys));
+    while let Some(record) = records.try_next().await? {
         out.push_str(&serde_json::to_string(&record).unwrap_or_default());
         out.push('\n');
     }
     Ok(out)
 }
 
-/// Verifies every chain; the first problem found, per chain.
-pub(crate) async fn verify(store: &dyn KvStore, keys: &Keys) -> Result<Vec<Tampering>, CoreError> {
-    Ok(chains(store, keys)
-        .await?
-        .iter()
-        .filter_map(|(chain, records, head)| verify_chain(chain, records, head).err())
-        .collect())
+impl crate::Coordinator {
+    /// Every witness record, streamed chain by chain (see [`export_stream`]).
+    pub fn witness_export_stream(
+        &self,
+    ) -> impl Stream<Item = Result<WitnessRecord, CoreError>> + Send + 'static {
+        export_stream(self.store.clone(), self.keys.clone())
+    }
+
+    /// Every chain's checkpoint, streamed.
+    pub fn witness_checkpoints(
+        &self,
+    ) -> impl Stream<Item = Result<Checkpoint, CoreError>> + Send + 'static {
+        checkpoint_stream(self.store.clone(), self.keys.clone())
+    }
+
+    /// Verifies chains in key order from `from_chain` (the first chain if
+    /// `None`), at most `max_chains` of them; [`VerifyPage::next_chain`] says
+    /// where to resume.
+    pub async fn verify_witness_from(
+        &self,
+        from_chain: Option<&str>,
+        max_chains: u64,
+    ) -> Result<VerifyPage, CoreError> {
+        crate::witness_verify::walk(&*self.store, &self.keys, from_chain, max_chains).await
+    }
 }

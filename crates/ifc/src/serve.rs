@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ifc_core::{Coordinator, CoreConfig, Reaper, WitnessRecord};
@@ -67,6 +68,16 @@ pub struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "IFC_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// How long finished tasks (and their witness chains) are kept, counted
+    /// from their last witness record: `7d`, `12h`, `30m`, `90s`; 0 keeps
+    /// everything.
+    #[arg(long, env = "IFC_TASK_RETENTION", default_value = "7d",
+          value_parser = ifc_core::parse_period)]
+    task_retention: Duration,
+    /// Directory pruned witness records are appended to (JSON Lines) before
+    /// they leave the store; `ifc witness verify --archive` checks it.
+    #[arg(long, env = "IFC_WITNESS_ARCHIVE")]
+    witness_archive: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "IFC_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -180,6 +191,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             .with_witness_logger(Arc::new(move |r: &WitnessRecord| counted.operation(&r.op))),
     );
     let reaper = Reaper::spawn(core.clone());
+    let retention = ifc_core::Retention {
+        keep: args.task_retention,
+        every: (args.task_retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60)),
+        archive: args.witness_archive.clone(),
+    };
+    let pruner = ifc_core::Pruner::spawn(core.clone(), retention);
     let state = AppState::new(core.clone(), &admin, metrics);
     let router = ifc_server::router(state, 2 * args.max_json_bytes as usize + 64 * 1024);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -202,7 +219,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         Some(config) => ifc_server::serve_tls(listener, router, config, shutdown_signal()).await?,
         None => ifc_server::serve(listener, router, shutdown_signal()).await?,
     }
-    drop(reaper);
+    drop((reaper, pruner));
     tracing::info!("stopped: in-flight requests finished, every acknowledged write is on disk");
     Ok(())
 }

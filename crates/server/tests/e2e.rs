@@ -311,6 +311,7 @@ async fn openapi_lists_exactly_the_routes(server: Server) {
         "GET /v1/witness",
         "GET /v1/witness/export",
         "GET /v1/witness/verify",
+        "GET /v1/witness/checkpoints",
         "POST /v1/swarms/{swarm_id}/push",
         "GET /v1/swarms/{swarm_id}/inbox",
         "POST /v1/swarms/{swarm_id}/inbox/{task_id}/ack",

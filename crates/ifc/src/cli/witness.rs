@@ -1,7 +1,13 @@
 //! `ifc witness …`: list, export and verify the witness log.
 
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
 use anyhow::Result;
 use ifc_client::{Verification, WitnessRecord};
+use ifc_core::witness::Checkpoint;
+use ifc_core::witness_archive::{self, ArchiveReport};
 
 use super::Connection;
 use super::output::finish;
@@ -28,10 +34,22 @@ enum WitnessOp {
     ///
     /// Example: `ifc witness export > audit.jsonl`
     Export,
-    /// Verifies every hash chain (admin). Exit 4 if tampering is found.
+    /// Verifies every hash chain, chain by chain, with progress on stderr
+    /// (admin). Exit 4 if tampering is found.
     ///
-    /// Example: `ifc witness verify`
-    Verify,
+    /// Example: `ifc witness verify --archive /var/lib/ifc/archive`
+    Verify {
+        /// Resume from this chain (a progress line's `next`).
+        #[arg(long)]
+        from_chain: Option<String>,
+        /// Chains per request.
+        #[arg(long, default_value_t = 2000)]
+        batch: u64,
+        /// Also check the pruned records archived in this directory against
+        /// the store's checkpoints.
+        #[arg(long)]
+        archive: Option<PathBuf>,
+    },
 }
 
 /// Runs `ifc witness …`.
@@ -45,9 +63,26 @@ async fn run(c: &Connection, command: WitnessOp) -> Result<i32> {
             let records = c.admin()?.witness(task.as_deref()).await?;
             c.print(&records, |list| witness_table(list));
         }
-        WitnessOp::Export => print!("{}", c.admin()?.export_witness().await?),
-        WitnessOp::Verify => {
-            let verification = c.admin()?.verify_witness().await?;
+        WitnessOp::Export => {
+            let mut out = std::io::stdout().lock();
+            let mut written = Ok(());
+            c.admin()?
+                .export_witness_chunks(|chunk| {
+                    if written.is_ok() {
+                        written = out.write_all(chunk);
+                    }
+                })
+                .await?;
+            written?;
+            out.flush()?;
+        }
+        WitnessOp::Verify { from_chain, batch, archive } => {
+            let mut verification = verify_store(c, from_chain, batch).await?;
+            if let Some(dir) = archive {
+                let report = verify_archive(c, &dir).await?;
+                verification.problems.extend(report.problems);
+                verification.ok = verification.problems.is_empty();
+            }
             c.print(&verification, verified);
             if !verification.ok {
                 return Ok(4);
@@ -55,6 +90,54 @@ async fn run(c: &Connection, command: WitnessOp) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Walks every chain `batch` at a time, printing progress (and where to
+/// resume) on stderr.
+async fn verify_store(c: &Connection, from: Option<String>, batch: u64) -> Result<Verification> {
+    let client = c.admin()?;
+    let mut total =
+        Verification { ok: true, problems: Vec::new(), chains: 0, records: 0, next_chain: None };
+    let mut from = from;
+    loop {
+        let page = client.verify_witness_from(from.as_deref(), batch.max(1)).await?;
+        total.chains += page.chains;
+        total.records += page.records;
+        total.problems.extend(page.problems);
+        match page.next_chain {
+            Some(next) => {
+                eprintln!(
+                    "verified {} chains, {} records, {} problems; next: --from-chain {next}",
+                    total.chains,
+                    total.records,
+                    total.problems.len()
+                );
+                from = Some(next);
+            }
+            None => break,
+        }
+    }
+    total.ok = total.problems.is_empty();
+    eprintln!("verified {} chains, {} records", total.chains, total.records);
+    Ok(total)
+}
+
+/// Checks the archive in `dir` against the store's checkpoints.
+async fn verify_archive(c: &Connection, dir: &Path) -> Result<ArchiveReport> {
+    let mut checkpoints = HashMap::new();
+    for line in c.admin()?.witness_checkpoints().await?.lines() {
+        let checkpoint: Checkpoint = serde_json::from_str(line)?;
+        checkpoints.insert(checkpoint.chain.clone(), checkpoint);
+    }
+    let report = witness_archive::verify(dir, &checkpoints)?;
+    eprintln!(
+        "archive: {} files, {} chains, {} records, {} problems",
+        report.files,
+        report.chains,
+        report.records,
+        report.problems.len()
+    );
+    Ok(report)
 }
 
 fn witness_table(list: &[WitnessRecord]) -> String {
