@@ -12,6 +12,7 @@ mod output;
 mod swarm;
 mod task;
 mod witness;
+mod worker;
 
 use anyhow::{Context, Result};
 use ifc_client::Client;
@@ -22,6 +23,7 @@ pub use inbox::{InboxCommand, PushCommand, inbox, push};
 pub use swarm::{SwarmCommand, swarm};
 pub use task::{TaskCommand, task};
 pub use witness::{WitnessCommand, witness};
+pub use worker::{WorkerCommand, worker};
 
 use crate::DataDir;
 use crate::serve::ADMIN_TOKEN_FILE;
