@@ -25,13 +25,16 @@
 
 #![deny(missing_docs)]
 
-use std::time::Duration;
+mod claim;
+mod swarm;
+
+pub use claim::ClaimGuard;
+pub use swarm::{SwarmClient, TaskCallback};
 
 pub use ifc_api::*;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::task::JoinHandle;
 
 /// Every way a call can fail.
 #[derive(Debug, thiserror::Error)]
@@ -167,18 +170,7 @@ impl Client {
             token: None,
         };
         let registration: Registration = self.post("/v1/swarms", &request).await?;
-        let client = self.as_swarm(swarm_id, &registration.token);
-        let beat = client.clone();
-        let period = Duration::from_millis((registration.ttl_secs.max(1) as u64 * 1000) / 3);
-        let heartbeat = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(period).await;
-                if let Err(e) = beat.heartbeat().await {
-                    tracing::warn!(error = %e, "heartbeat failed");
-                }
-            }
-        });
-        Ok(SwarmClient { client, registration, heartbeat })
+        Ok(SwarmClient::start(self.as_swarm(swarm_id, &registration.token), registration))
     }
 
     /// Live swarms (admin).
@@ -461,83 +453,6 @@ impl Client {
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(sse::follow(self.clone(), path, name, after, revision_of, tx));
         Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
-    }
-}
-
-/// A registered swarm: a [`Client`] acting as it, heartbeating in the
-/// background until dropped or unregistered.
-pub struct SwarmClient {
-    client: Client,
-    registration: Registration,
-    heartbeat: JoinHandle<()>,
-}
-
-impl std::ops::Deref for SwarmClient {
-    type Target = Client;
-
-    fn deref(&self) -> &Client {
-        &self.client
-    }
-}
-
-impl Drop for SwarmClient {
-    fn drop(&mut self) {
-        self.heartbeat.abort();
-    }
-}
-
-impl SwarmClient {
-    /// The registration (id, owner token, TTL).
-    pub fn registration(&self) -> &Registration {
-        &self.registration
-    }
-
-    /// The seed's `task_callback`: calls `callback` with every pushed task, in
-    /// push order, each once (resuming after reconnects), and acknowledges it
-    /// when the callback returns. Runs until the returned handle is dropped or
-    /// aborted.
-    pub fn on_task<F, Fut>(&self, callback: F) -> TaskCallback
-    where
-        F: Fn(InboxItem) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = ()> + Send,
-    {
-        let client = self.client.clone();
-        let task = tokio::spawn(async move {
-            let mut inbox = match client.inbox(0) {
-                Ok(inbox) => inbox,
-                Err(_) => return,
-            };
-            while let Some(item) = futures::StreamExt::next(&mut inbox).await {
-                let item = match item {
-                    Ok(item) => item,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "inbox stream ended");
-                        return;
-                    }
-                };
-                let (task_id, token) = (item.task.task_id.clone(), item.token);
-                callback(item).await;
-                if let Err(e) = client.ack_push(&task_id, token).await {
-                    tracing::warn!(error = %e, %task_id, "ack failed");
-                }
-            }
-        });
-        TaskCallback(task)
-    }
-
-    /// Unregisters and stops heartbeating.
-    pub async fn unregister(self) -> Result<(), ClientError> {
-        self.heartbeat.abort();
-        self.client.unregister_swarm().await
-    }
-}
-
-/// A running [`SwarmClient::on_task`] callback; dropping it stops it.
-pub struct TaskCallback(JoinHandle<()>);
-
-impl Drop for TaskCallback {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

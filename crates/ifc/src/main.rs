@@ -56,6 +56,10 @@ enum Command {
     ///
     /// Example: `ifc queues` (like `celery inspect`), `ifc queues -o json`
     Queues(cli::QueuesCommand),
+    /// Runs a command for every task a swarm takes: any program becomes a swarm.
+    ///
+    /// Example: `ifc worker swarm-1 --cap code-analysis:python --concurrency 4 -- ./review.sh`
+    Worker(cli::WorkerCommand),
     /// Follows the coordination event stream (admin).
     ///
     /// Example: `ifc events --follow --after 120 -o json`
@@ -84,6 +88,7 @@ fn main() -> Result<()> {
             Command::Blocker(command) => cli::blocker(command).await,
             Command::Events(command) => cli::events(command).await,
             Command::Queues(command) => cli::queues(command).await,
+            Command::Worker(command) => cli::worker(command).await,
             Command::Store(args) => store::status(args).await.map(|()| 0),
             Command::Kv(args) => store::kv(args).await.map(|()| 0),
         }

@@ -433,12 +433,13 @@ mod streams {
         assert!(text.contains("event: task"), "{text}");
         assert!(!text.contains(&format!("id: {}\n", first.revision)), "{text}");
 
-        // The seed's task_callback: each push once, acknowledged after the callback.
+        // The seed's task_callback: each push once, acknowledged on receipt.
         let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
         let _callback = swarm.on_task(move |item| {
             let seen_tx = seen_tx.clone();
             async move {
                 let _ = seen_tx.send(item.task.task_id);
+                Ok::<_, String>(json!({"seen": true}))
             }
         });
         let mut got = Vec::new();

@@ -13,6 +13,7 @@ mod queues;
 mod swarm;
 mod task;
 mod witness;
+mod worker;
 
 use anyhow::{Context, Result};
 use ifc_client::Client;
@@ -24,6 +25,7 @@ pub use queues::{QueuesCommand, queues};
 pub use swarm::{SwarmCommand, swarm};
 pub use task::{TaskCommand, task};
 pub use witness::{WitnessCommand, witness};
+pub use worker::{WorkerCommand, worker};
 
 use crate::DataDir;
 use crate::serve::ADMIN_TOKEN_FILE;

@@ -49,3 +49,10 @@ pub(super) fn finish(result: Result<i32>) -> Result<i32> {
 pub(super) fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "-".into())
 }
+
+/// `value` as one shell word: as is if it is plainly safe, else single-quoted.
+pub(super) fn shell_word(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:,@%+=/".contains(&b));
+    if plain { value.to_string() } else { format!("'{}'", value.replace('\'', r"'\''")) }
+}

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use ifc_client::{Client, RegisterSwarm, Registration, Swarm, SwarmStats};
 
-use super::output::finish;
+use super::output::{finish, shell_word};
 use super::{Connection, json_arg};
 
 /// `ifc swarm …`
@@ -17,9 +17,11 @@ pub struct SwarmCommand {
 
 #[derive(clap::Subcommand)]
 enum SwarmOp {
-    /// Registers a swarm (admin) and prints its token.
+    /// Registers a swarm (admin); prints `export IFC_SWARM=… IFC_SWARM_TOKEN=…` lines.
     ///
-    /// Example: `ifc swarm register swarm-finance --cap code-analysis:python --cap integration:sip`
+    /// `eval "$(ifc swarm register …)"` makes the following commands act as the swarm.
+    ///
+    /// Example: `ifc swarm register swarm-finance --cap code-analysis:python` (inside `eval "$(…)"`)
     Register {
         swarm_id: String,
         /// A capability (repeat for several).
@@ -98,11 +100,17 @@ async fn register_once(admin: &Client, request: &RegisterSwarm) -> Result<Regist
     Ok(swarm.registration().clone())
 }
 
-/// The registration, with the two lines a shell can `export`.
+/// The registration as shell: a comment, then the two `export` lines, so
+/// `eval "$(ifc swarm register …)"` makes the next commands act as the swarm.
 fn registered(r: &Registration) -> String {
     format!(
-        "registered {} (ttl {} s)\nIFC_SWARM={}\nIFC_SWARM_TOKEN={}",
-        r.swarm_id, r.ttl_secs, r.swarm_id, r.token
+        "# registered {} (ttl {} s); eval this output to act as it\n\
+         export IFC_SWARM={}\n\
+         export IFC_SWARM_TOKEN={}",
+        r.swarm_id,
+        r.ttl_secs,
+        shell_word(&r.swarm_id),
+        shell_word(&r.token)
     )
 }
 

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use ifc_client::{Claim, ClaimOutcome, NewTask, TaskPage, TaskRecord, TaskState, TaskView};
 
-use super::output::{finish, or_dash};
+use super::output::{finish, or_dash, shell_word};
 use super::{Connection, json_arg};
 
 /// `ifc task …`
@@ -35,11 +35,16 @@ enum Task {
         #[arg(long)]
         max_attempts: Option<u32>,
     },
-    /// Claims a task (as a swarm). Exit 4 if another swarm holds it.
+    /// Claims a task (as a swarm); prints `export IFC_CLAIM_TOKEN=…`. Exit 4 if
+    /// another swarm holds it.
+    ///
+    /// `eval "$(ifc task claim …)"` hands the fencing token to the next
+    /// `task complete` / `fail` / `renew` (they read IFC_CLAIM_TOKEN).
     ///
     /// Example: `ifc task claim review-pr-123 --swarm swarm-1 --swarm-token …`
     Claim { task_id: String },
-    /// Claims the best ready task this swarm can do (as a swarm). Exit 3 if none.
+    /// Claims the best ready task this swarm can do (as a swarm); prints
+    /// `export IFC_TASK_ID=… IFC_CLAIM_TOKEN=…`. Exit 3 if none.
     ///
     /// Example: `ifc task next --swarm swarm-1 --swarm-token …`
     Next,
@@ -48,7 +53,8 @@ enum Task {
     /// Example: `ifc task complete review-pr-123 --claim-token 42 --result '{"ok":true}'`
     Complete {
         task_id: String,
-        #[arg(long)]
+        /// The claim's fencing token, from `task claim` / `task next`.
+        #[arg(long, env = "IFC_CLAIM_TOKEN")]
         claim_token: i64,
         /// Result, JSON.
         #[arg(long, default_value = "null")]
@@ -59,7 +65,8 @@ enum Task {
     /// Example: `ifc task fail review-pr-123 --claim-token 42 --error "missing numpy"`
     Fail {
         task_id: String,
-        #[arg(long)]
+        /// The claim's fencing token, from `task claim` / `task next`.
+        #[arg(long, env = "IFC_CLAIM_TOKEN")]
         claim_token: i64,
         #[arg(long)]
         error: String,
@@ -69,7 +76,8 @@ enum Task {
     /// Example: `ifc task renew review-pr-123 --claim-token 42`
     Renew {
         task_id: String,
-        #[arg(long)]
+        /// The claim's fencing token, from `task claim` / `task next`.
+        #[arg(long, env = "IFC_CLAIM_TOKEN")]
         claim_token: i64,
     },
     /// Shows a task.
@@ -173,12 +181,26 @@ fn created(r: &TaskRecord) -> String {
     format!("created {} ({})", r.task_id, r.state.as_str())
 }
 
-/// A claim, as `task claim` and `task next` print it.
+/// A claim, as `task claim` and `task next` print it: a comment, then shell
+/// `export` lines for `eval`.
 fn claimed(claim: &Claim) -> String {
     format!(
-        "claimed {} token {} deadline_ms {}",
-        claim.task.task_id, claim.token, claim.deadline_ms
+        "# claimed {} (attempt {}/{}), lease until {}; renew, complete or fail it before then\n\
+         export IFC_TASK_ID={}\n\
+         export IFC_CLAIM_TOKEN={}",
+        claim.task.task_id,
+        claim.task.attempts + 1,
+        claim.task.max_attempts,
+        clock_time(claim.deadline_ms),
+        shell_word(&claim.task.task_id),
+        claim.token
     )
+}
+
+/// `HH:MM:SS UTC` of a time in ms since the epoch.
+fn clock_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 fn not_claimed(outcome: &ClaimOutcome) -> String {
