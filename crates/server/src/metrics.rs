@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,6 +16,9 @@ use ifc_kv::{
 
 const BUCKETS: [f64; 12] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
+
+/// The kinds of event stream, as labelled in `ifc_open_streams{kind}`.
+pub(crate) const STREAM_KINDS: [&str; 3] = ["inbox", "blockers", "events"];
 
 /// One latency histogram.
 #[derive(Default)]
@@ -67,8 +70,8 @@ pub struct Metrics {
     operations: Mutex<BTreeMap<String, u64>>,
     /// Store transaction latency.
     pub store_txn: Histogram,
-    /// Open server-sent-event streams.
-    pub open_streams: AtomicI64,
+    /// Open server-sent-event streams by kind (inbox, blockers, events).
+    open_streams: Mutex<BTreeMap<&'static str, i64>>,
 }
 
 impl Metrics {
@@ -81,6 +84,21 @@ impl Metrics {
         histogram.observe(elapsed);
         let mut responses = self.responses.lock().unwrap_or_else(|e| e.into_inner());
         *responses.entry((route.to_string(), status)).or_default() += 1;
+    }
+
+    /// One more open stream of `kind`.
+    pub(crate) fn stream_opened(&self, kind: &'static str) {
+        *self.open_streams.lock().unwrap_or_else(|e| e.into_inner()).entry(kind).or_default() += 1;
+    }
+
+    /// One fewer open stream of `kind`.
+    pub(crate) fn stream_closed(&self, kind: &'static str) {
+        *self.open_streams.lock().unwrap_or_else(|e| e.into_inner()).entry(kind).or_default() -= 1;
+    }
+
+    /// Open streams of every kind.
+    pub fn open_streams(&self) -> i64 {
+        self.open_streams.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
     }
 
     /// Counts one witnessed operation.
@@ -122,9 +140,13 @@ impl Metrics {
         out.push_str("# TYPE ifc_store_txn_duration_seconds histogram\n");
         self.store_txn.render(&mut out, "ifc_store_txn_duration_seconds", "");
         out.push_str(
-            "# HELP ifc_open_streams Open event streams.\n# TYPE ifc_open_streams gauge\n",
+            "# HELP ifc_open_streams Open event streams by kind.\n# TYPE ifc_open_streams gauge\n",
         );
-        let _ = writeln!(out, "ifc_open_streams {}", self.open_streams.load(Ordering::Relaxed));
+        let open = self.open_streams.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for kind in STREAM_KINDS {
+            let n = open.get(kind).copied().unwrap_or(0);
+            let _ = writeln!(out, "ifc_open_streams{{kind=\"{kind}\"}} {n}");
+        }
         if let Some(live) = live_swarms {
             out.push_str(
                 "# HELP ifc_live_swarms Registered, live swarms.\n# TYPE ifc_live_swarms gauge\n",
