@@ -62,10 +62,10 @@ impl Histogram {
 /// Every metric of one server.
 #[derive(Default)]
 pub struct Metrics {
-    /// Request latency per route template.
-    requests: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
-    /// Responses per route and status.
-    responses: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Request latency per method and route template.
+    requests: Mutex<BTreeMap<(String, String), std::sync::Arc<Histogram>>>,
+    /// Responses per method, route and status.
+    responses: Mutex<BTreeMap<(String, String, u16), u64>>,
     /// Witnessed operations by name (claims, completions, failures, …).
     operations: Mutex<BTreeMap<String, u64>>,
     /// Store transaction latency.
@@ -76,14 +76,15 @@ pub struct Metrics {
 
 impl Metrics {
     /// Records one request.
-    pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
+    pub fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let key = (method.to_string(), route.to_string());
         let histogram = {
             let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-            requests.entry(route.to_string()).or_default().clone()
+            requests.entry(key.clone()).or_default().clone()
         };
         histogram.observe(elapsed);
         let mut responses = self.responses.lock().unwrap_or_else(|e| e.into_inner());
-        *responses.entry((route.to_string(), status)).or_default() += 1;
+        *responses.entry((key.0, key.1, status)).or_default() += 1;
     }
 
     /// One more open stream of `kind`.
@@ -112,20 +113,23 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP ifc_http_request_duration_seconds Request latency by route.\n");
         out.push_str("# TYPE ifc_http_request_duration_seconds histogram\n");
-        for (route, histogram) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for ((method, route), histogram) in
+            self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter()
+        {
             histogram.render(
                 &mut out,
                 "ifc_http_request_duration_seconds",
-                &format!("route=\"{route}\""),
+                &format!("method=\"{method}\",route=\"{route}\""),
             );
         }
         out.push_str("# HELP ifc_http_responses_total Responses by route and status.\n");
         out.push_str("# TYPE ifc_http_responses_total counter\n");
-        for ((route, status), n) in self.responses.lock().unwrap_or_else(|e| e.into_inner()).iter()
+        for ((method, route, status), n) in
+            self.responses.lock().unwrap_or_else(|e| e.into_inner()).iter()
         {
             let _ = writeln!(
                 out,
-                "ifc_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                "ifc_http_responses_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
         out.push_str(

@@ -28,12 +28,17 @@ struct Server {
 
 impl Server {
     async fn start(store: TestStore) -> Server {
+        Server::start_with(store, 4096).await
+    }
+
+    /// A server whose metadata/result/error fields may be `max_json_bytes`.
+    async fn start_with(store: TestStore, max_json_bytes: usize) -> Server {
         ifc_client::install_crypto_provider();
-        let config = CoreConfig { max_json_bytes: 4096, ..CoreConfig::default() };
+        let config = CoreConfig { max_json_bytes, ..CoreConfig::default() };
         let core = Arc::new(Coordinator::new(store.kv(), config));
         let metrics = Arc::new(Metrics::default());
         let state = AppState::new(core, ADMIN, metrics.clone());
-        let router = ifc_server::router(state.clone(), 16 * 1024);
+        let router = ifc_server::router(state.clone(), 4 * max_json_bytes + 64 * 1024);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -93,12 +98,57 @@ async fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+mod large {
+    ifc_testkit::on_each_backend!(a_record_over_the_store_value_limit_is_413);
+
+    /// Metadata and a result each within the server's 1 MiB field limit, but
+    /// together more than the store takes for one record: 413, nothing changed.
+    async fn a_record_over_the_store_value_limit_is_413(store: ifc_testkit::TestStore) {
+        use super::*;
+        use ifc_client::{ClaimOutcome, ErrorCode};
+        let server = Server::start_with(store, 1 << 20).await;
+        let admin = server.admin();
+        let big = "x".repeat(1_000_000);
+        admin.create_task(new_task("t1", &[], json!({ "blob": big }))).await.unwrap();
+        let swarm = admin.register_swarm("s1", &[], json!({})).await.unwrap();
+        let ClaimOutcome::Claimed(claim) = swarm.claim_task("t1").await.unwrap() else {
+            panic!("not claimed");
+        };
+        let completed = swarm.complete_task("t1", claim.token, json!({ "blob": big })).await;
+        assert_eq!(code(completed), ErrorCode::PayloadTooLarge);
+        let view = admin.get_task("t1").await.unwrap();
+        assert_eq!(view.state, ifc_client::TaskState::Claimed);
+    }
+}
+
 ifc_testkit::on_each_backend!(
     Server::start =>
     streams_end_when_their_clients_leave,
     shutdown_ends_every_stream_with_its_resume_point,
     revisions_past_the_range_get_a_400_not_a_500,
+    ids_that_cannot_be_served_are_refused_at_create,
+    store_limits_get_their_own_4xx,
+    a_page_size_outside_its_range_is_refused,
+    a_refused_post_says_the_connection_closes,
 );
+
+fn new_task(id: &str, caps: &[&str], metadata: serde_json::Value) -> ifc_client::NewTask {
+    ifc_client::NewTask {
+        task_id: id.into(),
+        task_type: "x".into(),
+        metadata,
+        required_capabilities: caps.iter().map(|c| c.to_string()).collect(),
+        priority: 0,
+        max_attempts: None,
+    }
+}
+
+fn code<T: std::fmt::Debug>(result: Result<T, ifc_client::ClientError>) -> ifc_client::ErrorCode {
+    match result {
+        Err(e) => e.code().unwrap_or_else(|| panic!("no server error code in {e:?}")),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
 
 /// Five inbox streams whose clients go away: the gauge returns to 0 (the pump
 /// noticed, so the store watcher was dropped too), with no event to wake it.
@@ -190,4 +240,67 @@ async fn revisions_past_the_range_get_a_400_not_a_500(server: Server) {
             assert_eq!(status, 400, "{path} Last-Event-ID {bad}: {body}");
         }
     }
+}
+
+/// Ids outside the one grammar (`.`/`..`, non-ASCII, spaces, too long) are
+/// refused at create, so every id the server holds works in a path and a header.
+async fn ids_that_cannot_be_served_are_refused_at_create(server: Server) {
+    use ifc_client::ErrorCode;
+    let admin = server.admin();
+    let long = "x".repeat(129);
+    for bad in [".", "..", "задача-✓", "é", "a b", "a?b", "a%2F", long.as_str()] {
+        let created = admin.create_task(new_task(bad, &[], json!({}))).await;
+        assert_eq!(code(created), ErrorCode::InvalidArgument, "task {bad:?}");
+        let registered = admin.register_swarm(bad, &[], json!({})).await.map(|_| ());
+        assert_eq!(code(registered), ErrorCode::InvalidArgument, "swarm {bad:?}");
+    }
+    // The whole grammar round-trips: created, then reachable by path and header.
+    let id = "A-z_0.9:x@y";
+    admin.create_task(new_task(id, &[], json!({}))).await.unwrap();
+    assert_eq!(admin.get_task(id).await.unwrap().record.task_id, id);
+    let swarm = admin.register_swarm(id, &[], json!({})).await.unwrap();
+    swarm.heartbeat().await.unwrap();
+}
+
+/// A record larger than the store takes is 413 `payload_too_large`; a claim
+/// that would read more capability queues than one store transaction may is a
+/// 422 `store_limit`; neither is a 500 and neither changes anything.
+async fn store_limits_get_their_own_4xx(server: Server) {
+    use ifc_client::{ClaimOutcome, ErrorCode};
+    let admin = server.admin();
+    // Each field within the server's 4 KiB JSON limit, so only the store's
+    // limits are left to meet: 130 capability sets, each a queue.
+    let caps: Vec<String> = (0..130).map(|i| format!("c{i}")).collect();
+    for (i, cap) in caps.iter().enumerate() {
+        admin.create_task(new_task(&format!("t{i}"), &[cap], json!({}))).await.unwrap();
+    }
+    let caps_ref: Vec<&str> = caps.iter().map(String::as_str).collect();
+    let swarm = admin.register_swarm("wide", &caps_ref, json!({})).await.unwrap();
+    assert_eq!(code(swarm.claim_next().await), ErrorCode::StoreLimit);
+    // A claim by id still works.
+    assert!(matches!(swarm.claim_task("t0").await.unwrap(), ClaimOutcome::Claimed(_)));
+}
+
+/// `limit` on a task page is 1 ..= 100: 0 and 101 are refused, not rounded.
+async fn a_page_size_outside_its_range_is_refused(server: Server) {
+    let auth = format!("Bearer {ADMIN}");
+    for (limit, want) in [("0", 400), ("101", 400), ("18446744073709551616", 400), ("1", 200)] {
+        let path = format!("/v1/tasks?state=ready&limit={limit}");
+        let (status, body) = server.get(&path, &[("authorization", &auth)]).await;
+        assert_eq!(status, want, "limit={limit}: {body}");
+    }
+}
+
+/// A POST refused before its body is read says `Connection: close`.
+async fn a_refused_post_says_the_connection_closes(server: Server) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/tasks", server.url))
+        .header("authorization", "Bearer wrong")
+        .json(&new_task("t1", &[], json!({"pad": "x".repeat(2000)})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let connection = response.headers().get("connection").map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(connection.as_deref(), Some("close"));
 }

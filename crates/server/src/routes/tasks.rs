@@ -63,7 +63,12 @@ async fn list_tasks(
     Q(q): Q<ListTasks>,
 ) -> Answer<TaskPage> {
     caller.admin()?;
-    Ok(Json(state.core.list_tasks(q.state, q.after.as_deref(), q.limit.unwrap_or(50)).await?))
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        let message = format!("limit is 1 ..= 100, not {limit}");
+        return Err(crate::AppError::new(ifc_api::ErrorCode::InvalidArgument, message));
+    }
+    Ok(Json(state.core.list_tasks(q.state, q.after.as_deref(), limit).await?))
 }
 
 /// The whole task (admin or any swarm).
