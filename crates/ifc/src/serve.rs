@@ -103,6 +103,29 @@ pub fn admin_token(dir: &Path) -> Result<(String, PathBuf)> {
     Ok((token, path))
 }
 
+/// The data directory is the service user's alone: the directory 0700 (created
+/// if absent), and every file in it 0600. The 0700 directory already keeps
+/// other users out of files created later.
+fn make_private(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("making {} private", path.display()))
+        };
+        set(dir, 0o700)?;
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                set(&entry.path(), 0o600)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -146,6 +169,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
     }
+    make_private(&args.data.data_dir)?;
     let (admin, token_source) = match &args.admin_token {
         Some(token) if !token.trim().is_empty() => {
             (token.trim().to_string(), "IFC_ADMIN_TOKEN".to_string())
@@ -170,6 +194,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         _ => None,
     };
     let (store, store_name) = args.backend.open(&args.data).await?;
+    // The store may have created files just now; they are private too.
+    make_private(&args.data.data_dir)?;
     let metrics = Arc::new(Metrics::default());
     let store: Arc<dyn ifc_kv::KvStore> = Arc::new(MeteredStore::new(store, metrics.clone()));
     let config = CoreConfig {

@@ -18,6 +18,7 @@ mod error;
 mod extract;
 mod listen;
 mod metrics;
+mod process;
 mod routes;
 mod sse;
 mod state;

@@ -20,20 +20,39 @@ const BUCKETS: [f64; 12] =
 /// The kinds of event stream, as labelled in `ifc_open_streams{kind}`.
 pub(crate) const STREAM_KINDS: [&str; 3] = ["inbox", "blockers", "events"];
 
+/// Buckets for claim-to-complete durations (seconds): work takes longer.
+const WORK_BUCKETS: [f64; 12] =
+    [0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0];
+
 /// One latency histogram.
-#[derive(Default)]
 pub struct Histogram {
+    bounds: &'static [f64; 12],
     buckets: [AtomicU64; 12],
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::with_bounds(&BUCKETS)
+    }
+}
+
 impl Histogram {
+    fn with_bounds(bounds: &'static [f64; 12]) -> Self {
+        Histogram {
+            bounds,
+            buckets: Default::default(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
     /// Records one observation.
     pub fn observe(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
-        for (bucket, le) in self.buckets.iter().zip(BUCKETS) {
-            if secs <= le {
+        for (bucket, le) in self.buckets.iter().zip(self.bounds) {
+            if secs <= *le {
                 bucket.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -43,7 +62,7 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
-        for (bucket, le) in self.buckets.iter().zip(BUCKETS) {
+        for (bucket, le) in self.buckets.iter().zip(self.bounds) {
             let _ = writeln!(
                 out,
                 "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {}",
@@ -60,7 +79,6 @@ impl Histogram {
 }
 
 /// Every metric of one server.
-#[derive(Default)]
 pub struct Metrics {
     /// Request latency per method and route template.
     requests: Mutex<BTreeMap<(String, String), std::sync::Arc<Histogram>>>,
@@ -72,6 +90,21 @@ pub struct Metrics {
     pub store_txn: Histogram,
     /// Open server-sent-event streams by kind (inbox, blockers, events).
     open_streams: Mutex<BTreeMap<&'static str, i64>>,
+    /// From claim to completion, per completed task (through this node).
+    claim_to_complete: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Mutex::default(),
+            responses: Mutex::default(),
+            operations: Mutex::default(),
+            store_txn: Histogram::default(),
+            open_streams: Mutex::default(),
+            claim_to_complete: Histogram::with_bounds(&WORK_BUCKETS),
+        }
+    }
 }
 
 impl Metrics {
@@ -100,6 +133,12 @@ impl Metrics {
     /// Open streams of every kind.
     pub fn open_streams(&self) -> i64 {
         self.open_streams.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
+    }
+
+    /// Records a completed task's time from its claim to its completion.
+    pub fn completed(&self, claimed_at_ms: i64, completed_at_ms: i64) {
+        let millis = completed_at_ms.saturating_sub(claimed_at_ms).max(0);
+        self.claim_to_complete.observe(Duration::from_millis(millis as u64));
     }
 
     /// Counts one witnessed operation.
@@ -151,6 +190,14 @@ impl Metrics {
             let n = open.get(kind).copied().unwrap_or(0);
             let _ = writeln!(out, "ifc_open_streams{{kind=\"{kind}\"}} {n}");
         }
+        out.push_str(
+            "# HELP ifc_claim_to_complete_seconds From a task's claim to its completion.\n\
+             # TYPE ifc_claim_to_complete_seconds histogram\n",
+        );
+        self.claim_to_complete.render(&mut out, "ifc_claim_to_complete_seconds", "");
+        out.push_str("# HELP ifc_build_info The running build.\n# TYPE ifc_build_info gauge\n");
+        let _ = writeln!(out, "ifc_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        crate::process::render(&mut out);
         if let Some(live) = live_swarms {
             out.push_str(
                 "# HELP ifc_live_swarms Registered, live swarms.\n# TYPE ifc_live_swarms gauge\n",

@@ -130,6 +130,7 @@ ifc_testkit::on_each_backend!(
     store_limits_get_their_own_4xx,
     a_page_size_outside_its_range_is_refused,
     a_refused_post_says_the_connection_closes,
+    metrics_carry_method_build_process_and_work_time,
 );
 
 fn new_task(id: &str, caps: &[&str], metadata: serde_json::Value) -> ifc_client::NewTask {
@@ -303,4 +304,28 @@ async fn a_refused_post_says_the_connection_closes(server: Server) {
     assert_eq!(response.status().as_u16(), 401);
     let connection = response.headers().get("connection").map(|v| v.to_str().unwrap().to_string());
     assert_eq!(connection.as_deref(), Some("close"));
+}
+
+/// `/metrics`: a method label on requests, build info, process metrics, and
+/// one claim-to-complete observation per completed task.
+async fn metrics_carry_method_build_process_and_work_time(server: Server) {
+    use ifc_client::ClaimOutcome;
+    let admin = server.admin();
+    admin.create_task(new_task("t1", &[], json!({}))).await.unwrap();
+    let swarm = admin.register_swarm("s1", &[], json!({})).await.unwrap();
+    let ClaimOutcome::Claimed(claim) = swarm.claim_task("t1").await.unwrap() else {
+        panic!("not claimed");
+    };
+    swarm.complete_task("t1", claim.token, json!({})).await.unwrap();
+    let (_, text) = server.get("/metrics", &[]).await;
+    for expected in [
+        "ifc_claim_to_complete_seconds_count 1",
+        "ifc_build_info{version=",
+        "process_open_fds ",
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "ifc_http_responses_total{method=\"POST\",route=\"/v1/tasks/{task_id}/complete\",status=\"200\"} 1",
+    ] {
+        assert!(text.contains(expected), "no {expected} in\n{text}");
+    }
 }

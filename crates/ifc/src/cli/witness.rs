@@ -45,7 +45,7 @@ async fn run(c: &Connection, command: WitnessOp) -> Result<i32> {
             let records = c.admin()?.witness(task.as_deref()).await?;
             c.print(&records, |list| witness_table(list));
         }
-        WitnessOp::Export => print!("{}", c.admin()?.export_witness().await?),
+        WitnessOp::Export => super::output::print_out(&c.admin()?.export_witness().await?),
         WitnessOp::Verify => {
             let verification = c.admin()?.verify_witness().await?;
             c.print(&verification, verified);

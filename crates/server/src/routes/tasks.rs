@@ -132,7 +132,11 @@ async fn complete_task(
     Body(req): Body<CompleteRequest>,
 ) -> Answer<TaskRecord> {
     caller.swarm(&req.swarm_id)?;
-    Ok(Json(state.core.complete_task(&req.swarm_id, &id, req.token, req.result).await?))
+    let record = state.core.complete_task(&req.swarm_id, &id, req.token, req.result).await?;
+    if let Some(attempt) = record.history.last() {
+        state.metrics.completed(attempt.claimed_at_ms, attempt.ended_at_ms);
+    }
+    Ok(Json(record))
 }
 
 /// Fails a task (its holder): back to the pool, or to dead-letter.
