@@ -132,17 +132,18 @@ impl Schemas<'_> {
             return Value::Null;
         }
         for key in ["oneOf", "anyOf", "allOf"] {
-            if let Some(options) = schema.get(key).and_then(Value::as_array) {
-                if !options.is_empty() {
-                    let pick = &options[rng.random_range(0..options.len())];
-                    return self.generate(pick, rng, depth + 1);
-                }
+            if let Some(options) = schema.get(key).and_then(Value::as_array)
+                && !options.is_empty()
+            {
+                let pick = &options[rng.random_range(0..options.len())];
+                return self.generate(pick, rng, depth + 1);
             }
         }
-        if let Some(values) = schema.get("enum").and_then(Value::as_array) {
-            if !values.is_empty() && rng.random_bool(0.9) {
-                return values[rng.random_range(0..values.len())].clone();
-            }
+        if let Some(values) = schema.get("enum").and_then(Value::as_array)
+            && !values.is_empty()
+            && rng.random_bool(0.9)
+        {
+            return values[rng.random_range(0..values.len())].clone();
         }
         let kind = match schema.get("type") {
             Some(Value::String(t)) => t.clone(),
