@@ -68,6 +68,10 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The body is not `application/json` (415).
     UnsupportedMediaType,
+    /// The request would pass a store limit other than value size (most
+    /// operations in one transaction, e.g. a swarm whose capabilities cover
+    /// more capability sets than one read may span) (422).
+    StoreLimit,
     /// The swarm limit is reached (429).
     TooManySwarms,
     /// The store cannot be reached; retry (503).
@@ -81,7 +85,7 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             ErrorCode::InvalidArgument | ErrorCode::MalformedJson => 400,
-            ErrorCode::InvalidBody => 422,
+            ErrorCode::InvalidBody | ErrorCode::StoreLimit => 422,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden | ErrorCode::Incapable => 403,
             ErrorCode::NotFound

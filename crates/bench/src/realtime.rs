@@ -415,14 +415,14 @@ pub async fn http_idle_streams(
     Ok((rss()?.saturating_sub(before), streams))
 }
 
-/// The server's `ifc_open_streams` gauge.
+/// The server's `ifc_open_streams{kind}` gauges, summed.
 async fn streams_open(url: &str) -> Result<usize> {
     let metrics = reqwest::get(format!("{url}/metrics")).await?.text().await?;
     Ok(metrics
         .lines()
-        .find(|l| l.starts_with("ifc_open_streams "))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()))
-        .unwrap_or(0))
+        .filter(|l| l.starts_with("ifc_open_streams{"))
+        .filter_map(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()))
+        .sum())
 }
 
 /// The seed's table, ours, in process: create, claim, complete, push → inbox,

@@ -3,32 +3,44 @@
 use crate::CoreError;
 
 /// Longest id, in bytes.
-pub const MAX_ID_BYTES: usize = 256;
+pub const MAX_ID_BYTES: usize = 128;
 
-/// An id (swarm, task, blocker): non-empty, ≤ 256 bytes, no `/`, no control
-/// characters.
+/// The characters an id may use besides ASCII letters and digits.
+pub const ID_PUNCTUATION: &str = "-_.:@";
+
+/// An id (swarm, task, blocker): 1 ..= 128 of ASCII letters, digits and
+/// `-_.:@`, and not `.` or `..`.
+///
+/// One grammar for every interface: such an id is a path segment without
+/// escaping trouble, an HTTP header value, a shell word and a store key part,
+/// so an id that is accepted can be used everywhere.
 pub fn id(field: &'static str, value: &str) -> Result<(), CoreError> {
     let reason = if value.is_empty() {
         "must not be empty".to_string()
     } else if value.len() > MAX_ID_BYTES {
         format!("is {} bytes, more than {MAX_ID_BYTES}", value.len())
-    } else if value.contains('/') {
-        "must not contain '/'".to_string()
-    } else if value.chars().any(char::is_control) {
-        "must not contain control characters".to_string()
+    } else if value == "." || value == ".." {
+        "must not be `.` or `..`".to_string()
+    } else if let Some(c) =
+        value.chars().find(|c| !c.is_ascii_alphanumeric() && !ID_PUNCTUATION.contains(*c))
+    {
+        format!("contains {c:?}: an id uses ASCII letters, digits and {ID_PUNCTUATION}")
     } else {
         return Ok(());
     };
     Err(CoreError::Invalid { field, reason })
 }
 
+/// Longest short text (a task type), in bytes.
+pub const MAX_TEXT_BYTES: usize = 256;
+
 /// A short free-form text (a task type): non-empty, ≤ 256 bytes, no control
 /// characters.
 pub fn text(field: &'static str, value: &str) -> Result<(), CoreError> {
     let reason = if value.trim().is_empty() {
         "must not be empty".to_string()
-    } else if value.len() > MAX_ID_BYTES {
-        format!("is {} bytes, more than {MAX_ID_BYTES}", value.len())
+    } else if value.len() > MAX_TEXT_BYTES {
+        format!("is {} bytes, more than {MAX_TEXT_BYTES}", value.len())
     } else if value.chars().any(char::is_control) {
         "must not contain control characters".to_string()
     } else {
@@ -68,11 +80,13 @@ mod tests {
 
     #[test]
     fn ids() {
-        assert!(id("swarm_id", "swarm-finance").is_ok());
-        assert!(id("swarm_id", "").is_err());
-        assert!(id("swarm_id", "a/b").is_err());
-        assert!(id("swarm_id", "a\nb").is_err());
-        assert!(id("swarm_id", &"x".repeat(257)).is_err());
-        assert!(id("swarm_id", &"x".repeat(256)).is_ok());
+        for good in ["swarm-finance", "a", "t.1", "..a", "x:y@z_w", &"x".repeat(128)] {
+            assert!(id("swarm_id", good).is_ok(), "{good}");
+        }
+        for bad in
+            ["", ".", "..", "a/b", "a\nb", "a b", "é", "задача-✓", "a%2F", "a?b", &"x".repeat(129)]
+        {
+            assert!(id("swarm_id", bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -78,6 +78,12 @@ pub struct ServeArgs {
     /// they leave the store; `ifc witness verify --archive` checks it.
     #[arg(long, env = "IFC_WITNESS_ARCHIVE")]
     witness_archive: Option<PathBuf>,
+    /// On SIGTERM/SIGINT: how long, in seconds, to let requests in flight
+    /// finish (every open event stream is ended at once with its resume
+    /// point) before the process exits anyway.
+    #[arg(long, env = "IFC_SHUTDOWN_GRACE", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    shutdown_grace: u64,
     /// Log format.
     #[arg(long, env = "IFC_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -109,6 +115,29 @@ pub fn admin_token(dir: &Path) -> Result<(String, PathBuf)> {
     Ok((token, path))
 }
 
+/// The data directory is the service user's alone: the directory 0700 (created
+/// if absent), and every file in it 0600. The 0700 directory already keeps
+/// other users out of files created later.
+fn make_private(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("making {} private", path.display()))
+        };
+        set(dir, 0o700)?;
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                set(&entry.path(), 0o600)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -132,9 +161,12 @@ async fn shutdown_signal() {
 
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> Result<()> {
-    let subscriber = tracing_subscriber::fmt().with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-    );
+    // Colour only on a terminal: piped logs stay plain text.
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        );
     match args.log_format {
         LogFormat::Json => subscriber.json().init(),
         LogFormat::Text => subscriber.init(),
@@ -149,6 +181,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
     }
+    make_private(&args.data.data_dir)?;
     let (admin, token_source) = match &args.admin_token {
         Some(token) if !token.trim().is_empty() => {
             (token.trim().to_string(), "IFC_ADMIN_TOKEN".to_string())
@@ -173,6 +206,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         _ => None,
     };
     let (store, store_name) = args.backend.open(&args.data).await?;
+    // The store may have created files just now; they are private too.
+    make_private(&args.data.data_dir)?;
     let metrics = Arc::new(Metrics::default());
     let store: Arc<dyn ifc_kv::KvStore> = Arc::new(MeteredStore::new(store, metrics.clone()));
     let config = CoreConfig {
@@ -198,6 +233,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
     let pruner = ifc_core::Pruner::spawn(core.clone(), retention);
     let state = AppState::new(core.clone(), &admin, metrics);
+    let state_for_shutdown = state.clone();
     let router = ifc_server::router(state, 2 * args.max_json_bytes as usize + 64 * 1024);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -211,13 +247,47 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         scheme,
         "IF.coordinator serving"
     );
-    println!(
-        "IF.coordinator listening on {scheme}://{address} ({store_name}); \
-         admin token: {token_source}"
-    );
-    match tls {
-        Some(config) => ifc_server::serve_tls(listener, router, config, shutdown_signal()).await?,
-        None => ifc_server::serve(listener, router, shutdown_signal()).await?,
+    // The plain banner is for people; JSON logs stay JSON only.
+    if matches!(args.log_format, LogFormat::Text) {
+        println!(
+            "IF.coordinator listening on {scheme}://{address} ({store_name}); \
+             admin token: {token_source}"
+        );
+    }
+    // On a signal: end every event stream (each gets its resume point), stop
+    // accepting, let requests in flight finish; past the grace period, exit
+    // anyway. Every acknowledged write was durable when it was acknowledged.
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let streams = state_for_shutdown;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: ending event streams, finishing requests in flight");
+        streams.close_streams();
+        stopping.send_replace(true);
+    });
+    let stopped = {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
+    let serving = async move {
+        match tls {
+            Some(config) => ifc_server::serve_tls(listener, router, config, stopped).await,
+            None => ifc_server::serve(listener, router, stopped).await,
+        }
+    };
+    let grace = std::time::Duration::from_secs(args.shutdown_grace);
+    let mut stop = stop;
+    tokio::select! {
+        served = serving => served?,
+        () = async move {
+            let _ = stop.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(
+            grace_secs = args.shutdown_grace,
+            "requests still in flight after the grace period; exiting anyway"
+        ),
     }
     drop((reaper, pruner));
     tracing::info!("stopped: in-flight requests finished, every acknowledged write is on disk");

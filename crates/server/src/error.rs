@@ -1,6 +1,6 @@
 //! The one error-to-HTTP table. Every failure leaves the server as
 //! `{"code", "message"}` with the status of its code; anything unmapped is a
-//! 500 whose message carries no internals. Conversion never logs.
+//! 500 whose message carries no internals (its cause chain is logged).
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -53,14 +53,35 @@ impl From<CoreError> for AppError {
             CoreError::NotDead { .. } => ErrorCode::NotDead,
             CoreError::BlockerNotFound(_) => ErrorCode::BlockerNotFound,
             CoreError::Compacted { .. } => ErrorCode::Compacted,
+            // The store's own limits, met at the edge: never a 500.
+            CoreError::Store(KvError::InvalidArgument(m)) if m.starts_with("value of") => {
+                ErrorCode::PayloadTooLarge
+            }
+            CoreError::Store(KvError::InvalidArgument(m)) if m.starts_with("txn branch has") => {
+                ErrorCode::StoreLimit
+            }
             CoreError::Store(KvError::Unavailable(_)) => ErrorCode::Unavailable,
             CoreError::Store(KvError::Stopped(_)) => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         };
+        if code == ErrorCode::Internal {
+            // The cause chain goes to the log; the body says only "internal".
+            let mut chain = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                chain.push_str(": ");
+                chain.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            tracing::error!(error = %chain, "internal error");
+        }
         let message = match code {
             // Store and decoding failures stay in the server's log, not the body.
             ErrorCode::Internal => "internal error".to_string(),
             ErrorCode::Unavailable => "the store is unavailable; retry".to_string(),
+            ErrorCode::PayloadTooLarge => {
+                format!("the stored record would be too large for the store: {e}")
+            }
             _ => e.to_string(),
         };
         AppError::new(code, message)

@@ -18,6 +18,7 @@ mod error;
 mod extract;
 mod listen;
 mod metrics;
+mod process;
 mod routes;
 mod sse;
 mod state;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -66,14 +67,47 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().split_for_parts().1
 }
 
+/// Times and counts every request, logs it (one line at debug; auth refusals at
+/// info; server errors at error), and closes the connection after a refused
+/// request that carried a body the handler may not have read.
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().clone();
+    // The swarm a request acts as: an id, never a token.
+    let swarm = request
+        .headers()
+        .get("x-ifc-swarm")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
     let started = Instant::now();
-    let response = next.run(request).await;
-    state.metrics.request(&route, response.status().as_u16(), started.elapsed());
+    let mut response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    state.metrics.request(method.as_str(), &route, status.as_u16(), elapsed);
+    let latency_ms = elapsed.as_secs_f64() * 1e3;
+    if status.is_server_error() {
+        tracing::error!(%method, %route, status = status.as_u16(), latency_ms, swarm, "server error");
+    } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        tracing::info!(%method, %route, status = status.as_u16(), swarm, "refused");
+    } else {
+        tracing::debug!(%method, %route, status = status.as_u16(), latency_ms, swarm, "request");
+    }
+    // A refusal may come before the body is read; an unread body leaves the
+    // connection unusable, so say it will close instead of letting the next
+    // request on it fail with a broken pipe.
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,20 +17,42 @@ use ifc_kv::{
 const BUCKETS: [f64; 12] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
 
+/// The kinds of event stream, as labelled in `ifc_open_streams{kind}`.
+pub(crate) const STREAM_KINDS: [&str; 3] = ["inbox", "blockers", "events"];
+
+/// Buckets for claim-to-complete durations (seconds): work takes longer.
+const WORK_BUCKETS: [f64; 12] =
+    [0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0];
+
 /// One latency histogram.
-#[derive(Default)]
 pub struct Histogram {
+    bounds: &'static [f64; 12],
     buckets: [AtomicU64; 12],
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::with_bounds(&BUCKETS)
+    }
+}
+
 impl Histogram {
+    fn with_bounds(bounds: &'static [f64; 12]) -> Self {
+        Histogram {
+            bounds,
+            buckets: Default::default(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
     /// Records one observation.
     pub fn observe(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
-        for (bucket, le) in self.buckets.iter().zip(BUCKETS) {
-            if secs <= le {
+        for (bucket, le) in self.buckets.iter().zip(self.bounds) {
+            if secs <= *le {
                 bucket.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -40,7 +62,7 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
-        for (bucket, le) in self.buckets.iter().zip(BUCKETS) {
+        for (bucket, le) in self.buckets.iter().zip(self.bounds) {
             let _ = writeln!(
                 out,
                 "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {}",
@@ -57,23 +79,39 @@ impl Histogram {
 }
 
 /// Every metric of one server.
-#[derive(Default)]
 pub struct Metrics {
-    /// Request latency per route template.
-    requests: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
-    /// Responses per route and status.
-    responses: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Request latency per method and route template.
+    requests: Mutex<BTreeMap<(String, String), std::sync::Arc<Histogram>>>,
+    /// Responses per method, route and status.
+    responses: Mutex<BTreeMap<(String, String, u16), u64>>,
     /// Witnessed operations by name (claims, completions, failures, …).
     operations: Mutex<BTreeMap<String, u64>>,
     /// Store transaction latency.
     pub store_txn: Histogram,
-    /// Open server-sent-event streams.
-    pub open_streams: AtomicI64,
+    /// Open server-sent-event streams by kind (inbox, blockers, events).
+    open_streams: Mutex<BTreeMap<&'static str, i64>>,
+    /// From claim to completion, per completed task (through this node).
+    claim_to_complete: Histogram,
     /// Tasks by state, as the background refresh last read them (the
     /// `/metrics` handler never waits on the store for them).
     task_states: Mutex<Option<ifc_api::StateCounts>>,
     /// Whether the background refresh of `task_states` runs.
     task_gauge_started: std::sync::atomic::AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Mutex::default(),
+            responses: Mutex::default(),
+            operations: Mutex::default(),
+            store_txn: Histogram::default(),
+            open_streams: Mutex::default(),
+            claim_to_complete: Histogram::with_bounds(&WORK_BUCKETS),
+            task_states: Mutex::default(),
+            task_gauge_started: Default::default(),
+        }
+    }
 }
 
 /// How often the `ifc_tasks{state}` gauge is read from the store.
@@ -111,14 +149,36 @@ pub(crate) fn spawn_task_gauge(state: &crate::state::AppState) {
 
 impl Metrics {
     /// Records one request.
-    pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
+    pub fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let key = (method.to_string(), route.to_string());
         let histogram = {
             let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-            requests.entry(route.to_string()).or_default().clone()
+            requests.entry(key.clone()).or_default().clone()
         };
         histogram.observe(elapsed);
         let mut responses = self.responses.lock().unwrap_or_else(|e| e.into_inner());
-        *responses.entry((route.to_string(), status)).or_default() += 1;
+        *responses.entry((key.0, key.1, status)).or_default() += 1;
+    }
+
+    /// One more open stream of `kind`.
+    pub(crate) fn stream_opened(&self, kind: &'static str) {
+        *self.open_streams.lock().unwrap_or_else(|e| e.into_inner()).entry(kind).or_default() += 1;
+    }
+
+    /// One fewer open stream of `kind`.
+    pub(crate) fn stream_closed(&self, kind: &'static str) {
+        *self.open_streams.lock().unwrap_or_else(|e| e.into_inner()).entry(kind).or_default() -= 1;
+    }
+
+    /// Open streams of every kind.
+    pub fn open_streams(&self) -> i64 {
+        self.open_streams.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
+    }
+
+    /// Records a completed task's time from its claim to its completion.
+    pub fn completed(&self, claimed_at_ms: i64, completed_at_ms: i64) {
+        let millis = completed_at_ms.saturating_sub(claimed_at_ms).max(0);
+        self.claim_to_complete.observe(Duration::from_millis(millis as u64));
     }
 
     /// Counts one witnessed operation.
@@ -132,20 +192,23 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP ifc_http_request_duration_seconds Request latency by route.\n");
         out.push_str("# TYPE ifc_http_request_duration_seconds histogram\n");
-        for (route, histogram) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for ((method, route), histogram) in
+            self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter()
+        {
             histogram.render(
                 &mut out,
                 "ifc_http_request_duration_seconds",
-                &format!("route=\"{route}\""),
+                &format!("method=\"{method}\",route=\"{route}\""),
             );
         }
         out.push_str("# HELP ifc_http_responses_total Responses by route and status.\n");
         out.push_str("# TYPE ifc_http_responses_total counter\n");
-        for ((route, status), n) in self.responses.lock().unwrap_or_else(|e| e.into_inner()).iter()
+        for ((method, route, status), n) in
+            self.responses.lock().unwrap_or_else(|e| e.into_inner()).iter()
         {
             let _ = writeln!(
                 out,
-                "ifc_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                "ifc_http_responses_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
         out.push_str(
@@ -160,9 +223,21 @@ impl Metrics {
         out.push_str("# TYPE ifc_store_txn_duration_seconds histogram\n");
         self.store_txn.render(&mut out, "ifc_store_txn_duration_seconds", "");
         out.push_str(
-            "# HELP ifc_open_streams Open event streams.\n# TYPE ifc_open_streams gauge\n",
+            "# HELP ifc_open_streams Open event streams by kind.\n# TYPE ifc_open_streams gauge\n",
         );
-        let _ = writeln!(out, "ifc_open_streams {}", self.open_streams.load(Ordering::Relaxed));
+        let open = self.open_streams.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for kind in STREAM_KINDS {
+            let n = open.get(kind).copied().unwrap_or(0);
+            let _ = writeln!(out, "ifc_open_streams{{kind=\"{kind}\"}} {n}");
+        }
+        out.push_str(
+            "# HELP ifc_claim_to_complete_seconds From a task's claim to its completion.\n\
+             # TYPE ifc_claim_to_complete_seconds histogram\n",
+        );
+        self.claim_to_complete.render(&mut out, "ifc_claim_to_complete_seconds", "");
+        out.push_str("# HELP ifc_build_info The running build.\n# TYPE ifc_build_info gauge\n");
+        let _ = writeln!(out, "ifc_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        crate::process::render(&mut out);
         let task_states = self.task_states.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(counts) = task_states {
             out.push_str(

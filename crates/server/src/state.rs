@@ -20,6 +20,8 @@ pub struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     /// How long a stream reader may leave its buffer full before it is cut off.
     pub(crate) slow_reader_timeout: Duration,
+    /// Ends every open event stream on shutdown.
+    pub(crate) streams_closing: crate::sse::StreamsClosing,
 }
 
 impl AppState {
@@ -32,7 +34,16 @@ impl AppState {
             admin_token: AdminToken::new(admin_token),
             metrics,
             slow_reader_timeout: SLOW_READER_TIMEOUT,
+            streams_closing: Default::default(),
         }
+    }
+
+    /// Ends every open event stream (call on shutdown, before waiting for the
+    /// server to finish): each gets a final `error` event with code
+    /// `shutting_down` naming the revision to resume after. Streams opened
+    /// later end at once the same way.
+    pub fn close_streams(&self) {
+        self.streams_closing.close_all();
     }
 
     /// Cuts off stream readers that leave their buffer full this long (default

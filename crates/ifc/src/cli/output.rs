@@ -16,10 +16,26 @@ pub(super) enum Output {
 impl Connection {
     /// Prints `value` as pretty JSON, or as `table` renders it.
     pub(super) fn print<T: Serialize>(&self, value: &T, table: impl FnOnce(&T) -> String) {
-        match self.output {
-            Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
-            Output::Table => println!("{}", table(value)),
+        let text = match self.output {
+            Output::Json => serde_json::to_string_pretty(value).unwrap_or_default(),
+            Output::Table => table(value),
+        };
+        print_out(&format!("{text}\n"));
+    }
+}
+
+/// Writes to stdout. A reader that went away (`| head`) ends the command
+/// quietly with 141, as a shell pipeline expects of SIGPIPE; `println!` would
+/// panic instead.
+pub(super) fn print_out(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
         }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
     }
 }
 

@@ -73,7 +73,13 @@ async fn blocker_stream(
     caller.admin()?;
     let after = resume_point(&headers, &query)?;
     let items = state.core.blockers(after).await?;
-    Ok(sse(state, items, "blocker", |b: &BlockerEvent| b.revision, after.unwrap_or(0)))
+    Ok(sse(
+        state,
+        items,
+        ("blockers", "blocker"),
+        |b: &BlockerEvent| b.revision,
+        after.unwrap_or(0),
+    ))
 }
 
 /// One blocker (admin).

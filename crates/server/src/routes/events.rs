@@ -33,5 +33,11 @@ async fn events(
     caller.admin()?;
     let after = resume_point(&headers, &query)?;
     let items = state.core.events(after).await?;
-    Ok(sse(state, items, "event", |e: &CoordinationEvent| e.revision, after.unwrap_or(0)))
+    Ok(sse(
+        state,
+        items,
+        ("events", "event"),
+        |e: &CoordinationEvent| e.revision,
+        after.unwrap_or(0),
+    ))
 }

@@ -59,7 +59,7 @@ async fn inbox(
     caller.swarm(&swarm_id)?;
     let after = resume_point(&headers, &query)?.unwrap_or(0);
     let items = state.core.inbox(&swarm_id, after).await?;
-    Ok(sse(state, items, "task", |i: &InboxItem| i.revision, after))
+    Ok(sse(state, items, ("inbox", "task"), |i: &InboxItem| i.revision, after))
 }
 
 /// Acknowledges a pushed task (the swarm): it becomes a normal claim.

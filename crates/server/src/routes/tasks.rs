@@ -64,7 +64,12 @@ async fn list_tasks(
     Q(q): Q<ListTasks>,
 ) -> Answer<TaskPage> {
     caller.admin()?;
-    Ok(Json(state.core.list_tasks(q.state, q.after.as_deref(), q.limit.unwrap_or(50)).await?))
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        let message = format!("limit is 1 ..= 100, not {limit}");
+        return Err(crate::AppError::new(ifc_api::ErrorCode::InvalidArgument, message));
+    }
+    Ok(Json(state.core.list_tasks(q.state, q.after.as_deref(), limit).await?))
 }
 
 /// The whole task (admin or any swarm).
@@ -128,7 +133,11 @@ async fn complete_task(
     Body(req): Body<CompleteRequest>,
 ) -> Answer<TaskRecord> {
     caller.swarm(&req.swarm_id)?;
-    Ok(Json(state.core.complete_task(&req.swarm_id, &id, req.token, req.result).await?))
+    let record = state.core.complete_task(&req.swarm_id, &id, req.token, req.result).await?;
+    if let Some(attempt) = record.history.last() {
+        state.metrics.completed(attempt.claimed_at_ms, attempt.ended_at_ms);
+    }
+    Ok(Json(record))
 }
 
 /// Fails a task (its holder): back to the pool, or to dead-letter.
