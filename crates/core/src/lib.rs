@@ -25,6 +25,7 @@ mod reaper;
 pub mod swarm;
 pub mod task;
 mod txn;
+pub mod user_kv;
 pub mod validate;
 pub mod witness;
 
