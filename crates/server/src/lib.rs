@@ -58,6 +58,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(routes::blockers::routes())
         .merge(routes::events::routes())
         .merge(routes::ops::routes())
+        .merge(routes::kv::routes())
 }
 
 /// The OpenAPI document.
