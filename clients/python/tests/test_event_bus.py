@@ -1,7 +1,5 @@
-"""The seed's EventBus over the network. connect, health_check and disconnect
-work on today's server; the KV calls need the server's /v1/kv API, which does
-not exist yet: those tests are expected to fail with NotFoundError (the
-missing route) until it lands, and then must pass (strict)."""
+"""The seed's EventBus over the network: connect, health_check and disconnect,
+and the KV calls on the server's admin-only /v1/kv API."""
 
 from __future__ import annotations
 
@@ -11,14 +9,9 @@ from typing import List
 import pytest
 
 import ifc_client
-from ifc_client import EventBus, InvalidArgumentError, NotFoundError, WatchEvent
+from ifc_client import EventBus, InvalidArgumentError, WatchEvent
 
 from conftest import Server
-
-
-def missing(route: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, raises=NotFoundError,
-                             reason=f"the server has no {route} yet (KV API, see docs/python.md)")
 
 
 async def test_connect_health_disconnect(server: Server) -> None:
@@ -48,7 +41,6 @@ async def test_bad_kv_arguments_are_refused_before_sending(bus: EventBus) -> Non
         await bus.transaction([], [("upsert", "/k", "v")])
 
 
-@missing("PUT/GET/DELETE /v1/kv")
 async def test_put_get_delete(bus: EventBus, uid: str) -> None:
     key = f"/{uid}/tasks/task-1/status"
     assert await bus.get(key) is None
@@ -60,7 +52,6 @@ async def test_put_get_delete(bus: EventBus, uid: str) -> None:
     assert await bus.get(key) is None
 
 
-@missing("POST /v1/kv/txn")
 async def test_transaction_is_compare_and_swap(bus: EventBus, uid: str) -> None:
     key = f"/{uid}/tasks/task-1/owner"
     await bus.transaction([], [("put", key, "unclaimed")], [])
@@ -70,7 +61,6 @@ async def test_transaction_is_compare_and_swap(bus: EventBus, uid: str) -> None:
     assert await bus.get(key) == "swarm-a"
 
 
-@missing("GET /v1/kv/watch")
 async def test_watch_and_cancel(bus: EventBus, uid: str) -> None:
     seen: List[WatchEvent] = []
     watch_id = await bus.watch(f"/{uid}/", seen.append)
@@ -85,7 +75,6 @@ async def test_watch_and_cancel(bus: EventBus, uid: str) -> None:
     assert await bus.cancel_watch(watch_id) is False
 
 
-@missing("PUT /v1/kv")
 async def test_kv_is_confined_to_the_user_prefix(bus: EventBus, client: ifc_client.Client, uid: str) -> None:
     """A key that looks like a coordinator key never touches the coordinator."""
     await bus.put(f"ifc/tasks/{uid}/record", "{}")

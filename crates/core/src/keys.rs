@@ -167,6 +167,13 @@ impl Keys {
         format!("{}witness/{chain}/checkpoint", self.root)
     }
 
+    /// Prefix of the user KV space (the `EventBus` API): no builder above
+    /// starts with it, and [`Keys::parse`] knows none of its keys, so user
+    /// keys and the coordinator's never meet.
+    pub fn user_kv(&self) -> String {
+        format!("{}kv/", self.root)
+    }
+
     /// What a stored key is, with the ids in it: the inverse of the builders
     /// above. `None` for a key outside this namespace or of no known shape.
     pub fn parse<'a>(&self, key: &'a [u8]) -> Option<Key<'a>> {
@@ -370,5 +377,7 @@ mod tests {
         assert_eq!(keys.parse(b"other/swarms/s"), None);
         assert_eq!(keys.parse(b"prod/tasks/t/unknown"), None);
         assert_eq!(keys.parse(b"prod/swarms/a/b"), None);
+        let user = format!("{}../tasks/t/record", keys.user_kv());
+        assert_eq!(keys.parse(user.as_bytes()), None, "a user key is never a coordinator key");
     }
 }

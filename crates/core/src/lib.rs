@@ -29,6 +29,7 @@ mod retention;
 pub mod swarm;
 pub mod task;
 mod txn;
+pub mod user_kv;
 pub mod validate;
 pub mod witness;
 pub mod witness_archive;

@@ -60,6 +60,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(routes::events::routes())
         .merge(routes::ops::routes())
         .merge(routes::queues::routes())
+        .merge(routes::kv::routes())
 }
 
 /// The OpenAPI document.

@@ -5,6 +5,7 @@
 pub(crate) mod blockers;
 pub(crate) mod events;
 pub(crate) mod inbox;
+pub(crate) mod kv;
 pub(crate) mod ops;
 pub(crate) mod queues;
 pub(crate) mod swarms;
