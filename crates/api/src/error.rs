@@ -74,8 +74,11 @@ pub enum ErrorCode {
     StoreLimit,
     /// The swarm limit is reached (429).
     TooManySwarms,
-    /// The store cannot be reached; retry (503).
+    /// The store cannot be reached and nothing was applied; retry (503).
     Unavailable,
+    /// The store may or may not have applied the write (its answer was lost):
+    /// read the state before retrying, never retry blindly (503).
+    OutcomeUnknown,
     /// Anything else (500); the message carries no internals.
     Internal,
 }
@@ -111,7 +114,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::TooManySwarms => 429,
-            ErrorCode::Unavailable => 503,
+            ErrorCode::Unavailable | ErrorCode::OutcomeUnknown => 503,
             ErrorCode::Internal => 500,
         }
     }

@@ -26,6 +26,7 @@ fn task(id: &str) -> NewTask {
         required_capabilities: Vec::new(),
         priority: 0,
         max_attempts: None,
+        timeout_ms: None,
     }
 }
 

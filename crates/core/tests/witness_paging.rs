@@ -27,6 +27,7 @@ async fn list_export_and_verify_page_past_the_answer_limit(store: TestStore) {
                     required_capabilities: Vec::new(),
                     priority: 0,
                     max_attempts: None,
+                    timeout_ms: None,
                 };
                 c.create_task(task).await
             }

@@ -36,11 +36,17 @@ pub struct Backend {
     #[arg(long, env = "IFC_ETCD_PASSWORD", global = true, hide_env_values = true)]
     pub etcd_password: Option<String>,
     /// Revisions of history to keep for resuming streams; older ones are
-    /// compacted (on etcd every minute, by any node). 0 never compacts: on
-    /// etcd, leave it to etcd's `--auto-compaction-*`, or etcd fills its quota.
+    /// compacted. On etcd only with `--etcd-owns-cluster` (etcd compaction is
+    /// cluster-wide); otherwise set etcd's own `--auto-compaction-*`, or etcd
+    /// fills its quota. 0 never compacts.
     #[arg(long, env = "IFC_HISTORY_RETENTION", default_value_t = 100_000,
           value_parser = clap::value_parser!(i64).range(0..), global = true)]
     pub history_retention: i64,
+    /// This deployment is the etcd cluster's only user, so its nodes may
+    /// compact etcd's (cluster-wide) history to `--history-retention`.
+    /// Off by default: compaction would also drop other applications' history.
+    #[arg(long, env = "IFC_ETCD_OWNS_CLUSTER", global = true)]
+    pub etcd_owns_cluster: bool,
 }
 
 impl Backend {
@@ -90,6 +96,7 @@ impl Backend {
         options.connect_timeout = Duration::from_secs(self.etcd_timeout);
         options.request_timeout = Duration::from_secs(self.etcd_timeout);
         options.history_retention = Some(self.history_retention).filter(|r| *r > 0);
+        options.owns_cluster = self.etcd_owns_cluster;
         if let Some(user) = &self.etcd_user {
             options.user = Some((user.clone(), self.etcd_password.clone().unwrap_or_default()));
         }

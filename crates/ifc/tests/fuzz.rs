@@ -238,6 +238,7 @@ async fn fuzz_every_route(backend: Backend) {
             required_capabilities: vec![],
             priority: 0,
             max_attempts: None,
+            timeout_ms: None,
         };
         admin.create_task(task).await.unwrap();
     }

@@ -25,6 +25,11 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // etcd elects a new leader in about a second: ask for a retry after that.
+            return (status, [(axum::http::header::RETRY_AFTER, "1")], Json(self.0))
+                .into_response();
+        }
         (status, Json(self.0)).into_response()
     }
 }
@@ -62,6 +67,7 @@ impl From<CoreError> for AppError {
             }
             CoreError::Store(KvError::Unavailable(_)) => ErrorCode::Unavailable,
             CoreError::Store(KvError::Stopped(_)) => ErrorCode::Unavailable,
+            CoreError::Store(KvError::OutcomeUnknown(_)) => ErrorCode::OutcomeUnknown,
             _ => ErrorCode::Internal,
         };
         if code == ErrorCode::Internal {
@@ -78,7 +84,14 @@ impl From<CoreError> for AppError {
         let message = match code {
             // Store and decoding failures stay in the server's log, not the body.
             ErrorCode::Internal => "internal error".to_string(),
-            ErrorCode::Unavailable => "the store is unavailable; retry".to_string(),
+            ErrorCode::Unavailable => {
+                "the store is unavailable; nothing was applied; retry".to_string()
+            }
+            ErrorCode::OutcomeUnknown => {
+                "the store's answer was lost: the write may or may not have applied; \
+                 read the state before retrying"
+                    .to_string()
+            }
             ErrorCode::PayloadTooLarge => {
                 format!("the stored record would be too large for the store: {e}")
             }

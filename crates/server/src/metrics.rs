@@ -18,7 +18,7 @@ const BUCKETS: [f64; 12] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
 
 /// The kinds of event stream, as labelled in `ifc_open_streams{kind}`.
-pub(crate) const STREAM_KINDS: [&str; 3] = ["inbox", "blockers", "events"];
+pub(crate) const STREAM_KINDS: [&str; 4] = ["inbox", "blockers", "events", "kv"];
 
 /// Buckets for claim-to-complete durations (seconds): work takes longer.
 const WORK_BUCKETS: [f64; 12] =
@@ -279,6 +279,10 @@ impl MeteredStore {
 
 #[async_trait]
 impl KvStore for MeteredStore {
+    async fn health(&self) -> ifc_kv::StoreHealth {
+        self.inner.health().await
+    }
+
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse, KvError> {
         self.inner.range(req).await
     }

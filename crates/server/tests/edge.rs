@@ -141,6 +141,7 @@ fn new_task(id: &str, caps: &[&str], metadata: serde_json::Value) -> ifc_client:
         required_capabilities: caps.iter().map(|c| c.to_string()).collect(),
         priority: 0,
         max_attempts: None,
+        timeout_ms: None,
     }
 }
 
@@ -195,6 +196,7 @@ async fn shutdown_ends_every_stream_with_its_resume_point(mut server: Server) {
                 required_capabilities: vec![],
                 priority: 0,
                 max_attempts: None,
+                timeout_ms: None,
             },
         )
         .await

@@ -357,5 +357,5 @@ async fn kv_watch(
     let after = resume_point(&headers, &StreamStart { after: q.after })?;
     let changes = state.core.user_kv().watch(&q.prefix, after).await?;
     let batches = changes.map(|c| c.map(KvWatchBatch::from)).boxed();
-    Ok(sse(state, batches, "kv", |b: &KvWatchBatch| b.revision, after.unwrap_or(0)))
+    Ok(sse(state, batches, ("kv", "kv"), |b: &KvWatchBatch| b.revision, after.unwrap_or(0)))
 }

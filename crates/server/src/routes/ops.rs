@@ -23,17 +23,18 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The store answers.
+/// The store answers with a quorum (on etcd: a majority of members, not one endpoint).
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, body = String), (status = 503, body = ApiError)))]
-async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError> {
-    state
-        .core
-        .store()
-        .range(ifc_kv::RangeRequest::key("\0"))
-        .await
-        .map_err(|e| AppError::new(ErrorCode::Unavailable, format!("store unreachable: {e}")))?;
-    Ok("ready")
+async fn readyz(State(state): State<AppState>) -> Result<String, AppError> {
+    let health = state.core.store().health().await;
+    if !health.quorum {
+        return Err(AppError::new(
+            ErrorCode::Unavailable,
+            format!("no quorum: {} of {} store members answer", health.answering, health.members),
+        ));
+    }
+    Ok(format!("ready ({} of {} store members answer)", health.answering, health.members))
 }
 
 /// Prometheus metrics.
