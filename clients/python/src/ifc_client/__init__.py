@@ -10,6 +10,7 @@ from .coordinator import IFCoordinator
 from .errors import (
     ERROR_CLASSES,
     BlockerNotFoundError,
+    StoreLimitError,
     AlreadyAcknowledgedError,
     BlockerResolvedError,
     ClaimLapsedError,
@@ -57,5 +58,5 @@ __all__ = [
     "NotOwnerError", "PayloadTooLargeError", "SwarmNotRegisteredError", "TooManySwarmsError",
     "UnauthorizedError", "UnavailableError", "UnsupportedMediaTypeError",
     "AlreadyAcknowledgedError", "BlockerResolvedError", "ClaimLapsedError", "ClaimReplacedError", "ContendedError", "NotClaimedError",
-    "NotDeadError", "OutcomeUnknownError", "SwarmTakenError", "TaskClaimedError", "TaskExistsError", "TaskFinishedError",
+    "NotDeadError", "StoreLimitError", "OutcomeUnknownError", "SwarmTakenError", "TaskClaimedError", "TaskExistsError", "TaskFinishedError",
 ]

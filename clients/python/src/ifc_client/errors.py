@@ -190,6 +190,11 @@ class NotDeadError(ConflictError):
     code = "not_dead"
 
 
+class StoreLimitError(CoordinatorError, ValueError):
+    """The request would pass a store limit other than value size (422)."""
+
+    code = "store_limit"
+
 class PayloadTooLargeError(CoordinatorError):
     """The body is too large (413)."""
 
@@ -263,6 +268,7 @@ ERROR_CLASSES: Dict[str, Type[CoordinatorError]] = {
         NotClaimedError,
         NotDeadError,
         PayloadTooLargeError,
+        StoreLimitError,
         UnsupportedMediaTypeError,
         TooManySwarmsError,
         UnavailableError,
