@@ -52,6 +52,11 @@ command -v python3 >/dev/null 2>&1 || { echo "python3 is missing: apt-get instal
 cargo build -q --workspace --all-targets --all-features
 IFC_BIN=target/debug/ifc clients/python/run_tests.sh -q
 
+# The fault suite in its short mode: a 3-member etcd cluster and two nodes under a
+# recorded workload with member and node kills and pauses, embedded SIGKILL cycles,
+# and a checker over the history and the witness log (about a minute).
+scripts/faults.sh --short
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --no-fail-fast "$@"
 else
