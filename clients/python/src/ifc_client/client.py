@@ -236,7 +236,7 @@ class Client(_Common):
         return (await self._call("GET", "/healthz", raw=True)).strip() == "ok"
 
     async def readyz(self) -> bool:
-        return (await self._call("GET", "/readyz", raw=True)).strip() == "ready"
+        return (await self._call("GET", "/readyz", raw=True)).strip().startswith("ready")
 
     async def openapi(self) -> Dict[str, Any]:
         return dict(await self._call("GET", "/openapi.json"))
