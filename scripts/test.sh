@@ -25,7 +25,7 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 # The benchmark harness in smoke mode (a few seconds), so it cannot rot.
 # Its figures are not checked here: speed lives in docs/BENCHMARKS.md.
 # `ifc` is built too: the smoke run measures SSE streams on an `ifc serve` child.
-cargo build -q -p ifc -p ifc-bench
+cargo build -q --workspace --all-targets --all-features
 target/debug/ifc-bench --smoke >/dev/null
 
 # The README's local cluster (3 etcd members, 2 ifc nodes): a task created on one
@@ -49,7 +49,6 @@ IFC_BIN=target/debug/ifc deploy/check.sh
 # The Python package against real `ifc serve` processes (embedded and etcd);
 # run_tests.sh makes its virtualenv under clients/python/.venv from PyPI.
 command -v python3 >/dev/null 2>&1 || { echo "python3 is missing: apt-get install python3 python3-venv" >&2; exit 1; }
-cargo build -q --workspace --all-targets --all-features
 IFC_BIN=target/debug/ifc clients/python/run_tests.sh -q
 
 # The fault suite in its short mode: a 3-member etcd cluster and two nodes under a
