@@ -101,8 +101,9 @@ def check(history: History, node: str, token: str) -> Dict[str, List[str]]:
     verification = http.get("/v1/witness/verify").json()
     if not verification.get("ok"):
         problems["witness verify"].append(json.dumps(verification.get("problems"))[:2000])
-    problems.setdefault("two live owners", [])
-    problems.setdefault("acknowledged write lost", [])
+    for invariant in ("two live owners", "acknowledged write lost", "unavailable but applied",
+                      "completion without the live claim", "500 answers", "witness verify"):
+        problems.setdefault(invariant, [])
     problems["_records"] = [str(len(records))]
     return problems
 
