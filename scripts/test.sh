@@ -49,7 +49,7 @@ IFC_BIN=target/debug/ifc deploy/check.sh
 # The Python package against real `ifc serve` processes (embedded and etcd);
 # run_tests.sh makes its virtualenv under clients/python/.venv from PyPI.
 command -v python3 >/dev/null 2>&1 || { echo "python3 is missing: apt-get install python3 python3-venv" >&2; exit 1; }
-IFC_BIN=target/debug/ifc clients/python/run_tests.sh -q
+IFC_BIN="$PWD/target/debug/ifc" clients/python/run_tests.sh -q
 
 # The fault suite in its short mode: a 3-member etcd cluster and two nodes under a
 # recorded workload with member and node kills and pauses, embedded SIGKILL cycles,
