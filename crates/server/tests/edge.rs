@@ -175,6 +175,23 @@ async fn streams_end_when_their_clients_leave(server: Server) {
     assert!(text.contains("ifc_open_streams{kind=\"inbox\"} 0"), "{text}");
 }
 
+/// Reads a stream until `marker` has arrived (10 s at most); returns what was read.
+async fn read_until(socket: &mut TcpStream, marker: &str) -> Vec<u8> {
+    let mut received = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&received).contains(marker) {
+        let mut chunk = [0u8; 4096];
+        let left = deadline.saturating_duration_since(Instant::now());
+        let read = tokio::time::timeout(left, socket.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("no {marker:?} within 10 s"))
+            .unwrap();
+        assert!(read > 0, "the stream closed before {marker:?}");
+        received.extend_from_slice(&chunk[..read]);
+    }
+    received
+}
+
 /// On shutdown every open stream gets a final `shutting_down` event naming the
 /// revision to resume after, then closes, and the server finishes.
 async fn shutdown_ends_every_stream_with_its_resume_point(mut server: Server) {
@@ -201,10 +218,15 @@ async fn shutdown_ends_every_stream_with_its_resume_point(mut server: Server) {
         )
         .await
         .unwrap();
+    // Delivery is asynchronous (on etcd the push reaches each stream through a
+    // watch), so wait until every stream has the task before shutting down.
+    let mut delivered = Vec::new();
+    for socket in &mut sockets {
+        delivered.push(read_until(socket, "event: task").await);
+    }
     server.state.close_streams();
     let _ = server.stop.take().unwrap().send(());
-    for mut socket in sockets {
-        let mut received = Vec::new();
+    for (mut socket, mut received) in sockets.into_iter().zip(delivered) {
         socket.read_to_end(&mut received).await.unwrap();
         let text = String::from_utf8_lossy(&received);
         let end = text.rfind("event: error").expect("a final event");
