@@ -72,6 +72,11 @@ impl BenchEtcd {
             .with_context(|| format!("connecting to etcd at {}", self.endpoints.join(",")))
     }
 
+    /// The member's (or the external cluster's) client URLs.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
     /// The spawned member's backend file; `None` on an external cluster.
     pub fn db_file(&self) -> Option<PathBuf> {
         self.member.as_ref().map(EtcdProcess::db_file)

@@ -63,6 +63,8 @@ enum Phase {
     Http,
     /// Claim latency with many stored tasks, on both backends.
     Stored,
+    /// Tasks through create → claim → complete with retention on: size over time.
+    Soak,
 }
 
 impl Args {
@@ -119,6 +121,11 @@ async fn main() -> Result<()> {
     if args.runs(Phase::Stored) {
         phases::stored::run(&mut report, args.smoke, work).await?;
     }
+    let soak_curves = if args.runs(Phase::Soak) {
+        phases::soak::run(&mut report, args.smoke, work).await?
+    } else {
+        vec![]
+    };
 
     if let Some(out) = &args.out {
         let dir = out.parent().unwrap_or(Path::new(".")).join("bench");
@@ -140,6 +147,13 @@ async fn main() -> Result<()> {
                 ("in process, etcd", rss_curves.etcd),
                 ("SSE, ifc serve over idle", rss_curves.http),
             ],
+        )?;
+        chart::linear_chart(
+            &dir.join("size-under-retention.svg"),
+            "Store size on disk with retention on",
+            "tasks completed (thousands)",
+            "MB on disk",
+            &soak_curves,
         )?;
         report.text.push_str(report::CHARTS);
     }

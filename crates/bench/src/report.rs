@@ -113,4 +113,5 @@ at the tenth-slowest claim.\n";
 
 /// The charts' links, when the report is written next to them.
 pub const CHARTS: &str = "\n## Charts\n\n![claims vs concurrency](bench/claims-vs-concurrency.svg)\
-\n\n![RSS vs subscriptions](bench/rss-vs-subscriptions.svg)\n";
+\n\n![RSS vs subscriptions](bench/rss-vs-subscriptions.svg)\
+\n\n![Store size with retention on](bench/size-under-retention.svg)\n";

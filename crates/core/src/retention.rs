@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use ifc_api::TaskState;
 use ifc_kv::{Compare, DeleteRequest, KvStore, PutRequest, RangeRequest, TxnOp, TxnRequest};
 use tokio::task::JoinHandle;
@@ -25,6 +26,9 @@ use crate::paging::Pager;
 use crate::task::TaskRecord;
 use crate::witness::{Head, WitnessRecord};
 use crate::{Coordinator, CoreError, now_ms, witness_archive};
+
+/// Removals one node has in flight at once.
+const PRUNES_IN_FLIGHT: usize = 16;
 
 /// How long finished tasks are kept, and where pruned records go.
 #[derive(Clone, Debug)]
@@ -100,14 +104,23 @@ impl Coordinator {
         for state in [TaskState::Completed, TaskState::Dead, TaskState::Cancelled] {
             let mut pager = Pager::prefix(self.keys.state_index(state.as_str()));
             while let Some(page) = pager.next_page(&*self.store).await? {
-                for kv in &page {
-                    let Some(Key::State { task_id, .. }) = self.keys.parse(&kv.key) else {
-                        continue;
-                    };
-                    if self.prune_task(task_id, state, cutoff_ms, retention).await? {
-                        pruned += 1;
-                    }
-                }
+                // Several removals in flight, so a durable store commits them
+                // together: one at a time, pruning falls behind a busy fleet.
+                let task_ids: Vec<String> = page
+                    .iter()
+                    .filter_map(|kv| match self.keys.parse(&kv.key) {
+                        Some(Key::State { task_id, .. }) => Some(task_id.to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                let removed: Vec<bool> = futures::stream::iter(task_ids)
+                    .map(|task_id| async move {
+                        self.prune_task(&task_id, state, cutoff_ms, retention).await
+                    })
+                    .buffer_unordered(PRUNES_IN_FLIGHT)
+                    .try_collect()
+                    .await?;
+                pruned += removed.into_iter().filter(|&r| r).count() as u64;
             }
         }
         Ok(pruned)
@@ -124,12 +137,18 @@ impl Coordinator {
         let (task_key, chain) = (self.keys.task(task_id), task_chain(task_id));
         let head_key = self.keys.witness_head(&chain);
         let task_kv = self.store.range(RangeRequest::key(task_key.clone())).await?.kvs.pop();
-        let head_kv = self.store.range(RangeRequest::key(head_key.clone())).await?.kvs.pop();
         let Some(task_kv) = task_kv else { return Ok(false) };
         let task: TaskRecord = decode(&task_kv)?;
         if task.state != state || !state.is_final() {
             return Ok(false);
         }
+        // Most finished tasks a pass meets are still young: the last attempt's
+        // end says so without reading the chain (its records come no earlier).
+        let ended_at_ms = task.history.last().map_or(task.created_at_ms, |a| a.ended_at_ms);
+        if ended_at_ms > cutoff_ms {
+            return Ok(false);
+        }
+        let head_kv = self.store.range(RangeRequest::key(head_key.clone())).await?.kvs.pop();
         let records = chain_records(&*self.store, self.keys.witness_records(&chain)).await?;
         if records.last().map_or(task.created_at_ms, |r| r.at_ms) > cutoff_ms {
             return Ok(false);

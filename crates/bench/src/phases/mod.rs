@@ -5,6 +5,7 @@ pub mod embedded;
 pub mod etcd;
 pub mod http;
 pub mod seed;
+pub mod soak;
 pub mod storage;
 pub mod stored;
 pub mod subscriptions;
