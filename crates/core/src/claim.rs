@@ -50,6 +50,9 @@ impl Coordinator {
     ) -> Result<ClaimOutcome, CoreError> {
         validate::id("swarm_id", swarm_id)?;
         validate::id("task_id", task_id)?;
+        // Tasks this call found taken or backing off: never tried twice, so a
+        // high-priority task in retry backoff does not hide the ones below it.
+        let mut passed: Vec<String> = Vec::new();
         for round in 0..MAX_CAS_ROUNDS {
             let serializable = round == 0;
             let snap =
@@ -161,8 +164,10 @@ impl Coordinator {
     /// swarm all holds; `None` if there is none.
     ///
     /// Reads the head of each matching capability queue (a few keys each, never
-    /// the whole pool), then tries one of the best few at random, so concurrent
-    /// callers spread over the head instead of all fighting for its first key.
+    /// the whole pool), then tries one of the best few of the highest priority
+    /// at random, so concurrent callers spread over the head instead of all
+    /// fighting for its first key; a lower priority is never taken while a
+    /// higher one was ready.
     pub async fn claim_next(&self, swarm_id: &str) -> Result<Option<Claim>, CoreError> {
         validate::id("swarm_id", swarm_id)?;
         let swarm = self
@@ -181,6 +186,9 @@ impl Coordinator {
         if queues.is_empty() {
             return Ok(None);
         }
+        // Tasks this call found taken or backing off: never tried twice, so a
+        // high-priority task in retry backoff does not hide the ones below it.
+        let mut passed: Vec<String> = Vec::new();
         for round in 0..MAX_CAS_ROUNDS {
             let mut txn = TxnRequest::new();
             for queue in &queues {
@@ -191,7 +199,9 @@ impl Coordinator {
             let resp = self.store.txn(txn).await?;
             let mut candidates: Vec<(&str, &str, &str)> = Vec::new();
             for kv in ranges(&resp.responses).into_iter().flatten() {
-                if let Some(Key::Ready { rank, created, task_id, .. }) = self.keys.parse(&kv.key) {
+                if let Some(Key::Ready { rank, created, task_id, .. }) = self.keys.parse(&kv.key)
+                    && !passed.iter().any(|p| p == task_id)
+                {
                     candidates.push((rank, created, task_id));
                 }
             }
@@ -199,13 +209,18 @@ impl Coordinator {
                 return Ok(None);
             }
             candidates.sort();
-            // Spread: pick among the best few, more of them as contention shows.
-            let spread = (4 << round.min(3)).min(candidates.len());
+            // Spread: pick among the best few, more of them as contention shows,
+            // but only among tasks ranked like the best, so a higher priority is
+            // always served first (lower ranks wait for the next read).
+            let best_rank = candidates[0].0;
+            let equals = candidates.iter().take_while(|c| c.0 == best_rank).count();
+            let spread = (4 << round.min(3)).min(equals);
             let (_, _, task_id) = candidates[rand::random_range(0..spread)];
             match self.claim_task(swarm_id, task_id).await? {
                 ClaimOutcome::Claimed(claim) => return Ok(Some(*claim)),
-                ClaimOutcome::Finished { .. } | ClaimOutcome::AlreadyClaimed { .. } => continue,
-                ClaimOutcome::BackingOff { .. } => continue,
+                ClaimOutcome::Finished { .. }
+                | ClaimOutcome::AlreadyClaimed { .. }
+                | ClaimOutcome::BackingOff { .. } => passed.push(task_id.to_string()),
             }
         }
         Ok(None)
@@ -311,6 +326,9 @@ impl Coordinator {
     ) -> Result<TaskRecord, CoreError> {
         validate::id("swarm_id", swarm_id)?;
         validate::id("task_id", task_id)?;
+        // Tasks this call found taken or backing off: never tried twice, so a
+        // high-priority task in retry backoff does not hide the ones below it.
+        let mut passed: Vec<String> = Vec::new();
         for round in 0..MAX_CAS_ROUNDS {
             let serializable = round == 0;
             let snap = txn::snapshot(&*self.store, &self.keys, task_id, None, serializable).await?;
