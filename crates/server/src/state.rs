@@ -24,6 +24,8 @@ pub struct AppState {
     pub(crate) slow_reader_timeout: Duration,
     /// Ends every open event stream on shutdown.
     pub(crate) streams_closing: crate::sse::StreamsClosing,
+    /// Claims and completions per minute, for the dashboard.
+    pub(crate) throughput: Arc<crate::throughput::Throughput>,
 }
 
 impl AppState {
@@ -38,6 +40,7 @@ impl AppState {
             metrics,
             slow_reader_timeout: SLOW_READER_TIMEOUT,
             streams_closing: Default::default(),
+            throughput: Default::default(),
         }
     }
 

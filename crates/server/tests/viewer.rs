@@ -134,7 +134,7 @@ async fn the_viewer_reads_what_the_admin_reads_on_every_get_route(server: Server
     }
     // The dashboard's own reads, spelled out.
     for path in ["/v1/swarms", "/v1/queues", "/v1/tasks/t1", "/v1/events", "/v1/blockers/stream"] {
-        assert_eq!(server.call("GET", &path, Some(VIEWER)).await.0, 200, "GET {path}");
+        assert_eq!(server.call("GET", path, Some(VIEWER)).await.0, 200, "GET {path}");
     }
 }
 
