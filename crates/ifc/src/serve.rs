@@ -16,6 +16,9 @@ use crate::store::Backend;
 /// Name of the generated admin token file in the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
+/// Name of the generated viewer (read-only) token file in the data directory.
+pub const VIEWER_TOKEN_FILE: &str = "viewer.token";
+
 /// `ifc serve` settings. Every flag also reads its environment variable.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -33,6 +36,12 @@ pub struct ServeArgs {
     /// first start and kept in `<data-dir>/admin.token` (mode 0600).
     #[arg(long, env = "IFC_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// The viewer's bearer token: it may read (every GET route and the event
+    /// and blocker streams) and nothing else, for a shared dashboard. Without
+    /// it, one is generated on first start and kept in `<data-dir>/viewer.token`
+    /// (mode 0600).
+    #[arg(long, env = "IFC_VIEWER_TOKEN", hide_env_values = true)]
+    viewer_token: Option<String>,
     /// Most live swarms at once (the seed's IF_COORDINATOR_MAX_SWARMS).
     #[arg(long, env = "IF_COORDINATOR_MAX_SWARMS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -97,7 +106,13 @@ enum LogFormat {
 
 /// Reads the admin token file, creating it (0600) with a fresh token if absent.
 pub fn admin_token(dir: &Path) -> Result<(String, PathBuf)> {
-    let path = dir.join(ADMIN_TOKEN_FILE);
+    token_file(dir, ADMIN_TOKEN_FILE)
+}
+
+/// Reads the token file `name` in `dir`, creating it (0600) with a fresh token
+/// if absent.
+fn token_file(dir: &Path, name: &str) -> Result<(String, PathBuf)> {
+    let path = dir.join(name);
     if let Ok(token) = std::fs::read_to_string(&path) {
         let token = token.trim().to_string();
         anyhow::ensure!(!token.is_empty(), "{} is empty", path.display());
@@ -192,6 +207,20 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             (token, path.display().to_string())
         }
     };
+    let (viewer, viewer_source) = match &args.viewer_token {
+        Some(token) if !token.trim().is_empty() => {
+            (token.trim().to_string(), "IFC_VIEWER_TOKEN".to_string())
+        }
+        Some(_) => anyhow::bail!("--viewer-token (IFC_VIEWER_TOKEN) is empty"),
+        None => {
+            let (token, path) = token_file(&args.data.data_dir, VIEWER_TOKEN_FILE)?;
+            (token, path.display().to_string())
+        }
+    };
+    anyhow::ensure!(
+        viewer != admin,
+        "the viewer token ({viewer_source}) is the admin token ({token_source}): give them apart"
+    );
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let cert = std::fs::read(cert)
@@ -232,7 +261,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         archive: args.witness_archive.clone(),
     };
     let pruner = ifc_core::Pruner::spawn(core.clone(), retention);
-    let state = AppState::new(core.clone(), &admin, metrics);
+    let state = AppState::new(core.clone(), &admin, metrics).with_viewer_token(&viewer);
     let state_for_shutdown = state.clone();
     let router = ifc_server::router(state, 2 * args.max_json_bytes as usize + 64 * 1024);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -244,6 +273,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         %address,
         store = %store_name,
         admin_token = %token_source,
+        viewer_token = %viewer_source,
         scheme,
         "IF.coordinator serving"
     );
@@ -251,7 +281,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if matches!(args.log_format, LogFormat::Text) {
         println!(
             "IF.coordinator listening on {scheme}://{address} ({store_name}); \
-             admin token: {token_source}"
+             admin token: {token_source}; viewer token: {viewer_source}; \
+             dashboard: {scheme}://{address}/"
         );
     }
     // On a signal: end every event stream (each gets its resume point), stop

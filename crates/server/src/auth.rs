@@ -4,14 +4,18 @@
 //! everything but act as a swarm. A swarm presents its own token together with
 //! `X-Ifc-Swarm: <swarm_id>`, and may act only as that swarm. The admin
 //! token with `X-Ifc-Swarm` acts for that (registered) swarm, and what it
-//! does is witnessed with `"by": "admin"`.
+//! does is witnessed with `"by": "admin"`. The viewer token (for a shared
+//! dashboard) may read: it is accepted on `GET` and `HEAD` requests only, and
+//! refused with 403 `forbidden` on every other method before any handler
+//! runs, so a handler that lets the admin read lets the viewer read too.
 
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, header};
 use ifc_api::ErrorCode;
-use ifc_core::{Coordinator, CoreError};
+use ifc_core::CoreError;
 use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,13 +27,17 @@ pub enum Caller {
     /// The orchestrator acting for a registered swarm (admin token plus
     /// `X-Ifc-Swarm`).
     AdminFor(String),
+    /// The read-only viewer token, on a read (`GET`/`HEAD`) request: it exists
+    /// on no other request (see [`authenticate`]).
+    Viewer,
 }
 
 impl Caller {
-    /// Refuses anyone but the orchestrator.
+    /// Refuses anyone but the orchestrator, and the viewer (who only ever
+    /// exists on a read request).
     pub(crate) fn admin(&self) -> Result<(), AppError> {
         match self {
-            Caller::Admin => Ok(()),
+            Caller::Admin | Caller::Viewer => Ok(()),
             Caller::Swarm(_) | Caller::AdminFor(_) => Err(AppError::new(
                 ErrorCode::Forbidden,
                 "this needs the admin token (without X-Ifc-Swarm)",
@@ -49,27 +57,33 @@ impl Caller {
                 ErrorCode::Forbidden,
                 "this needs the swarm's own token, or the admin token, with X-Ifc-Swarm",
             )),
+            Caller::Viewer => Err(AppError::new(
+                ErrorCode::Forbidden,
+                "the viewer token cannot act as a swarm: this needs the swarm's own token, \
+                 or the admin token, with X-Ifc-Swarm",
+            )),
         }
     }
 
-    /// Refuses anyone but the orchestrator and the swarm `swarm_id`.
+    /// Refuses anyone but the orchestrator (or the viewer, on a read) and the
+    /// swarm `swarm_id`.
     pub(crate) fn admin_or_swarm(&self, swarm_id: &str) -> Result<(), AppError> {
         match self {
-            Caller::Admin => Ok(()),
+            Caller::Admin | Caller::Viewer => Ok(()),
             _ => self.swarm(swarm_id),
         }
     }
 }
 
-/// The admin token, kept only as its SHA-256 digest.
+/// A token (the admin's or the viewer's), kept only as its SHA-256 digest.
 #[derive(Clone)]
-pub(crate) struct AdminToken {
+pub(crate) struct TokenDigest {
     sha256: String,
 }
 
-impl AdminToken {
+impl TokenDigest {
     pub(crate) fn new(token: &str) -> Self {
-        AdminToken { sha256: sha256(token) }
+        TokenDigest { sha256: sha256(token) }
     }
 
     pub(crate) fn matches(&self, token: &str) -> bool {
@@ -81,18 +95,30 @@ fn sha256(text: &str) -> String {
     Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The caller these request headers prove: the admin, or a swarm whose token
-/// the coordinator accepts.
+/// Whether a request with this method only reads.
+fn is_read(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+/// The caller a request with these headers proves: the admin, the viewer (on a
+/// read), or a swarm whose token the coordinator accepts.
 pub(crate) async fn authenticate(
+    method: &Method,
     headers: &HeaderMap,
-    admin: &AdminToken,
-    core: &Coordinator,
+    state: &AppState,
 ) -> Result<Caller, AppError> {
+    let (admin, core) = (&state.admin_token, &state.core);
     let token = bearer(headers)
         .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "missing bearer token"))?;
     let swarm = headers.get("x-ifc-swarm").and_then(|v| v.to_str().ok());
+    let viewer = state.viewer_token.as_ref().is_some_and(|v| v.matches(token));
     match swarm {
         None if admin.matches(token) => Ok(Caller::Admin),
+        None if viewer && is_read(method) => Ok(Caller::Viewer),
+        _ if viewer => Err(AppError::new(
+            ErrorCode::Forbidden,
+            "the viewer token may only read; this action needs the admin token",
+        )),
         None => Err(AppError::new(
             ErrorCode::Unauthorized,
             "unknown token (a swarm token needs the X-Ifc-Swarm header)",

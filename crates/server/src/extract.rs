@@ -16,7 +16,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        authenticate(&parts.headers, &state.admin_token, &state.core).await
+        authenticate(&parts.method, &parts.headers, state).await
     }
 }
 

@@ -22,6 +22,8 @@ mod process;
 mod routes;
 mod sse;
 mod state;
+mod throughput;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,6 +63,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(routes::ops::routes())
         .merge(routes::queues::routes())
         .merge(routes::kv::routes())
+        .merge(routes::stats::routes())
 }
 
 /// The OpenAPI document.
@@ -129,6 +132,7 @@ async fn method_not_allowed(request: Request, next: Next) -> Response {
 /// limit, and metrics.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     metrics::spawn_task_gauge(&state);
+    throughput::spawn(&state.core, &state.throughput);
     let (router, api) = routes().split_for_parts();
     let api = Arc::new(api);
     router
@@ -136,6 +140,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/openapi.json",
             axum::routing::get(move || async move { Json(api.as_ref().clone()) }),
         )
+        .merge(ui::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), auth::mark_admin_acting))

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ifc_core::Coordinator;
 
-use crate::auth::AdminToken;
+use crate::auth::TokenDigest;
 use crate::metrics::Metrics;
 
 /// How long a stream reader may leave its buffer full before it is cut off (by
@@ -16,12 +16,16 @@ pub const SLOW_READER_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) core: Arc<Coordinator>,
-    pub(crate) admin_token: AdminToken,
+    pub(crate) admin_token: TokenDigest,
+    /// The read-only viewer's token, if there is one.
+    pub(crate) viewer_token: Option<TokenDigest>,
     pub(crate) metrics: Arc<Metrics>,
     /// How long a stream reader may leave its buffer full before it is cut off.
     pub(crate) slow_reader_timeout: Duration,
     /// Ends every open event stream on shutdown.
     pub(crate) streams_closing: crate::sse::StreamsClosing,
+    /// Claims and completions per minute, for the dashboard.
+    pub(crate) throughput: Arc<crate::throughput::Throughput>,
 }
 
 impl AppState {
@@ -31,10 +35,12 @@ impl AppState {
     pub fn new(core: Arc<Coordinator>, admin_token: &str, metrics: Arc<Metrics>) -> Self {
         AppState {
             core,
-            admin_token: AdminToken::new(admin_token),
+            admin_token: TokenDigest::new(admin_token),
+            viewer_token: None,
             metrics,
             slow_reader_timeout: SLOW_READER_TIMEOUT,
             streams_closing: Default::default(),
+            throughput: Default::default(),
         }
     }
 
@@ -44,6 +50,13 @@ impl AppState {
     /// later end at once the same way.
     pub fn close_streams(&self) {
         self.streams_closing.close_all();
+    }
+
+    /// Accepts `viewer_token` as the read-only viewer's token: `GET` routes
+    /// (and the event and blocker streams) only.
+    pub fn with_viewer_token(mut self, viewer_token: &str) -> Self {
+        self.viewer_token = Some(TokenDigest::new(viewer_token));
+        self
     }
 
     /// Cuts off stream readers that leave their buffer full this long (default

@@ -308,6 +308,8 @@ async fn openapi_lists_exactly_the_routes(server: Server) {
         "POST /v1/tasks/{task_id}/cancel",
         "POST /v1/tasks/{task_id}/retry",
         "GET /v1/queues",
+        "GET /v1/stats/throughput",
+        "GET /v1/blockers/{blocker_id}/candidates",
         "GET /v1/witness",
         "GET /v1/witness/export",
         "GET /v1/witness/verify",

@@ -8,6 +8,7 @@ pub(crate) mod inbox;
 pub(crate) mod kv;
 pub(crate) mod ops;
 pub(crate) mod queues;
+pub(crate) mod stats;
 pub(crate) mod swarms;
 pub(crate) mod tasks;
 pub(crate) mod witness;
