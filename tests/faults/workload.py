@@ -31,6 +31,8 @@ class Call:
     status: int = 0  # 0: no HTTP answer
     code: str = ""  # the error code, or the transport failure
     token: Optional[int] = None
+    # The phase in force when the answer came (or the wait ended): a request in
+    # flight when the next fault is injected suffered that fault, not the last one.
     phase: str = ""
 
     @property
@@ -90,15 +92,18 @@ class Worker:
                     call.status, call.code = 409, str(payload.get("outcome"))
             except httpx.ConnectError:
                 call.code = "connect_refused"  # nothing was sent: another node may take it
-                call.end = time.monotonic()
-                self.history.calls.append(call)
+                self.finish(call)
                 continue
             except httpx.HTTPError as e:
                 call.code = type(e).__name__
-            call.end = time.monotonic()
-            self.history.calls.append(call)
+            self.finish(call)
             return call, payload
         return call, payload
+
+    def finish(self, call: Call) -> None:
+        call.end = time.monotonic()
+        call.phase = self.history.phase
+        self.history.calls.append(call)
 
     async def register(self, http: httpx.AsyncClient) -> None:
         for _ in range(100):

@@ -18,6 +18,7 @@ use serde_json::json;
 use crate::codec::{decode, encode};
 use crate::events::{CoreStream, stream_error};
 use crate::keys::blocker_chain;
+use crate::paging::Pager;
 use crate::swarm::SwarmRecord;
 use crate::txn::{self, MAX_CAS_ROUNDS, put, range_op, ranges};
 use crate::witness::{Entry, Head, WitnessOp};
@@ -88,17 +89,21 @@ impl Coordinator {
         &self,
         blocker: &Blocker,
     ) -> Result<Vec<HelperCandidate>, CoreError> {
-        // Advisory data: member-local (serializable) reads are fresh enough, and
-        // spare the orchestrator's notification a round of consensus.
-        let swarms =
-            self.store.range(RangeRequest::prefix(self.keys.swarms()).serializable()).await?;
+        // Page by page: only the capable swarms are kept.
         let mut capable = Vec::new();
-        for kv in &swarms.kvs {
-            let swarm: SwarmRecord = decode(kv)?;
-            if swarm.swarm_id != blocker.swarm_id
-                && blocker.info.required_capabilities.iter().all(|c| swarm.capabilities.contains(c))
-            {
-                capable.push(swarm);
+        let mut pager = Pager::prefix(self.keys.swarms());
+        while let Some(page) = pager.next_page(&*self.store).await? {
+            for kv in &page {
+                let swarm: SwarmRecord = decode(kv)?;
+                if swarm.swarm_id != blocker.swarm_id
+                    && blocker
+                        .info
+                        .required_capabilities
+                        .iter()
+                        .all(|c| swarm.capabilities.contains(c))
+                {
+                    capable.push(swarm);
+                }
             }
         }
         // Load = how many tasks each capable swarm holds: a count per swarm (no
@@ -293,9 +298,16 @@ impl Coordinator {
 
     /// Every blocker, or only those not resolved.
     pub async fn list_blockers(&self, open_only: bool) -> Result<Vec<Blocker>, CoreError> {
-        let resp = self.store.range(RangeRequest::prefix(self.keys.blockers())).await?;
-        let mut blockers: Vec<Blocker> = resp.kvs.iter().map(decode).collect::<Result<_, _>>()?;
-        blockers.retain(|b| !open_only || b.state != BlockerState::Resolved);
+        let mut blockers: Vec<Blocker> = Vec::new();
+        let mut pager = Pager::prefix(self.keys.blockers());
+        while let Some(page) = pager.next_page(&*self.store).await? {
+            for kv in &page {
+                let blocker: Blocker = decode(kv)?;
+                if !open_only || blocker.state != BlockerState::Resolved {
+                    blockers.push(blocker);
+                }
+            }
+        }
         blockers.sort_by_key(|b| b.raised_at_ms);
         Ok(blockers)
     }

@@ -4,7 +4,7 @@
 //! [`Coordinator::reap_all`]; a claim of a lapsed task records the lapse
 //! itself, so correctness never waits for the reaper.
 
-use ifc_kv::{RangeRequest, TxnOp};
+use ifc_kv::TxnOp;
 use serde_json::json;
 
 use crate::codec::encode;
@@ -40,11 +40,14 @@ impl Coordinator {
     /// reaper runs after it falls behind. Returns how many it recorded.
     pub async fn reap_all(&self) -> Result<usize, CoreError> {
         let claimed = self.keys.state_index(TaskState::Claimed.as_str());
-        let claimed = self.store.range(RangeRequest::prefix(claimed)).await?;
+        // Page by page: the claimed index can be as large as the task count.
+        let mut pager = crate::paging::Pager::prefix(claimed);
         let mut reaped = 0;
-        for task_id in self.indexed_ids(&claimed.kvs) {
-            if self.reap_task(&task_id).await? {
-                reaped += 1;
+        while let Some(page) = pager.next_page(&*self.store).await? {
+            for task_id in self.indexed_ids(&page) {
+                if self.reap_task(&task_id).await? {
+                    reaped += 1;
+                }
             }
         }
         Ok(reaped)

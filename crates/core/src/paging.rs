@@ -66,7 +66,6 @@ impl Pager {
 
 /// Every key under `prefix`, read page by page (bounded requests; the result
 /// is still whole, for callers that need it all).
-#[allow(dead_code)] // For the list scans (list_tasks, list_swarms, blockers) to swap in.
 pub(crate) async fn range_all(
     store: &dyn KvStore,
     prefix: impl Into<Vec<u8>>,

@@ -351,8 +351,8 @@ impl SwarmRegistry {
 
     /// Every live swarm, by id.
     pub async fn list(&self) -> Result<Vec<SwarmRecord>, CoreError> {
-        let resp = self.store.range(RangeRequest::prefix(self.keys.swarms())).await?;
-        resp.kvs.iter().map(decode).collect()
+        let swarms = crate::paging::range_all(&*self.store, self.keys.swarms()).await?;
+        swarms.iter().map(decode).collect()
     }
 
     async fn owned(&self, swarm_id: &str, token: &str) -> Result<SwarmRecord, CoreError> {

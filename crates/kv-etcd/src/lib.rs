@@ -79,13 +79,14 @@ pub struct EtcdOptions {
 
 impl EtcdOptions {
     /// Options for these endpoints with default timeouts (10 s, as the seed's
-    /// `ETCD_TIMEOUT`; 3 s per attempt on one member).
+    /// `ETCD_TIMEOUT`; 2 s per attempt on one member: an HTTP request makes
+    /// several store calls, and a client gives it about 8 s in all).
     pub fn new(endpoints: Vec<String>) -> Self {
         EtcdOptions {
             endpoints,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
-            attempt_timeout: Duration::from_secs(3),
+            attempt_timeout: Duration::from_secs(2),
             user: None,
             tls: None,
             limits: Limits::default(),

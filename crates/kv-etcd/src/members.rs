@@ -4,7 +4,7 @@
 //! marks members down and up again.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Channel, Client, ConnectOptions};
@@ -131,11 +131,20 @@ fn channel(endpoint: &str, options: &EtcdOptions) -> Result<tonic::transport::Ch
     Ok(built.connect_lazy())
 }
 
+/// The leader as last reported, with the raft term it leads in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Leadership {
+    /// etcd member id of the leader (0: unknown).
+    pub(crate) id: u64,
+    pub(crate) term: u64,
+}
+
 /// Every member, the leader as last seen, and where requests went last.
 pub(crate) struct Members {
     pub(crate) list: Vec<Member>,
-    /// etcd member id of the leader as last reported (0: unknown).
-    leader: AtomicU64,
+    /// The leader as last reported; receivers learn of a new one (an election
+    /// happened: anything still waiting on the old leader may never answer).
+    leader: watch::Sender<Leadership>,
     /// The member that answered last, tried first when the leader is unknown.
     preferred: AtomicUsize,
 }
@@ -147,14 +156,18 @@ impl Members {
             .iter()
             .map(|e| Member::new(e, options))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Members { list, leader: AtomicU64::new(0), preferred: AtomicUsize::new(0) })
+        Ok(Members {
+            list,
+            leader: watch::Sender::new(Leadership::default()),
+            preferred: AtomicUsize::new(0),
+        })
     }
 
     /// The order to try members in: the leader (writes need no forwarding
     /// there, and a follower's failure then costs nothing), then other members
     /// that are up, then those marked down (our view may be stale).
     pub(crate) fn order(&self) -> Vec<usize> {
-        let leader = self.leader.load(Ordering::Relaxed);
+        let leader = self.leader.borrow().id;
         let preferred = self.preferred.load(Ordering::Relaxed);
         let n = self.list.len();
         let mut up: Vec<usize> = Vec::with_capacity(n);
@@ -171,6 +184,29 @@ impl Members {
         }
         up.extend(down);
         up
+    }
+
+    /// Records a member's report of the leader. Only a newer term replaces
+    /// the leader known (a member that has not heard of an election yet
+    /// still names the old one); a change wakes [`Members::leader_changes`].
+    fn saw_leader(&self, reported: Leadership) {
+        if reported.id == 0 {
+            return;
+        }
+        self.leader.send_if_modified(|known| {
+            let newer = reported.term > known.term || known.id == 0;
+            // The first leader learned is no change: nothing waited on another.
+            let changed = newer && known.id != 0 && reported.id != known.id;
+            if newer {
+                *known = reported;
+            }
+            changed
+        });
+    }
+
+    /// Resolves when a different leader is next reported.
+    pub(crate) fn leader_changes(&self) -> watch::Receiver<Leadership> {
+        self.leader.subscribe()
     }
 
     pub(crate) fn answered(&self, i: usize) {
@@ -192,15 +228,15 @@ impl Members {
             Ok(Ok(status)) => {
                 let id = status.header().map_or(0, |h| h.member_id());
                 member.update(|s| s.id = id);
-                if status.leader() != 0 {
-                    self.leader.store(status.leader(), Ordering::Relaxed);
-                }
+                self.saw_leader(Leadership { id: status.leader(), term: status.raft_term() });
                 Ok(status.leader() != 0)
             }
             Ok(Err(e)) => match classify(e) {
                 Failure::NoLeader(_) => Ok(false),
                 Failure::Final(e) => Err(e.to_string()),
-                Failure::NotApplied(reason) | Failure::Unknown(reason) => Err(reason),
+                Failure::NotApplied(reason)
+                | Failure::Unknown(reason)
+                | Failure::Interrupted(reason) => Err(reason),
             },
         }
     }

@@ -23,6 +23,9 @@ pub(crate) enum Failure {
     NotApplied(String),
     /// Sent, then the answer was lost: it may have been applied.
     Unknown(String),
+    /// The member answered that its leader changed while the request waited:
+    /// it may have been applied, and the member itself is fine.
+    Interrupted(String),
 }
 
 /// Whether a request may be sent again after an attempt whose outcome is
@@ -70,6 +73,9 @@ fn classify_status(status: &tonic::Status) -> Failure {
                 || message.contains("not capable") =>
         {
             Failure::NoLeader(described())
+        }
+        Code::Unavailable if message.contains("leader changed") => {
+            Failure::Interrupted(described())
         }
         // Everything else transient: a lost connection, a proposal that timed
         // out ("request timed out") or was cut by a leader change.
@@ -155,6 +161,11 @@ impl Members {
     /// Sends a request: members in [`Members::order`], each attempt bounded by
     /// `attempt_timeout`, the whole within `deadline`. Rounds repeat with a
     /// short pause while no member can serve (an election).
+    ///
+    /// A request that may be resent is also resent as soon as a new leader is
+    /// reported: whatever an attempt was waiting on (the old leader itself, or
+    /// a follower's forward to it) will not answer, so waiting out the attempt
+    /// timeout would only add to the election's gap.
     pub(crate) async fn call<T, F, Fut>(
         &self,
         resend: Resend,
@@ -170,38 +181,50 @@ impl Members {
         let mut after_unknown = false;
         let mut last = String::from("no etcd member tried");
         let mut pause = Duration::from_millis(20);
-        loop {
+        'rounds: loop {
             for i in self.order() {
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 if remaining.is_zero() {
                     break;
                 }
                 let member = &self.list[i];
+                let mut leader = self.leader_changes();
                 let sent = async {
                     let client = member.client().await?;
                     attempt(client).await
                 };
-                let failure = match tokio::time::timeout(remaining.min(attempt_timeout), sent).await
-                {
-                    Ok(Ok(value)) => {
+                let waited = remaining.min(attempt_timeout);
+                let bounded = tokio::time::timeout(waited, sent);
+                let outcome = if resend == Resend::Never {
+                    Some(bounded.await)
+                } else {
+                    tokio::select! {
+                        outcome = bounded => Some(outcome),
+                        Ok(()) = leader.changed() => None,
+                    }
+                };
+                let failure = match outcome {
+                    Some(Ok(Ok(value))) => {
                         self.answered(i);
                         return Ok(Answer { value, after_unknown });
                     }
-                    Ok(Err(e)) => classify(e),
-                    Err(_) => {
-                        let waited = remaining.min(attempt_timeout);
-                        Failure::Unknown(format!("no answer within {waited:?}"))
+                    Some(Ok(Err(e))) => classify(e),
+                    Some(Err(_)) => Failure::Unknown(format!("no answer within {waited:?}")),
+                    None => {
+                        // Not the member's fault: start over from the new leader.
+                        after_unknown = true;
+                        last = format!("{} (the leader changed meanwhile)", member.endpoint);
+                        continue 'rounds;
                     }
                 };
+                if let Failure::NotApplied(reason) | Failure::Unknown(reason) = &failure {
+                    member.mark_down(reason);
+                }
                 match failure {
                     Failure::Final(e) => return Err(e),
                     Failure::NoLeader(reason) => last = reason,
-                    Failure::NotApplied(reason) => {
-                        member.mark_down(&reason);
-                        last = reason;
-                    }
-                    Failure::Unknown(reason) => {
-                        member.mark_down(&reason);
+                    Failure::NotApplied(reason) => last = reason,
+                    Failure::Interrupted(reason) | Failure::Unknown(reason) => {
                         let reason = format!("{} ({reason})", member.endpoint);
                         if resend == Resend::Never {
                             return Err(KvError::OutcomeUnknown(reason));

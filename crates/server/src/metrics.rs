@@ -95,6 +95,8 @@ pub struct Metrics {
     /// Tasks by state, as the background refresh last read them (the
     /// `/metrics` handler never waits on the store for them).
     task_states: Mutex<Option<ifc_api::StateCounts>>,
+    /// Live swarms, as the same background refresh last counted them.
+    live_swarms: Mutex<Option<usize>>,
     /// Whether the background refresh of `task_states` runs.
     task_gauge_started: std::sync::atomic::AtomicBool,
 }
@@ -109,15 +111,17 @@ impl Default for Metrics {
             open_streams: Mutex::default(),
             claim_to_complete: Histogram::with_bounds(&WORK_BUCKETS),
             task_states: Mutex::default(),
+            live_swarms: Mutex::default(),
             task_gauge_started: Default::default(),
         }
     }
 }
 
-/// How often the `ifc_tasks{state}` gauge is read from the store.
+/// How often the `ifc_tasks{state}` and `ifc_live_swarms` gauges are read
+/// from the store.
 pub const TASK_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Starts refreshing the `ifc_tasks{state}` gauge every
+/// Starts refreshing the `ifc_tasks{state}` and `ifc_live_swarms` gauges every
 /// [`TASK_GAUGE_INTERVAL`] in the background (once per metrics, and only
 /// inside a Tokio runtime). It ends when the state's core or metrics go.
 pub(crate) fn spawn_task_gauge(state: &crate::state::AppState) {
@@ -138,10 +142,17 @@ pub(crate) fn spawn_task_gauge(state: &crate::state::AppState) {
             let Some(core) = core.upgrade() else { return };
             // A failed read leaves the last value in place; the next tick retries.
             let counts = core.task_counts().await;
+            // A count, not a listing: etcd answers it without sending the keys.
+            let swarms = RangeRequest::prefix(core.keys().swarms()).with_limit(1);
+            let swarms = core.store().range(swarms).await;
             drop(core);
             let Some(metrics) = metrics.upgrade() else { return };
             if let Ok(counts) = counts {
                 *metrics.task_states.lock().unwrap_or_else(|e| e.into_inner()) = Some(counts);
+            }
+            if let Ok(swarms) = swarms {
+                let live = usize::try_from(swarms.count).unwrap_or(0);
+                *metrics.live_swarms.lock().unwrap_or_else(|e| e.into_inner()) = Some(live);
             }
         }
     });
@@ -187,8 +198,11 @@ impl Metrics {
         *operations.entry(op.to_string()).or_default() += 1;
     }
 
-    /// The Prometheus text; `live_swarms` is read from the store by the caller.
-    pub fn render(&self, live_swarms: Option<usize>) -> String {
+    /// The Prometheus text, from what this node already holds: it never
+    /// waits on the store (the gauges read from it are refreshed in the
+    /// background).
+    pub fn render(&self) -> String {
+        let live_swarms = *self.live_swarms.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
         out.push_str("# HELP ifc_http_request_duration_seconds Request latency by route.\n");
         out.push_str("# TYPE ifc_http_request_duration_seconds histogram\n");

@@ -849,6 +849,8 @@ async fn operator_controls(server: Server) {
         let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap();
         let text = metrics.text().await.unwrap();
         if text.contains("ifc_tasks{state=\"ready\"} 2") {
+            // The same refresh counts live swarms: no scrape reads the store.
+            assert!(text.contains("\nifc_live_swarms "), "no ifc_live_swarms gauge: {text}");
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "no ifc_tasks gauge: {text}");

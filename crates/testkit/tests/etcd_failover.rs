@@ -10,7 +10,7 @@ use futures::StreamExt;
 use ifc_kv::{
     Compare, KvError, KvStore, PutRequest, RangeRequest, TxnOp, TxnRequest, WatchRequest,
 };
-use ifc_kv_etcd::EtcdStore;
+use ifc_kv_etcd::{EtcdOptions, EtcdStore};
 use ifc_testkit::EtcdCluster;
 
 /// What the workload saw.
@@ -155,6 +155,47 @@ async fn leader_killed_fails_only_during_the_election() {
         .iter()
         .filter(|(i, e)| i % 3 == 2 && matches!(e, KvError::OutcomeUnknown(_)))
         .count() as u64;
+    let count = counter(&store).await;
+    assert!(
+        (tally.increments..=tally.increments + unknown).contains(&count),
+        "counter {count}, acknowledged increments {}, unknown {unknown}",
+        tally.increments
+    );
+}
+
+/// Reads and compare-and-swap writes a resend cannot apply twice wait for
+/// the new leader, not for the attempt timeout: with one attempt allowed per
+/// request (attempt timeout = request deadline, below etcd's own 7 s proposal
+/// timeout), a request stuck on a follower's forward to the dead leader fails
+/// unless the store resends it once the new leader is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_resendable_requests_move_to_the_new_leader() {
+    let mut cluster = EtcdCluster::start(3).await;
+    let mut options = EtcdOptions::new(cluster.endpoints());
+    options.request_timeout = Duration::from_secs(6);
+    options.attempt_timeout = Duration::from_secs(6);
+    let store = EtcdStore::connect(options).await.expect("connect");
+    assert!(store.health().await.quorum, "fresh cluster has a quorum");
+    let leader = cluster.leader().await;
+    let mut tally = Tally::default();
+    for i in 0..60 {
+        if i == 10 {
+            cluster.kill(leader);
+        }
+        let read = store.range(RangeRequest::key("counter")).await.map(|_| ());
+        record(&mut tally, 2 * i, read);
+        let cas = increment(&store).await;
+        if let Ok(true) = cas {
+            tally.increments += 1;
+        }
+        record(&mut tally, 2 * i + 1, cas.map(|_| ()));
+    }
+    // A resent CAS may find its own first attempt applied: honestly unknown.
+    let unknown = tally.failed.iter().filter(|(_, e)| matches!(e, KvError::OutcomeUnknown(_)));
+    let unknown = unknown.count() as u64;
+    let others: Vec<_> =
+        tally.failed.iter().filter(|(_, e)| !matches!(e, KvError::OutcomeUnknown(_))).collect();
+    assert!(others.is_empty(), "requests failed across the election: {others:?}");
     let count = counter(&store).await;
     assert!(
         (tally.increments..=tally.increments + unknown).contains(&count),

@@ -40,7 +40,5 @@ async fn readyz(State(state): State<AppState>) -> Result<String, AppError> {
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, body = String)))]
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    let live = state.core.list_swarms().await.ok().map(|s| s.len());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(live))
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
