@@ -50,9 +50,6 @@ impl Coordinator {
     ) -> Result<ClaimOutcome, CoreError> {
         validate::id("swarm_id", swarm_id)?;
         validate::id("task_id", task_id)?;
-        // Tasks this call found taken or backing off: never tried twice, so a
-        // high-priority task in retry backoff does not hide the ones below it.
-        let mut passed: Vec<String> = Vec::new();
         for round in 0..MAX_CAS_ROUNDS {
             let serializable = round == 0;
             let snap =
@@ -326,9 +323,6 @@ impl Coordinator {
     ) -> Result<TaskRecord, CoreError> {
         validate::id("swarm_id", swarm_id)?;
         validate::id("task_id", task_id)?;
-        // Tasks this call found taken or backing off: never tried twice, so a
-        // high-priority task in retry backoff does not hide the ones below it.
-        let mut passed: Vec<String> = Vec::new();
         for round in 0..MAX_CAS_ROUNDS {
             let serializable = round == 0;
             let snap = txn::snapshot(&*self.store, &self.keys, task_id, None, serializable).await?;

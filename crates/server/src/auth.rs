@@ -45,6 +45,20 @@ impl Caller {
         }
     }
 
+    /// Refuses anyone but the orchestrator itself, the viewer too: for the
+    /// user key space, which holds the application's own data rather than the
+    /// fleet's state a dashboard shows.
+    pub(crate) fn admin_only(&self) -> Result<(), AppError> {
+        match self {
+            Caller::Admin => Ok(()),
+            Caller::Viewer => Err(AppError::new(
+                ErrorCode::Forbidden,
+                "the viewer token does not read the user key space: this needs the admin token",
+            )),
+            Caller::Swarm(_) | Caller::AdminFor(_) => self.admin(),
+        }
+    }
+
     /// Refuses anyone but the swarm `swarm_id` itself.
     pub(crate) fn swarm(&self, swarm_id: &str) -> Result<(), AppError> {
         match self {

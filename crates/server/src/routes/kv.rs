@@ -257,7 +257,7 @@ async fn kv_get(
     caller: Caller,
     Q(q): Q<KvSelect>,
 ) -> Answer<KvRange> {
-    caller.admin()?;
+    caller.admin_only()?;
     let page = match (q.key, q.prefix) {
         (Some(key), None) if q.limit.is_none() => state.core.user_kv().get(&key).await?,
         (None, Some(prefix)) => state.core.user_kv().list(&prefix, q.limit).await?,
@@ -275,7 +275,7 @@ async fn kv_put(
     Q(q): Q<KvKey>,
     Body(body): Body<KvValue>,
 ) -> Answer<KvWritten> {
-    caller.admin()?;
+    caller.admin_only()?;
     let revision = state.core.user_kv().put(&q.key, &body.value).await?;
     Ok(Json(KvWritten { revision }))
 }
@@ -288,7 +288,7 @@ async fn kv_delete(
     caller: Caller,
     Q(q): Q<KvKey>,
 ) -> Answer<KvDeleted> {
-    caller.admin()?;
+    caller.admin_only()?;
     let (deleted, revision) = state.core.user_kv().delete(&q.key).await?;
     Ok(Json(KvDeleted { deleted, revision }))
 }
@@ -302,7 +302,7 @@ async fn kv_txn(
     caller: Caller,
     Body(body): Body<KvTxnWire>,
 ) -> Answer<KvTxnResult> {
-    caller.admin()?;
+    caller.admin_only()?;
     let txn = KvTxn {
         compare: body.compare.into_iter().map(compare).collect::<Result<_, _>>()?,
         success: body.success.into_iter().map(op).collect(),
@@ -353,7 +353,7 @@ async fn kv_watch(
     headers: HeaderMap,
     Q(q): Q<KvWatchQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
-    caller.admin()?;
+    caller.admin_only()?;
     let after = resume_point(&headers, &StreamStart { after: q.after })?;
     let changes = state.core.user_kv().watch(&q.prefix, after).await?;
     let batches = changes.map(|c| c.map(KvWatchBatch::from)).boxed();
