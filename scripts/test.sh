@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test on both backends. Installs what is missing first:
-# etcd (the tests start real members on loopback).
+# etcd (the tests start real members on loopback), Chromium and its driver
+# (the dashboard's browser test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   sudo_cmd=""
@@ -50,6 +53,11 @@ IFC_BIN=target/debug/ifc deploy/check.sh
 # run_tests.sh makes its virtualenv under clients/python/.venv from PyPI.
 command -v python3 >/dev/null 2>&1 || { echo "python3 is missing: apt-get install python3 python3-venv" >&2; exit 1; }
 IFC_BIN="$PWD/target/debug/ifc" clients/python/run_tests.sh -q
+
+# The dashboard in a real headless Chromium against real `ifc serve` processes
+# (embedded and etcd). Screenshots go to a scratch directory here; the committed
+# ones in docs/ui/ come from running tests/ui/run_tests.sh by hand.
+IFC_BIN="$PWD/target/debug/ifc" IFC_UI_SCREENSHOTS="$(mktemp -d)" tests/ui/run_tests.sh -q
 
 # The fault suite in its short mode: a 3-member etcd cluster and two nodes under a
 # recorded workload with member and node kills and pauses, embedded SIGKILL cycles,
