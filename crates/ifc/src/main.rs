@@ -17,7 +17,8 @@ use clap::{Parser, Subcommand};
     about = "IF.coordinator: coordination for fleets of agent swarms",
     long_about = "IF.coordinator: swarms register with capabilities, claim tasks atomically, \
                   complete or fail them; every change is witnessed in a tamper-evident log.\n\n\
-                  Start a server with `ifc serve`, then drive it with the other commands."
+                  Start a server with `ifc serve`, then drive it with the other commands.",
+    after_help = cli::EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]

@@ -54,7 +54,7 @@ enum WitnessOp {
 
 /// Runs `ifc witness …`.
 pub async fn witness(cmd: WitnessCommand) -> Result<i32> {
-    finish(run(&cmd.conn, cmd.command).await)
+    finish(&cmd.conn, run(&cmd.conn, cmd.command).await)
 }
 
 async fn run(c: &Connection, command: WitnessOp) -> Result<i32> {
