@@ -248,6 +248,26 @@ async fn streams_explain_themselves(backend: Backend) {
     assert!(renewed["deadline_ms"].as_i64().unwrap() > 1_700_000_000_000, "{renewed}");
 }
 
+#[test]
+fn completions_and_man_pages() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output =
+            Command::new(env!("CARGO_BIN_EXE_ifc")).args(["completions", shell]).output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(stdout(&output).contains("claim"), "{shell} completions name no subcommand");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_ifc")).arg("man").arg(dir.path()).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    for page in ["ifc.1", "ifc-task.1", "ifc-task-claim.1", "ifc-serve.1"] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page} is not a man page");
+    }
+    let top = std::fs::read_to_string(dir.path().join("ifc.1")).unwrap();
+    assert!(top.contains("Exit codes"), "ifc.1 has no exit-code table");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_codes_follow_the_table_on_embedded() {
     exit_codes_follow_the_table(Backend::Embedded).await;
