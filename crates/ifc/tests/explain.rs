@@ -158,10 +158,13 @@ async fn exit_codes_follow_the_table(backend: Backend) {
     // 5: not allowed — a wrong admin token is called that, not a swarm problem;
     // a swarm token that is not the swarm's; no token file at all.
     let text = exits(&served, &["task", "list", "--token", "wrong"], &[], 5);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(first.contains("refused the admin token") && !first.contains("X-Ifc-Swarm"), "{text}");
     let hint = text.lines().find(|l| l.starts_with("hint:")).unwrap_or_default();
     assert!(hint.contains("admin token") && hint.contains("admin.token"), "{text}");
     let forged = [("IFC_SWARM", "swarm-1"), ("IFC_SWARM_TOKEN", "forged")];
     let text = exits(&served, &["swarm", "heartbeat"], &forged, 5);
+    assert!(text.contains("refused swarm swarm-1's token"), "{text}");
     assert!(text.contains("ifc swarm register swarm-1"), "{text}");
     let text = exits(&served, &["task", "list", "--data-dir", "/nonexistent-ifc-data"], &[], 5);
     assert!(text.contains("no admin token") && text.contains("--token"), "{text}");

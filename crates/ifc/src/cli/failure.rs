@@ -66,9 +66,19 @@ pub fn explain(e: &anyhow::Error, server: &str, role: Option<&Role>) -> Failure 
     match e.downcast_ref::<ClientError>() {
         Some(ClientError::Api { status, error }) => {
             let code = wire_name(error.code);
+            // The server cannot tell which token was meant; the CLI can.
+            let message = match (error.code, role) {
+                (ErrorCode::Unauthorized, Some(Role::Admin(_))) => {
+                    "the server refused the admin token".to_string()
+                }
+                (ErrorCode::Unauthorized, Some(Role::Swarm(swarm))) => {
+                    format!("the server refused swarm {swarm}'s token")
+                }
+                _ => error.message.clone(),
+            };
             Failure::new(
                 exit_for(*status, error.code),
-                format!("{} [{code}, HTTP {status}]", error.message),
+                format!("{message} [{code}, HTTP {status}]"),
                 hint(error.code, *status, role),
             )
         }
