@@ -49,14 +49,8 @@ fn env(vars: &[(String, String)]) -> Vec<(&str, &str)> {
     vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-/// The first line `child` writes to stdout or stderr that contains `needle`
-/// (a generous deadline guards against a hang; it is not a timing check).
-fn line_containing(child: &mut Child, from_stderr: bool, needle: &str) -> String {
-    let pipe: Box<dyn std::io::Read + Send> = if from_stderr {
-        Box::new(child.stderr.take().unwrap())
-    } else {
-        Box::new(child.stdout.take().unwrap())
-    };
+/// The lines a child writes to one of its pipes, as they come.
+fn lines(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
@@ -65,14 +59,30 @@ fn line_containing(child: &mut Child, from_stderr: bool, needle: &str) -> String
             }
         }
     });
+    rx
+}
+
+/// The next line that contains `needle` (a generous deadline guards against
+/// a hang; it is not a timing check).
+fn next_containing(lines: &mpsc::Receiver<String>, needle: &str) -> String {
     let mut seen = Vec::new();
     loop {
-        match rx.recv_timeout(Duration::from_secs(60)) {
+        match lines.recv_timeout(Duration::from_secs(60)) {
             Ok(line) if line.contains(needle) => return line,
             Ok(line) => seen.push(line),
             Err(_) => panic!("no line with {needle:?}; saw {seen:?}"),
         }
     }
+}
+
+/// The first line `child` writes to stdout or stderr that contains `needle`.
+fn line_containing(child: &mut Child, from_stderr: bool, needle: &str) -> String {
+    let lines = if from_stderr {
+        lines(child.stderr.take().unwrap())
+    } else {
+        lines(child.stdout.take().unwrap())
+    };
+    next_containing(&lines, needle)
 }
 
 /// A loopback address where nothing listens.
@@ -249,6 +259,50 @@ async fn streams_explain_themselves(backend: Backend) {
     let renewed = served.ifc().args(renew).envs(env(&one)).output().unwrap();
     let renewed: serde_json::Value = serde_json::from_slice(&renewed.stdout).unwrap();
     assert!(renewed["deadline_ms"].as_i64().unwrap() > 1_700_000_000_000, "{renewed}");
+}
+
+/// A follower outlives a server restart: it says it lost the server, retries,
+/// says when it is back, and resumes after the last revision it printed.
+async fn a_follower_resumes_after_a_restart(backend: Backend) {
+    let mut served = serve(backend, &[]).await;
+    let one = register(&served, "swarm-1");
+    let mut follower = served
+        .ifc()
+        .args(["inbox", "follow", "-o", "json"])
+        .envs(env(&one))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines(follower.stdout.take().unwrap());
+    let err = lines(follower.stderr.take().unwrap());
+    exits(&served, &["push", "swarm-1", "before"], &[], 0);
+    let before: serde_json::Value =
+        serde_json::from_str(&next_containing(&out, "\"before\"")).unwrap();
+    let revision = before["revision"].as_i64().unwrap();
+
+    served.stop();
+    let line = next_containing(&err, "retrying in");
+    assert!(line.contains(&format!("resuming after revision {revision}")), "{line}");
+    served.restart().await;
+    let line = next_containing(&err, "connected to");
+    assert!(line.contains(&format!("streaming after revision {revision}")), "{line}");
+    exits(&served, &["push", "swarm-1", "after"], &[], 0);
+    let after: serde_json::Value =
+        serde_json::from_str(&next_containing(&out, "\"after\"")).unwrap();
+    assert!(after["revision"].as_i64().unwrap() > revision);
+    let _ = follower.kill();
+    let _ = follower.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_resumes_after_a_restart_on_embedded() {
+    a_follower_resumes_after_a_restart(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_resumes_after_a_restart_on_etcd() {
+    a_follower_resumes_after_a_restart(Backend::Etcd).await;
 }
 
 #[test]

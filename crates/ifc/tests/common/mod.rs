@@ -17,6 +17,9 @@ pub struct Served {
     pub url: String,
     /// Its data directory (holds `admin.token`).
     pub dir: tempfile::TempDir,
+    /// How it was started (for [`Served::restart`]).
+    command: Vec<String>,
+    piped: bool,
     _etcd: Option<EtcdProcess>,
 }
 
@@ -39,6 +42,25 @@ impl Served {
     /// (started with [`ServeOptions::piped`]); the store stays up meanwhile.
     pub fn take_child(&mut self) -> Child {
         self.child.take().expect("the server process")
+    }
+
+    /// Stops the server (SIGKILL); the store and data directory stay.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again, as before (same port, store and data directory), and
+    /// waits until ready.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ifc"));
+        command.args(&self.command).env_remove("IFC_ETCD").env_remove("ETCD_HOST");
+        pipe(&mut command, self.piped);
+        self.child = Some(command.spawn().expect("restart ifc serve"));
+        wait_ready(&self.url).await;
     }
 
     /// The port it listens on.
@@ -97,29 +119,37 @@ pub async fn serve_with(backend: Backend, extra: &[&str], options: ServeOptions)
     ifc_client::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ifc"));
-    command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(extra)
-        .env_remove("IFC_ETCD")
-        .env_remove("ETCD_HOST");
-    if options.piped {
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    } else {
-        command.stdout(Stdio::null()).stderr(Stdio::null());
-    }
+    let mut args: Vec<String> =
+        vec!["serve".into(), "--listen".into(), format!("127.0.0.1:{port}")];
+    args.push("--data-dir".into());
+    args.push(dir.path().display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
     let etcd = match backend {
         Backend::Embedded => None,
         Backend::Etcd => {
             let etcd = EtcdProcess::start().await;
-            command.args(["--etcd", &etcd.endpoint()]);
+            args.extend(["--etcd".to_string(), etcd.endpoint()]);
             Some(etcd)
         }
     };
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ifc"));
+    command.args(&args).env_remove("IFC_ETCD").env_remove("ETCD_HOST");
+    pipe(&mut command, options.piped);
     let child = command.spawn().expect("start ifc serve");
     let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&url).await;
+    Served { child: Some(child), url, dir, command: args, piped: options.piped, _etcd: etcd }
+}
+
+fn pipe(command: &mut Command, piped: bool) {
+    if piped {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    } else {
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+    }
+}
+
+async fn wait_ready(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while reqwest::get(format!("{url}/readyz")).await.map(|r| r.status().is_success()).ok()
         != Some(true)
@@ -127,7 +157,6 @@ pub async fn serve_with(backend: Backend, extra: &[&str], options: ServeOptions)
         assert!(Instant::now() < deadline, "ifc serve did not become ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Served { child: Some(child), url, dir, _etcd: etcd }
 }
 
 /// Polls until `task_id` reads as `state`, or fails the test after 60 s.
