@@ -259,6 +259,11 @@ async fn streams_explain_themselves(backend: Backend) {
     let renewed = served.ifc().args(renew).envs(env(&one)).output().unwrap();
     let renewed: serde_json::Value = serde_json::from_slice(&renewed.stdout).unwrap();
     assert!(renewed["deadline_ms"].as_i64().unwrap() > 1_700_000_000_000, "{renewed}");
+    let shown = stdout(&served.run(&["task", "get", "t1"]));
+    assert!(shown.contains("lease     until 20") && shown.contains("Z (in "), "{shown}");
+    let events = stdout(&served.run(&["events", "--after", "0"]));
+    let first = events.lines().next().unwrap_or_default();
+    assert!(first.starts_with("20") && first.as_bytes().get(19) == Some(&b'Z'), "{events}");
 }
 
 /// A follower outlives a server restart: it says it lost the server, retries,

@@ -6,6 +6,7 @@ use ifc_client::CoordinationEvent;
 use super::Connection;
 use super::output::finish;
 use super::stream::{QUIET, follow};
+use super::time::rfc3339;
 
 /// `ifc events …`
 #[derive(clap::Args)]
@@ -34,10 +35,11 @@ async fn run(cmd: &EventsCommand) -> Result<i32> {
     follow(c, client.events(cmd.after), notices, quiet_after, event_line).await
 }
 
-/// Revision, operation, actor, and the task or blocker it concerns.
+/// Time, revision, operation, actor, and the task or blocker it concerns.
 fn event_line(e: &CoordinationEvent) -> String {
     format!(
-        "{:>8} {:<22} {:<20} {}",
+        "{} {:>8} {:<22} {:<20} {}",
+        rfc3339(e.at_ms),
         e.revision,
         e.op,
         e.actor,

@@ -4,7 +4,7 @@ use anyhow::Result;
 use ifc_client::{Claim, ClaimOutcome, NewTask, TaskPage, TaskRecord, TaskState, TaskView};
 
 use super::output::{finish, or_dash, shell_word};
-use super::time::when;
+use super::time::{rfc3339, when};
 use super::{Connection, json_arg};
 
 /// `ifc task …`
@@ -255,7 +255,9 @@ fn task_view(v: &TaskView) -> String {
          token     {}\n\
          attempts  {}/{}\n\
          priority  {}\n\
-         needs     {}",
+         needs     {}\n\
+         created   {}\n\
+         lease     {}",
         v.record.task_id,
         v.record.task_type,
         v.state.as_str(),
@@ -265,6 +267,8 @@ fn task_view(v: &TaskView) -> String {
         v.record.max_attempts,
         v.record.priority,
         v.record.required_capabilities.join(", "),
+        rfc3339(v.record.created_at_ms),
+        or_dash(v.deadline_ms.map(|ms| format!("until {}", when(ms)))),
     )
 }
 
