@@ -16,7 +16,7 @@ async fn sigterm_ends_every_stream_then_exits(backend: Backend) {
     let mut served = serve_with(
         backend,
         &["--shutdown-grace", "60", "--log-format", "json"],
-        ServeOptions { piped: true },
+        ServeOptions { piped: true, ..ServeOptions::default() },
     )
     .await;
     let port = served.port();

@@ -107,6 +107,8 @@ pub struct ServeOptions {
     /// Pipe the server's stdout and stderr (read them via
     /// [`Served::take_child`]); otherwise they are discarded.
     pub piped: bool,
+    /// Run on the (empty) data directory before the server starts.
+    pub prepare: Option<fn(&std::path::Path)>,
 }
 
 /// Starts `ifc serve` on `backend` with `extra` flags and waits until ready.
@@ -118,6 +120,9 @@ pub async fn serve(backend: Backend, extra: &[&str]) -> Served {
 pub async fn serve_with(backend: Backend, extra: &[&str], options: ServeOptions) -> Served {
     ifc_client::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
+    if let Some(prepare) = options.prepare {
+        prepare(dir.path());
+    }
     let port = free_port();
     let mut args: Vec<String> =
         vec!["serve".into(), "--listen".into(), format!("127.0.0.1:{port}")];
