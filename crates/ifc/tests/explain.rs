@@ -136,6 +136,8 @@ async fn exit_codes_follow_the_table(backend: Backend) {
     assert!(text.contains("--swarm") && text.contains("ifc swarm register"), "{text}");
     let text = exits(&served, &["task", "create", "t2", "--type", "x", "--meta", "{"], &[], 2);
     assert!(text.contains("--meta is not JSON"), "{text}");
+    let text = exits(&served, &["queues", "--ca-cert", "/nonexistent/ca.pem"], &[], 2);
+    assert!(text.contains("cannot read --ca-cert"), "{text}");
 
     // 3: not found — a blocker (documented 3, once exited 1).
     let text = exits(&served, &["blocker", "resolve", "nope", "--resolution", "x"], &[], 3);

@@ -18,7 +18,7 @@ mod worker;
 
 use std::sync::Mutex;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ifc_client::Client;
 
 pub use blocker::{BlockerCommand, blocker};
@@ -97,8 +97,13 @@ impl Connection {
     fn client(&self, token: &str) -> Result<Client> {
         match &self.ca_cert {
             Some(path) => {
-                let pem = std::fs::read(path)
-                    .with_context(|| format!("reading --ca-cert {}", path.display()))?;
+                let pem = std::fs::read(path).map_err(|e| {
+                    Failure::new(
+                        Exit::Usage,
+                        format!("cannot read --ca-cert {}: {e}", path.display()),
+                        "give the PEM file of the CA that signed the server's certificate",
+                    )
+                })?;
                 Ok(Client::with_ca(&self.server, token, &pem)?)
             }
             None => Ok(Client::new(&self.server, token)),
