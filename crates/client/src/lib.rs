@@ -66,6 +66,44 @@ impl ClientError {
     }
 }
 
+/// A transport failure, with its innermost cause ("Connection refused", a TLS
+/// or DNS failure): reqwest's own message names only the URL.
+fn transport(e: reqwest::Error) -> ClientError {
+    let mut cause: &dyn std::error::Error = &e;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    let outer = e.to_string();
+    let inner = cause.to_string();
+    if inner == outer {
+        ClientError::Transport(outer)
+    } else {
+        ClientError::Transport(format!("{outer}: {inner}"))
+    }
+}
+
+/// What a stream does while it cannot deliver, for a caller that tells its
+/// user (see [`Client::with_stream_notices`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamNotice {
+    /// The stream could not connect, or the server answered 5xx: it tries
+    /// again after `retry_in`, resuming after revision `after`.
+    Retrying {
+        /// Why it could not stream.
+        cause: String,
+        /// When it tries again.
+        retry_in: std::time::Duration,
+        /// The revision it resumes after (`None`: from now).
+        after: Option<i64>,
+    },
+    /// Streaming (again), after revision `after` (`None`: from now).
+    Connected {
+        /// The revision it resumed after.
+        after: Option<i64>,
+    },
+}
+
 /// A connection to a coordinator, as the orchestrator (admin token) or, via
 /// [`Client::as_swarm`], as one swarm.
 #[derive(Clone, Debug)]
@@ -74,6 +112,7 @@ pub struct Client {
     base: String,
     token: String,
     swarm_id: Option<String>,
+    notices: Option<tokio::sync::mpsc::UnboundedSender<StreamNotice>>,
 }
 
 impl Client {
@@ -86,6 +125,7 @@ impl Client {
             base: base_url.trim_end_matches('/').to_string(),
             token: admin_token.to_string(),
             swarm_id: None,
+            notices: None,
         }
     }
 
@@ -95,11 +135,18 @@ impl Client {
         install_crypto_provider();
         let ca = reqwest::Certificate::from_pem(ca_pem)
             .map_err(|e| ClientError::Transport(format!("bad CA certificate: {e}")))?;
-        let http = reqwest::Client::builder()
-            .add_root_certificate(ca)
-            .build()
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let http =
+            reqwest::Client::builder().add_root_certificate(ca).build().map_err(transport)?;
         Ok(Client { http, ..Client::new(base_url, admin_token) })
+    }
+
+    /// The same client, whose streams also report here when they cannot
+    /// connect and when they connect again (they retry by themselves either way).
+    pub fn with_stream_notices(
+        &self,
+    ) -> (Client, tokio::sync::mpsc::UnboundedReceiver<StreamNotice>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Client { notices: Some(tx), ..self.clone() }, rx)
     }
 
     /// The same server, acting as `swarm_id` with its token.
@@ -121,9 +168,9 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let response = request.send().await.map_err(transport)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let bytes = response.bytes().await.map_err(transport)?;
         if !status.is_success() {
             let error = serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| {
                 ApiError::new(ErrorCode::Internal, String::from_utf8_lossy(&bytes).into_owned())
@@ -290,17 +337,15 @@ impl Client {
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+            .map_err(transport)?;
         let status = response.status().as_u16();
         if status >= 400 {
-            let text = response.text().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+            let text = response.text().await.map_err(transport)?;
             let error = serde_json::from_str(&text)
                 .unwrap_or_else(|_| ApiError::new(ErrorCode::Internal, text));
             return Err(ClientError::Api { status, error });
         }
-        while let Some(chunk) =
-            response.chunk().await.map_err(|e| ClientError::Transport(e.to_string()))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
             on_chunk(&chunk);
         }
         Ok(())
@@ -464,12 +509,21 @@ mod sse {
     use serde::de::DeserializeOwned;
     use tokio::sync::mpsc::Sender;
 
-    use super::{ApiError, Client, ClientError, ErrorCode};
+    use super::{ApiError, Client, ClientError, ErrorCode, StreamNotice};
 
     #[derive(serde::Deserialize)]
     struct StreamEnd {
         code: String,
         message: String,
+    }
+
+    /// The longest wait between two connection attempts.
+    const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+    fn notify(client: &Client, notice: StreamNotice) {
+        if let Some(notices) = &client.notices {
+            let _ = notices.send(notice);
+        }
     }
 
     /// Follows `path`, sending each `name` event's data, reconnecting after
@@ -493,30 +547,40 @@ mod sse {
             if let Some(swarm) = &client.swarm_id {
                 request = request.header("x-ifc-swarm", swarm);
             }
-            let response = match request.send().await {
+            let cause = match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    notify(&client, StreamNotice::Connected { after });
+                    Ok(response)
+                }
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let text = response.text().await.unwrap_or_default();
+                    let error = serde_json::from_str::<ApiError>(&text)
+                        .unwrap_or_else(|_| ApiError::new(ErrorCode::Internal, text));
+                    if status < 500 {
+                        let _ = tx.send(Err(ClientError::Api { status, error })).await;
+                        return;
+                    }
+                    Err((format!("{} (HTTP {status})", error.message), false))
+                }
+                Err(e) => Err((super::transport(e).to_string(), true)),
+            };
+            let response = match cause {
                 Ok(response) => response,
-                Err(_) => {
+                Err((cause, unreachable)) => {
+                    notify(&client, StreamNotice::Retrying { cause, retry_in: backoff, after });
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         () = tx.closed() => return,
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    // A server that answers (busy, catching up) is asked again
+                    // soon; one that cannot be reached, less and less often.
+                    if unreachable {
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
                     continue;
                 }
             };
-            if !response.status().is_success() {
-                let status = response.status().as_u16();
-                let text = response.text().await.unwrap_or_default();
-                let error = serde_json::from_str::<ApiError>(&text)
-                    .unwrap_or_else(|_| ApiError::new(ErrorCode::Internal, text));
-                let retry = status >= 500;
-                if !retry {
-                    let _ = tx.send(Err(ClientError::Api { status, error })).await;
-                    return;
-                }
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
             backoff = Duration::from_millis(100);
             let mut body = response.bytes_stream();
             let mut buffer = String::new();

@@ -7,8 +7,8 @@ mod store;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -17,7 +17,8 @@ use clap::{Parser, Subcommand};
     about = "IF.coordinator: coordination for fleets of agent swarms",
     long_about = "IF.coordinator: swarms register with capabilities, claim tasks atomically, \
                   complete or fail them; every change is witnessed in a tamper-evident log.\n\n\
-                  Start a server with `ifc serve`, then drive it with the other commands."
+                  Start a server with `ifc serve`, then drive it with the other commands.",
+    after_help = cli::EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -72,6 +73,36 @@ enum Command {
     ///
     /// Example: `ifc kv get ifc/ --prefix`
     Kv(store::KvArgs),
+    /// Prints a shell completion script.
+    ///
+    /// Example: `ifc completions bash > /etc/bash_completion.d/ifc`, or
+    /// `source <(ifc completions zsh)`
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Writes man pages: ifc.1 and one per command (ifc-task-claim.1, …).
+    ///
+    /// Example: `ifc man /usr/local/share/man/man1`, then `man ifc-task-claim`
+    Man {
+        /// The directory to write them to (created if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+/// Writes the man page of `command` and of each subcommand below it, named
+/// `ifc-task-claim.1` as git names its own.
+fn write_man_pages(command: &clap::Command, name: &str, dir: &std::path::Path) -> Result<usize> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone()).title(name).render(&mut page)?;
+    let path = dir.join(format!("{name}.1"));
+    std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+    let mut written = 1;
+    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+        written += write_man_pages(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+    }
+    Ok(written)
 }
 
 fn main() -> Result<()> {
@@ -91,6 +122,17 @@ fn main() -> Result<()> {
             Command::Worker(command) => cli::worker(command).await,
             Command::Store(args) => store::status(args).await.map(|()| 0),
             Command::Kv(args) => store::kv(args).await.map(|()| 0),
+            Command::Completions { shell } => {
+                clap_complete::generate(shell, &mut Cli::command(), "ifc", &mut std::io::stdout());
+                Ok(0)
+            }
+            Command::Man { dir } => {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let written = write_man_pages(&Cli::command(), "ifc", &dir)?;
+                eprintln!("wrote {written} man pages to {}", dir.display());
+                Ok(0)
+            }
         }
     })?;
     std::process::exit(code);

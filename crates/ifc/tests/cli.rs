@@ -2,67 +2,17 @@
 //! driven by the CLI commands a person or a script would type; exit codes and
 //! JSON output checked.
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-use ifc_testkit::{Backend, EtcdProcess};
-
-struct Served {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-    _etcd: Option<EtcdProcess>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn serve(backend: Backend) -> Served {
-    ifc_client::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ifc"));
-    command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env_remove("IFC_ETCD")
-        .env_remove("ETCD_HOST")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let etcd = match backend {
-        Backend::Embedded => None,
-        Backend::Etcd => {
-            let etcd = EtcdProcess::start().await;
-            command.args(["--etcd", &etcd.endpoint()]);
-            Some(etcd)
-        }
-    };
-    let child = command.spawn().expect("start ifc serve");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{url}/readyz")).await.map(|r| r.status().is_success()).ok()
-        != Some(true)
-    {
-        assert!(Instant::now() < deadline, "ifc serve did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Served { child, url, dir, _etcd: etcd }
-}
+use common::{Served, serve};
+use ifc_testkit::Backend;
 
 fn ifc(served: &Served, args: &[&str], swarm: Option<(&str, &str)>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ifc"));
-    command.args(args).env("IFC_SERVER", &served.url).env("IFC_DATA_DIR", served.dir.path());
+    let mut command = served.ifc();
+    command.args(args);
     if let Some((id, token)) = swarm {
         command.env("IFC_SWARM", id).env("IFC_SWARM_TOKEN", token);
     }
@@ -76,7 +26,7 @@ fn json(output: &Output) -> serde_json::Value {
 }
 
 async fn workflow(backend: Backend) {
-    let served = serve(backend).await;
+    let served = serve(backend, &[]).await;
     assert!(
         Path::new(&served.dir.path().join("admin.token")).exists(),
         "the admin token was generated"

@@ -5,64 +5,18 @@
 //! be a 5xx, and the witness log must still verify afterwards. Seeded, so a
 //! failure reproduces; the request count is printed.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use ifc_testkit::{Backend, EtcdProcess};
+use std::time::Duration;
+
+use common::serve;
+use ifc_testkit::Backend;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 
 /// Requests per route and method.
 const ROUNDS: usize = 150;
-
-struct Served {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-    _etcd: Option<EtcdProcess>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn serve(backend: Backend) -> Served {
-    ifc_client::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ifc"));
-    command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--admin-token", "admin"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env_remove("IFC_ETCD")
-        .env_remove("ETCD_HOST")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let etcd = match backend {
-        Backend::Embedded => None,
-        Backend::Etcd => {
-            let etcd = EtcdProcess::start().await;
-            command.args(["--etcd", &etcd.endpoint()]);
-            Some(etcd)
-        }
-    };
-    let child = command.spawn().expect("start ifc serve");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{url}/readyz")).await.map(|r| r.status().is_success()).ok()
-        != Some(true)
-    {
-        assert!(Instant::now() < deadline, "ifc serve did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Served { child, url, _dir: dir, _etcd: etcd }
-}
 
 /// Strings that probe ids and enums: valid, edge and hostile.
 const STRINGS: &[&str] = &[
@@ -223,7 +177,7 @@ fn encode(value: &str) -> String {
 }
 
 async fn fuzz_every_route(backend: Backend) {
-    let served = serve(backend).await;
+    let served = serve(backend, &["--admin-token", "admin"]).await;
     let url = &served.url;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     // A few things to aim at: two swarms, tasks, one blocker.

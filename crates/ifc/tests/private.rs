@@ -1,49 +1,27 @@
 //! `ifc serve` keeps its data directory private (0700, files 0600), and the CLI
 //! ends quietly when its reader goes away (`| head`).
 
-use std::net::TcpListener;
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use ifc_testkit::{Backend, EtcdProcess};
+use common::{ServeOptions, serve_with};
+use ifc_testkit::Backend;
 
-async fn private_data_and_quiet_pipes(backend: Backend) {
-    ifc_client::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    // A directory left readable by everyone, with a readable file in it.
-    std::fs::create_dir(&data).unwrap();
-    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+/// A data directory left readable by everyone, with a readable file in it.
+fn loosen(data: &Path) {
+    std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(data.join("old.log"), b"x").unwrap();
     std::fs::set_permissions(data.join("old.log"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ifc"));
-    command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(&data)
-        .env_remove("IFC_ETCD")
-        .env_remove("ETCD_HOST")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let etcd = match backend {
-        Backend::Embedded => None,
-        Backend::Etcd => {
-            let etcd = EtcdProcess::start().await;
-            command.args(["--etcd", &etcd.endpoint()]);
-            Some(etcd)
-        }
-    };
-    let mut child = command.spawn().expect("start ifc serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{url}/readyz")).await.map(|r| r.status().is_success()).ok()
-        != Some(true)
-    {
-        assert!(Instant::now() < deadline, "ifc serve did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+}
+
+async fn private_data_and_quiet_pipes(backend: Backend) {
+    let options = ServeOptions { prepare: Some(loosen), ..ServeOptions::default() };
+    let served = serve_with(backend, &[], options).await;
+    let data = served.dir.path().to_path_buf();
+    let url = served.url.clone();
     let mode =
         |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data), 0o700);
@@ -71,9 +49,7 @@ async fn private_data_and_quiet_pipes(backend: Backend) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(matches!(output.status.code(), Some(0 | 141)), "{:?}: {stderr}", output.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let _ = child.kill();
-    let _ = child.wait();
-    drop(etcd);
+    drop(served);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

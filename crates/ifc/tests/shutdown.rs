@@ -2,52 +2,25 @@
 //! stream gets a final event naming the revision to resume after, and the
 //! process exits cleanly within its grace period.
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use ifc_testkit::{Backend, EtcdProcess};
+use std::process::Command;
+
+use common::{ServeOptions, serve_with};
+use ifc_testkit::Backend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const STREAMS: usize = 100;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn sigterm_ends_every_stream_then_exits(backend: Backend) {
-    ifc_client::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ifc"));
-    command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--shutdown-grace", "60"])
-        .args(["--log-format", "json"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env_remove("IFC_ETCD")
-        .env_remove("ETCD_HOST")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let etcd = match backend {
-        Backend::Embedded => None,
-        Backend::Etcd => {
-            let etcd = EtcdProcess::start().await;
-            command.args(["--etcd", &etcd.endpoint()]);
-            Some(etcd)
-        }
-    };
-    let child = command.spawn().expect("start ifc serve");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{url}/readyz")).await.map(|r| r.status().is_success()).ok()
-        != Some(true)
-    {
-        assert!(Instant::now() < deadline, "ifc serve did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let admin_token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
-    let admin = ifc_client::Client::new(&url, admin_token.trim());
+    let mut served = serve_with(
+        backend,
+        &["--shutdown-grace", "60", "--log-format", "json"],
+        ServeOptions { piped: true, ..ServeOptions::default() },
+    )
+    .await;
+    let port = served.port();
+    let admin = served.admin();
     let swarm = admin.register_swarm("s1", &[], serde_json::json!({})).await.unwrap();
     let request = format!(
         "GET /v1/swarms/s1/inbox HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
@@ -64,6 +37,7 @@ async fn sigterm_ends_every_stream_then_exits(backend: Backend) {
         sockets.push(socket);
     }
 
+    let child = served.take_child();
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let mut ended = 0;
@@ -89,7 +63,7 @@ async fn sigterm_ends_every_stream_then_exits(backend: Backend) {
     for line in stdout.lines() {
         assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "not JSON: {line}");
     }
-    drop(etcd);
+    drop(served);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

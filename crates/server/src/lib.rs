@@ -18,6 +18,7 @@ mod error;
 mod extract;
 mod listen;
 mod metrics;
+pub mod openapi;
 mod process;
 mod routes;
 mod sse;
@@ -66,9 +67,14 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(routes::stats::routes())
 }
 
-/// The OpenAPI document.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+/// The OpenAPI document: the routes' annotations completed by [`openapi`]
+/// (version, security, the swarm header, error responses).
+pub fn openapi() -> serde_json::Value {
+    document(routes().split_for_parts().1)
+}
+
+fn document(api: utoipa::openapi::OpenApi) -> serde_json::Value {
+    openapi::complete(serde_json::to_value(api).unwrap_or_default())
 }
 
 /// Times and counts every request, logs it (one line at debug; auth refusals at
@@ -128,16 +134,21 @@ async fn method_not_allowed(request: Request, next: Next) -> Response {
     response
 }
 
-/// The whole service: routes, `/openapi.json`, errors for unknown routes, a body
+/// The whole service: routes, `/openapi.json` (also `/v1/openapi.json`), errors for unknown routes, a body
 /// limit, and metrics.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     metrics::spawn_task_gauge(&state);
     throughput::spawn(&state.core, &state.throughput);
     let (router, api) = routes().split_for_parts();
-    let api = Arc::new(api);
+    let api = Arc::new(document(api));
+    let served = api.clone();
     router
         .route(
             "/openapi.json",
+            axum::routing::get(move || async move { Json(served.as_ref().clone()) }),
+        )
+        .route(
+            "/v1/openapi.json",
             axum::routing::get(move || async move { Json(api.as_ref().clone()) }),
         )
         .merge(ui::routes())

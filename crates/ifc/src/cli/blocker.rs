@@ -1,10 +1,11 @@
 //! `ifc blocker …`: raise, list, assign a helper, resolve, follow.
 
 use anyhow::Result;
-use ifc_client::{Blocker, BlockerEvent, BlockerInfo};
+use ifc_client::{Blocker, BlockerEvent, BlockerInfo, ClientError, ErrorCode};
 
 use super::Connection;
 use super::output::finish;
+use super::stream::follow;
 
 /// `ifc blocker …`
 #[derive(clap::Args)]
@@ -45,20 +46,28 @@ enum BlockerOp {
     /// Pushes a help task to a helper swarm (admin).
     ///
     /// Example: `ifc blocker assign blk-… swarm-infra`
-    Assign { blocker_id: String, helper_swarm_id: String },
+    Assign {
+        /// The blocker, from `blocker raise` or `blocker list`.
+        blocker_id: String,
+        /// The swarm that helps (a candidate from `blocker follow`).
+        helper_swarm_id: String,
+    },
     /// Resolves a blocker (admin).
     ///
     /// Example: `ifc blocker resolve blk-… --resolution "installed the SDK"`
     Resolve {
+        /// The blocker, from `blocker raise` or `blocker list`.
         blocker_id: String,
         #[arg(long)]
         resolution: String,
     },
-    /// Prints blockers as they are raised, with helper candidates (admin).
+    /// Prints blockers raised (from the oldest kept, then as they are
+    /// raised), with helper candidates (admin); while the server is
+    /// unreachable, says so on stderr and retries with backoff.
     ///
     /// Example: `ifc blocker follow`
     Follow {
-        /// Resume after this revision (default: from now).
+        /// Resume after this revision (default: from the oldest kept).
         #[arg(long)]
         after: Option<i64>,
     },
@@ -66,7 +75,7 @@ enum BlockerOp {
 
 /// Runs `ifc blocker …`.
 pub async fn blocker(cmd: BlockerCommand) -> Result<i32> {
-    finish(run(&cmd.conn, cmd.command).await)
+    finish(&cmd.conn, run(&cmd.conn, cmd.command).await)
 }
 
 async fn run(c: &Connection, command: BlockerOp) -> Result<i32> {
@@ -95,13 +104,26 @@ async fn run(c: &Connection, command: BlockerOp) -> Result<i32> {
             c.print(&blocker, |b| format!("{} resolved", b.blocker_id));
         }
         BlockerOp::Follow { after } => {
-            let mut stream = c.admin()?.blockers(after);
-            while let Some(event) = futures::StreamExt::next(&mut stream).await {
-                c.print(&event?, blocker_event_line);
+            let (client, notices) = c.admin()?.with_stream_notices();
+            let from = Some(after.unwrap_or(0));
+            match follow(c, client.blockers(from), notices, None, blocker_event_line).await {
+                // By default from the oldest kept; if the store compacted that
+                // history away, from now rather than not at all.
+                Err(e) if after.is_none() && compacted(&e) => {
+                    eprintln!("ifc: the blocker history is compacted; following from now");
+                    let (client, notices) = c.admin()?.with_stream_notices();
+                    return follow(c, client.blockers(None), notices, None, blocker_event_line)
+                        .await;
+                }
+                other => return other,
             }
         }
     }
     Ok(0)
+}
+
+fn compacted(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ClientError>().and_then(ClientError::code) == Some(ErrorCode::Compacted)
 }
 
 fn blocker_table(list: &[Blocker]) -> String {

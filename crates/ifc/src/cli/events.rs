@@ -1,19 +1,21 @@
 //! `ifc events …`: the coordination event stream.
 
-use std::time::Duration;
-
 use anyhow::Result;
 use ifc_client::CoordinationEvent;
 
 use super::Connection;
 use super::output::finish;
+use super::stream::{QUIET, follow};
+use super::time::rfc3339;
 
 /// `ifc events …`
 #[derive(clap::Args)]
 pub struct EventsCommand {
     #[command(flatten)]
     conn: Connection,
-    /// Keep following; without it, prints what arrives within a second and stops.
+    /// Keep following (retrying with backoff while the server is unreachable);
+    /// without it, prints what arrives within a second and stops (exit 6 if
+    /// the server cannot be reached).
     #[arg(long)]
     follow: bool,
     /// Resume after this revision (0: from the oldest kept; default: from now).
@@ -23,32 +25,21 @@ pub struct EventsCommand {
 
 /// Runs `ifc events …`.
 pub async fn events(cmd: EventsCommand) -> Result<i32> {
-    finish(run(&cmd).await)
+    finish(&cmd.conn, run(&cmd).await)
 }
 
 async fn run(cmd: &EventsCommand) -> Result<i32> {
     let c = &cmd.conn;
-    let mut stream = c.admin()?.events(cmd.after);
-    loop {
-        let next = futures::StreamExt::next(&mut stream);
-        let event = if cmd.follow {
-            next.await
-        } else {
-            match tokio::time::timeout(Duration::from_secs(1), next).await {
-                Ok(event) => event,
-                Err(_) => break,
-            }
-        };
-        let Some(event) = event else { break };
-        c.print(&event?, event_line);
-    }
-    Ok(0)
+    let (client, notices) = c.admin()?.with_stream_notices();
+    let quiet_after = if cmd.follow { None } else { Some(QUIET) };
+    follow(c, client.events(cmd.after), notices, quiet_after, event_line).await
 }
 
-/// Revision, operation, actor, and the task or blocker it concerns.
+/// Time, revision, operation, actor, and the task or blocker it concerns.
 fn event_line(e: &CoordinationEvent) -> String {
     format!(
-        "{:>8} {:<22} {:<20} {}",
+        "{} {:>8} {:<22} {:<20} {}",
+        rfc3339(e.at_ms),
         e.revision,
         e.op,
         e.actor,

@@ -5,6 +5,8 @@ use anyhow::Result;
 use ifc_client::{InboxItem, NewTask, TaskRecord};
 
 use super::output::finish;
+use super::stream::follow;
+use super::time::when;
 use super::{Connection, json_arg};
 
 /// `ifc push …`
@@ -16,6 +18,7 @@ pub struct PushCommand {
     swarm_id: String,
     /// The task (created if new, taken if ready).
     task_id: String,
+    /// The task's type.
     #[arg(long = "type", default_value = "task")]
     task_type: String,
     /// Metadata, JSON.
@@ -27,7 +30,7 @@ pub struct PushCommand {
 
 /// Runs `ifc push …`.
 pub async fn push(cmd: PushCommand) -> Result<i32> {
-    finish(run_push(&cmd).await)
+    finish(&cmd.conn, run_push(&cmd).await)
 }
 
 async fn run_push(cmd: &PushCommand) -> Result<i32> {
@@ -57,7 +60,8 @@ pub struct InboxCommand {
 
 #[derive(clap::Subcommand)]
 enum InboxOp {
-    /// Prints pushed tasks as they arrive (Ctrl-C to stop).
+    /// Prints pushed tasks as they arrive (Ctrl-C to stop); while the server is
+    /// unreachable, says so on stderr and retries with backoff.
     ///
     /// Example: `ifc inbox follow --swarm swarm-1 --swarm-token … --after 0`
     Follow {
@@ -69,7 +73,9 @@ enum InboxOp {
     ///
     /// Example: `ifc inbox ack urgent-review --claim-token 17`
     Ack {
+        /// The pushed task.
         task_id: String,
+        /// The push's token, from `inbox follow` or `ifc push`.
         #[arg(long)]
         claim_token: i64,
     },
@@ -77,7 +83,9 @@ enum InboxOp {
     ///
     /// Example: `ifc inbox decline urgent-review --claim-token 17`
     Decline {
+        /// The pushed task.
         task_id: String,
+        /// The push's token, from `inbox follow` or `ifc push`.
         #[arg(long)]
         claim_token: i64,
     },
@@ -85,21 +93,19 @@ enum InboxOp {
 
 /// Runs `ifc inbox …`.
 pub async fn inbox(cmd: InboxCommand) -> Result<i32> {
-    finish(run(&cmd.conn, cmd.command).await)
+    finish(&cmd.conn, run(&cmd.conn, cmd.command).await)
 }
 
 async fn run(c: &Connection, command: InboxOp) -> Result<i32> {
     match command {
         InboxOp::Follow { after } => {
-            let mut stream = c.swarm()?.inbox(after)?;
-            while let Some(item) = futures::StreamExt::next(&mut stream).await {
-                c.print(&item?, inbox_line);
-            }
+            let (client, notices) = c.swarm()?.with_stream_notices();
+            return follow(c, client.inbox(after)?, notices, None, inbox_line).await;
         }
         InboxOp::Ack { task_id, claim_token } => {
             let deadline = c.swarm()?.ack_push(&task_id, claim_token).await?;
             c.print(&serde_json::json!({"deadline_ms": deadline}), |_| {
-                format!("acknowledged; claim until {deadline} ms")
+                format!("acknowledged; claim until {}", when(deadline))
             });
         }
         InboxOp::Decline { task_id, claim_token } => {
@@ -112,8 +118,10 @@ async fn run(c: &Connection, command: InboxOp) -> Result<i32> {
 
 fn pushed(i: &InboxItem, swarm_id: &str) -> String {
     format!(
-        "pushed {} to {swarm_id} (token {}, ack by {} ms)",
-        i.task.task_id, i.token, i.ack_deadline_ms
+        "pushed {} to {swarm_id} (token {}, ack by {})",
+        i.task.task_id,
+        i.token,
+        when(i.ack_deadline_ms)
     )
 }
 

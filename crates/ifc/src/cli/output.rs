@@ -1,11 +1,12 @@
 //! How a command's result reaches the terminal: a table for people or JSON for
-//! scripts, and a failure as a message plus the exit code documented in `cli`.
+//! scripts (JSON lines on streams), and a failure as its cause, the next step
+//! and the exit code from the table in `failure`.
 
 use anyhow::Result;
-use ifc_client::{ClientError, ErrorCode};
 use serde::Serialize;
 
 use super::Connection;
+use super::failure::{Failure, explain};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Output {
@@ -14,6 +15,16 @@ pub(super) enum Output {
 }
 
 impl Connection {
+    /// Prints one item of a stream: one JSON object per line, or as `line`
+    /// renders it.
+    pub(super) fn print_item<T: Serialize>(&self, value: &T, line: impl FnOnce(&T) -> String) {
+        let text = match self.output {
+            Output::Json => serde_json::to_string(value).unwrap_or_default(),
+            Output::Table => line(value),
+        };
+        print_out(&format!("{text}\n"));
+    }
+
     /// Prints `value` as pretty JSON, or as `table` renders it.
     pub(super) fn print<T: Serialize>(&self, value: &T, table: impl FnOnce(&T) -> String) {
         let text = match self.output {
@@ -39,26 +50,23 @@ pub(super) fn print_out(text: &str) {
     }
 }
 
-/// Maps a failure to the exit code documented in `cli`, printing it.
-fn exit_code(e: &anyhow::Error) -> i32 {
-    eprintln!("error: {e:#}");
-    match e.downcast_ref::<ClientError>() {
-        Some(ClientError::Api { error, .. }) => match error.code {
-            ErrorCode::TaskNotFound | ErrorCode::SwarmNotRegistered | ErrorCode::NotFound => 3,
-            ErrorCode::Conflict | ErrorCode::Fenced | ErrorCode::NotOwner => 4,
-            ErrorCode::Unauthorized | ErrorCode::Forbidden | ErrorCode::Incapable => 5,
-            ErrorCode::Unavailable => 6,
-            ErrorCode::InvalidArgument | ErrorCode::InvalidBody | ErrorCode::MalformedJson => 2,
-            _ => 1,
-        },
-        Some(ClientError::Transport(_)) => 6,
-        _ => 1,
-    }
+/// A command's exit code: its own on success; on failure, the cause and the
+/// next step on stderr and the code from the table in `failure`.
+pub(super) fn finish(c: &Connection, result: Result<i32>) -> Result<i32> {
+    Ok(result.unwrap_or_else(|e| {
+        let role = c.role.lock().map(|role| role.clone()).unwrap_or_default();
+        let failure = explain(&e, &c.server, role.as_ref());
+        report(&failure);
+        failure.exit as i32
+    }))
 }
 
-/// A command's exit code: its own on success, the failure's mapped one otherwise.
-pub(super) fn finish(result: Result<i32>) -> Result<i32> {
-    Ok(result.unwrap_or_else(|e| exit_code(&e)))
+/// Prints a failure as `error: …` and, if there is one, `hint: …`.
+pub(super) fn report(failure: &Failure) {
+    eprintln!("error: {}", failure.message);
+    if !failure.hint.is_empty() {
+        eprintln!("hint: {}", failure.hint);
+    }
 }
 
 /// `-` for an absent value in a table cell.

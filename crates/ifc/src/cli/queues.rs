@@ -16,7 +16,7 @@ pub struct QueuesCommand {
 
 /// Runs `ifc queues`.
 pub async fn queues(cmd: QueuesCommand) -> Result<i32> {
-    finish(run(&cmd.conn).await)
+    finish(&cmd.conn, run(&cmd.conn).await)
 }
 
 async fn run(c: &Connection) -> Result<i32> {

@@ -4,6 +4,7 @@ use anyhow::Result;
 use ifc_client::{Client, RegisterSwarm, Registration, Swarm, SwarmStats};
 
 use super::output::{finish, shell_word};
+use super::time::span;
 use super::{Connection, json_arg};
 
 /// `ifc swarm …`
@@ -23,6 +24,7 @@ enum SwarmOp {
     ///
     /// Example: `ifc swarm register swarm-finance --cap code-analysis:python` (inside `eval "$(…)"`)
     Register {
+        /// The swarm's id, chosen by the caller.
         swarm_id: String,
         /// A capability (repeat for several).
         #[arg(long = "cap")]
@@ -38,7 +40,10 @@ enum SwarmOp {
     /// The seed's swarm stats.
     ///
     /// Example: `ifc swarm stats swarm-finance`
-    Stats { swarm_id: String },
+    Stats {
+        /// The swarm.
+        swarm_id: String,
+    },
     /// Heartbeats once (as the swarm).
     ///
     /// Example: `ifc swarm heartbeat --swarm swarm-1 --swarm-token …`
@@ -51,7 +56,7 @@ enum SwarmOp {
 
 /// Runs `ifc swarm …`.
 pub async fn swarm(cmd: SwarmCommand) -> Result<i32> {
-    finish(run(&cmd.conn, cmd.command).await)
+    finish(&cmd.conn, run(&cmd.conn, cmd.command).await)
 }
 
 async fn run(c: &Connection, command: SwarmOp) -> Result<i32> {
@@ -129,12 +134,12 @@ fn swarm_stats(s: &SwarmStats) -> String {
          claimed     {}\n\
          completed   {}\n\
          failed      {}\n\
-         uptime      {} s",
+         uptime      {}",
         s.swarm.swarm_id,
         s.current_claims.join(", "),
         s.tasks_claimed,
         s.task_count,
         s.tasks_failed,
-        s.uptime_seconds
+        span(s.uptime_seconds.saturating_mul(1000))
     )
 }

@@ -4,6 +4,7 @@ use anyhow::Result;
 use ifc_client::{Claim, ClaimOutcome, NewTask, TaskPage, TaskRecord, TaskState, TaskView};
 
 use super::output::{finish, or_dash, shell_word};
+use super::time::{rfc3339, when};
 use super::{Connection, json_arg};
 
 /// `ifc task …`
@@ -21,7 +22,10 @@ enum Task {
     ///
     /// Example: `ifc task create review-pr-123 --type code-review --meta '{"language":"python"}'`
     Create {
+        /// The task's id, chosen by the caller (creating it again with the
+        /// same content changes nothing).
         task_id: String,
+        /// The task's type (free text a swarm dispatches on).
         #[arg(long = "type")]
         task_type: String,
         /// Metadata, JSON.
@@ -30,8 +34,10 @@ enum Task {
         /// A capability the claimer must hold (repeat for several).
         #[arg(long = "needs")]
         needs: Vec<String>,
+        /// Higher runs first among ready tasks.
         #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
         priority: i32,
+        /// Attempts before the task is dead-lettered (default: the server's).
         #[arg(long)]
         max_attempts: Option<u32>,
     },
@@ -42,7 +48,10 @@ enum Task {
     /// `task complete` / `fail` / `renew` (they read IFC_CLAIM_TOKEN).
     ///
     /// Example: `ifc task claim review-pr-123 --swarm swarm-1 --swarm-token …`
-    Claim { task_id: String },
+    Claim {
+        /// The task, from `ifc task list`.
+        task_id: String,
+    },
     /// Claims the best ready task this swarm can do (as a swarm); prints
     /// `export IFC_TASK_ID=… IFC_CLAIM_TOKEN=…`. Exit 3 if none.
     ///
@@ -52,6 +61,7 @@ enum Task {
     ///
     /// Example: `ifc task complete review-pr-123 --claim-token 42 --result '{"ok":true}'`
     Complete {
+        /// The claimed task.
         task_id: String,
         /// The claim's fencing token, from `task claim` / `task next`.
         #[arg(long, env = "IFC_CLAIM_TOKEN")]
@@ -64,10 +74,12 @@ enum Task {
     ///
     /// Example: `ifc task fail review-pr-123 --claim-token 42 --error "missing numpy"`
     Fail {
+        /// The claimed task.
         task_id: String,
         /// The claim's fencing token, from `task claim` / `task next`.
         #[arg(long, env = "IFC_CLAIM_TOKEN")]
         claim_token: i64,
+        /// What went wrong, kept with the task.
         #[arg(long)]
         error: String,
     },
@@ -75,6 +87,7 @@ enum Task {
     ///
     /// Example: `ifc task renew review-pr-123 --claim-token 42`
     Renew {
+        /// The claimed task.
         task_id: String,
         /// The claim's fencing token, from `task claim` / `task next`.
         #[arg(long, env = "IFC_CLAIM_TOKEN")]
@@ -83,31 +96,50 @@ enum Task {
     /// Shows a task.
     ///
     /// Example: `ifc task get review-pr-123 -o json`
-    Get { task_id: String },
+    Get {
+        /// The task.
+        task_id: String,
+    },
     /// Prints the seed's owner string: unclaimed, a swarm, completed:<swarm>, dead, cancelled.
     ///
     /// Example: `ifc task owner review-pr-123`
-    Owner { task_id: String },
+    Owner {
+        /// The task.
+        task_id: String,
+    },
     /// Lists tasks in a state (admin).
     ///
     /// Example: `ifc task list --state ready`
     List {
+        /// ready, claimed, completed, dead or cancelled.
         #[arg(long, default_value = "ready")]
         state: TaskState,
+        /// Start after this task id (the previous page's `--after` hint).
         #[arg(long)]
         after: Option<String>,
+        /// Tasks per page.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+    /// Puts a dead task back to ready with its attempts reset (admin).
+    ///
+    /// Example: `ifc task retry review-pr-123`
+    Retry {
+        /// The dead task.
+        task_id: String,
     },
     /// Cancels a task (admin).
     ///
     /// Example: `ifc task cancel review-pr-123`
-    Cancel { task_id: String },
+    Cancel {
+        /// The task.
+        task_id: String,
+    },
 }
 
 /// Runs `ifc task …`.
 pub async fn task(cmd: TaskCommand) -> Result<i32> {
-    finish(run(&cmd.conn, cmd.command).await)
+    finish(&cmd.conn, run(&cmd.conn, cmd.command).await)
 }
 
 async fn run(c: &Connection, command: Task) -> Result<i32> {
@@ -152,7 +184,7 @@ async fn run(c: &Connection, command: Task) -> Result<i32> {
         Task::Renew { task_id, claim_token } => {
             let deadline = c.swarm()?.renew_claim(&task_id, claim_token).await?;
             let value = serde_json::json!({"deadline_ms": deadline});
-            c.print(&value, |_| format!("renewed until {deadline} ms"));
+            c.print(&value, |_| format!("renewed until {}", when(deadline)));
         }
         Task::Get { task_id } => {
             let view = c.admin()?.get_task(&task_id).await?;
@@ -168,6 +200,10 @@ async fn run(c: &Connection, command: Task) -> Result<i32> {
         Task::List { state, after, limit } => {
             let page = c.admin()?.list_tasks(state, after.as_deref(), limit).await?;
             c.print(&page, task_table);
+        }
+        Task::Retry { task_id } => {
+            let record = c.admin()?.retry_task(&task_id).await?;
+            c.print(&record, state_line);
         }
         Task::Cancel { task_id } => {
             let record = c.admin()?.cancel_task(&task_id).await?;
@@ -191,16 +227,10 @@ fn claimed(claim: &Claim) -> String {
         claim.task.task_id,
         claim.task.attempts + 1,
         claim.task.max_attempts,
-        clock_time(claim.deadline_ms),
+        when(claim.deadline_ms),
         shell_word(&claim.task.task_id),
         claim.token
     )
-}
-
-/// `HH:MM:SS UTC` of a time in ms since the epoch.
-fn clock_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000).rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 fn not_claimed(outcome: &ClaimOutcome) -> String {
@@ -225,7 +255,9 @@ fn task_view(v: &TaskView) -> String {
          token     {}\n\
          attempts  {}/{}\n\
          priority  {}\n\
-         needs     {}",
+         needs     {}\n\
+         created   {}\n\
+         lease     {}",
         v.record.task_id,
         v.record.task_type,
         v.state.as_str(),
@@ -235,6 +267,8 @@ fn task_view(v: &TaskView) -> String {
         v.record.max_attempts,
         v.record.priority,
         v.record.required_capabilities.join(", "),
+        rfc3339(v.record.created_at_ms),
+        or_dash(v.deadline_ms.map(|ms| format!("until {}", when(ms)))),
     )
 }
 

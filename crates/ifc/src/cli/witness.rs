@@ -11,6 +11,7 @@ use ifc_core::witness_archive::{self, ArchiveReport};
 
 use super::Connection;
 use super::output::finish;
+use super::time::rfc3339;
 
 /// `ifc witness …`
 #[derive(clap::Args)]
@@ -54,7 +55,7 @@ enum WitnessOp {
 
 /// Runs `ifc witness …`.
 pub async fn witness(cmd: WitnessCommand) -> Result<i32> {
-    finish(run(&cmd.conn, cmd.command).await)
+    finish(&cmd.conn, run(&cmd.conn, cmd.command).await)
 }
 
 async fn run(c: &Connection, command: WitnessOp) -> Result<i32> {
@@ -141,11 +142,17 @@ async fn verify_archive(c: &Connection, dir: &Path) -> Result<ArchiveReport> {
 }
 
 fn witness_table(list: &[WitnessRecord]) -> String {
-    let mut out = format!("{:>8} {:<28} {:<20} {:<24} OUTCOME", "REV", "CHAIN", "ACTOR", "OP");
+    let mut out =
+        format!("{:<20} {:>8} {:<28} {:<20} {:<24} OUTCOME", "TIME", "REV", "CHAIN", "ACTOR", "OP");
     for r in list {
         out.push_str(&format!(
-            "\n{:>8} {:<28} {:<20} {:<24} {}",
-            r.revision, r.chain, r.actor, r.op, r.outcome
+            "\n{:<20} {:>8} {:<28} {:<20} {:<24} {}",
+            rfc3339(r.at_ms),
+            r.revision,
+            r.chain,
+            r.actor,
+            r.op,
+            r.outcome
         ));
     }
     out

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::Connection;
 use super::output::finish;
+use super::stream::describe;
 
 /// How much of a failed command's stderr goes into the task's error.
 const STDERR_TAIL_BYTES: usize = 2048;
@@ -53,10 +54,10 @@ pub struct WorkerCommand {
 
 /// Runs `ifc worker`.
 pub async fn worker(cmd: WorkerCommand) -> Result<i32> {
-    finish(run(cmd).await)
+    finish(&cmd.conn, run(&cmd).await)
 }
 
-async fn run(cmd: WorkerCommand) -> Result<i32> {
+async fn run(cmd: &WorkerCommand) -> Result<i32> {
     let mut signals = Signals::new()?;
     let admin = cmd.conn.admin()?;
     let caps: Vec<&str> = cmd.caps.iter().map(String::as_str).collect();
@@ -69,11 +70,12 @@ async fn run(cmd: WorkerCommand) -> Result<i32> {
         cmd.command.join(" "),
         cmd.concurrency
     );
-    let command = Arc::new(cmd.command);
+    let command = Arc::new(cmd.command.clone());
     let slots = Arc::new(Semaphore::new(cmd.concurrency as usize));
     let (stop_tx, stop) = watch::channel(false);
     let mut running = JoinSet::new();
-    let mut inbox = swarm.inbox(0)?;
+    let (notified, mut notices) = Client::clone(&swarm).with_stream_notices();
+    let mut inbox = notified.inbox(0)?;
     let poll = Duration::from_millis(cmd.poll_ms);
     let mut next_poll = Instant::now();
     loop {
@@ -97,6 +99,9 @@ async fn run(cmd: WorkerCommand) -> Result<i32> {
                     }
                     Err(e) => eprintln!("task {task_id}: could not acknowledge the push: {e}"),
                 }
+            }
+            Some(notice) = notices.recv() => {
+                eprintln!("worker {}: inbox: {}", cmd.swarm_id, describe(&notice, &cmd.conn.server));
             }
             () = tokio::time::sleep_until(next_poll) => {
                 next_poll = Instant::now() + poll;
