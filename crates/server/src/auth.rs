@@ -135,7 +135,8 @@ pub(crate) async fn authenticate(
         )),
         None => Err(AppError::new(
             ErrorCode::Unauthorized,
-            "unknown token (a swarm token needs the X-Ifc-Swarm header)",
+            "unknown token: neither the admin token, the viewer token, nor a swarm's token \
+             (a swarm's token goes with the X-Ifc-Swarm header)",
         )),
         Some(swarm_id) if admin.matches(token) => match core.get_swarm(swarm_id).await? {
             Some(_) => Ok(Caller::AdminFor(swarm_id.to_string())),
