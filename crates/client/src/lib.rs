@@ -89,13 +89,21 @@ pub struct Client {
     swarm_id: Option<String>,
 }
 
+/// Pooled connections are dropped after this long unused: well inside the
+/// server's idle timeout (60 s by default), so a request is not sent on a
+/// connection the server is closing.
+const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Client {
     /// A client for the server at `base_url` (`http://` or `https://`, with the
     /// system's root certificates) with the admin token.
     pub fn new(base_url: &str, admin_token: &str) -> Self {
         install_crypto_provider();
         Client {
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new()),
             base: base_url.trim_end_matches('/').to_string(),
             token: admin_token.to_string(),
             swarm_id: None,
@@ -109,6 +117,7 @@ impl Client {
         let ca = reqwest::Certificate::from_pem(ca_pem)
             .map_err(|e| ClientError::Transport(format!("bad CA certificate: {e}")))?;
         let http = reqwest::Client::builder()
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .add_root_certificate(ca)
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;

@@ -251,6 +251,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     };
     let limits = args.edge.limits(open_files);
+    tracing::info!(
+        header_timeout_ms = args.edge.header_timeout_ms,
+        body_timeout_ms = args.edge.body_timeout_ms,
+        idle_timeout_ms = args.edge.idle_timeout_ms,
+        max_connections = limits.max_connections,
+        max_tls_handshakes = limits.max_tls_handshakes,
+        "connection limits"
+    );
     make_private(&args.data.data_dir)?;
     let (admin, token_source) = match &args.admin_token {
         Some(token) if !token.trim().is_empty() => {
