@@ -52,6 +52,8 @@ fn exit_code(e: &anyhow::Error) -> i32 {
             _ => 1,
         },
         Some(ClientError::Transport(_)) => 6,
+        // An id outside the grammar, refused by the client before sending.
+        Some(ClientError::InvalidId { .. }) => 2,
         _ => 1,
     }
 }
