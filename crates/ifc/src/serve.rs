@@ -145,6 +145,7 @@ impl EdgeLimits {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
             max_tls_handshakes: usize::try_from(self.max_tls_handshakes).unwrap_or(usize::MAX),
+            max_body_bytes: None,
         }
     }
 }
@@ -250,7 +251,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             None
         }
     };
-    let limits = args.edge.limits(open_files);
+    let max_body_bytes = 2 * args.max_json_bytes + 64 * 1024;
+    let limits =
+        ifc_server::Limits { max_body_bytes: Some(max_body_bytes), ..args.edge.limits(open_files) };
     tracing::info!(
         header_timeout_ms = args.edge.header_timeout_ms,
         body_timeout_ms = args.edge.body_timeout_ms,
@@ -312,7 +315,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let pruner = ifc_core::Pruner::spawn(core.clone(), retention);
     let state = AppState::new(core.clone(), &admin, metrics);
     let state_for_shutdown = state.clone();
-    let router = ifc_server::router(state, 2 * args.max_json_bytes as usize + 64 * 1024);
+    let router = ifc_server::router(state, usize::try_from(max_body_bytes).unwrap_or(usize::MAX));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

@@ -21,7 +21,8 @@ pub(crate) use conn::BODY_TIMED_OUT;
 pub use conn::BodyTimedOut;
 
 /// The limits an operator sets on connections. Defaults: header 10 s, body
-/// 30 s, idle 60 s, 10,000 connections, 128 TLS handshakes in flight.
+/// 30 s, idle 60 s, 10,000 connections, 128 TLS handshakes in flight, no
+/// body size check ahead of the router's.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// From the first byte of a request head to its end; past it the
@@ -37,6 +38,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Most TLS handshakes in progress at once; more wait for a slot.
     pub max_tls_handshakes: usize,
+    /// A request whose `Content-Length` says more than this is answered 413
+    /// `payload_too_large` at once, before any of its body is read (give the
+    /// router's own body limit). `None`: the router's limit alone applies.
+    pub max_body_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -47,6 +52,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             max_tls_handshakes: 128,
+            max_body_bytes: None,
         }
     }
 }

@@ -272,13 +272,18 @@ pub(super) async fn drive<S>(
     let service = {
         let activity = activity.clone();
         let body_timeout = limits.body_timeout;
+        let max_body_bytes = limits.max_body_bytes;
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let guard = activity.request_started();
+            let too_large = max_body_bytes.is_some_and(|max| announced_length(&request) > max);
             let deadline = Instant::now() + body_timeout;
             let request = request
                 .map(|body| axum::body::Body::new(TimedBody { body, deadline, timer: None }));
             let mut router = router.clone();
             async move {
+                if too_large {
+                    return Ok(too_large_response().map(|body| InFlight { body, _guard: guard }));
+                }
                 let response = match router.call(request).await {
                     Ok(response) => response,
                     Err(never) => match never {},
@@ -341,6 +346,32 @@ pub(super) async fn drive<S>(
             },
         }
     }
+}
+
+/// The body length a request's head announces (0 if none or unreadable: the
+/// router's own limit still counts what arrives).
+fn announced_length(request: &hyper::Request<Incoming>) -> u64 {
+    request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// 413 before reading a body that is announced too large; the unread body
+/// leaves the connection unusable, so it closes.
+fn too_large_response() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = crate::AppError::new(
+        ifc_api::ErrorCode::PayloadTooLarge,
+        "the request body is larger than the server accepts",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+    response
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
