@@ -39,15 +39,31 @@ async def test_bad_tasks_are_refused_before_sending(coordinator: IFCoordinator, 
     assert await witness_count(client) == before
 
 
-async def test_bad_ids_are_refused_by_the_server(coordinator: IFCoordinator, client: ifc_client.Client, uid: str) -> None:
+async def test_bad_ids_are_refused_before_sending(coordinator: IFCoordinator, client: ifc_client.Client, uid: str) -> None:
+    """The server's id grammar, applied by the client: nothing is sent."""
     before = await witness_count(client)
-    for bad in (f"{uid}/slash", f"{uid}\x07bell", "x" * 5000):
+    for bad in (f"{uid}/slash", f"{uid}\x07bell", "x" * 5000, ".", "..", "é", "задача-✓", "a b", "a?b", "x" * 129):
         with pytest.raises(InvalidArgumentError) as caught:
             await coordinator.create_task({"task_id": bad, "task_type": "x"})
-        assert caught.value.code == "invalid_argument" and caught.value.status == 400
+        assert caught.value.code == "invalid_argument" and caught.value.status is None
+        with pytest.raises(InvalidArgumentError):
+            await client.register_swarm(bad)
+        with pytest.raises(InvalidArgumentError):
+            await client.get_task(bad)
+        with pytest.raises(InvalidArgumentError):
+            await client.as_swarm(bad, "token").heartbeat()
     with pytest.raises(InvalidArgumentError):
         await coordinator.register_swarm(f"{uid}/bad", [])
+    # Not even a connection: a client of no server gives the same answer.
+    nowhere = ifc_client.Client("http://127.0.0.1:9", "token")
+    with pytest.raises(InvalidArgumentError):
+        await nowhere.get_task("..")
+    await nowhere.aclose()
     assert await witness_count(client) == before
+    # The whole grammar is accepted.
+    good = f"{uid}-A-z_0.9:x@y"[:128]
+    await client.create_task({"task_id": good, "task_type": "x"})
+    assert (await client.get_task(good)).record.task_id == good
 
 
 async def test_bad_seed_arguments(coordinator: IFCoordinator, client: ifc_client.Client, uid: str) -> None:

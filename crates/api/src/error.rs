@@ -64,6 +64,9 @@ pub enum ErrorCode {
     NotClaimed,
     /// Only a dead task can be retried (409).
     NotDead,
+    /// The request head or body did not arrive within the server's timeout;
+    /// the connection is closed (408).
+    RequestTimeout,
     /// The body is too large (413).
     PayloadTooLarge,
     /// The body is not `application/json` (415).
@@ -74,6 +77,9 @@ pub enum ErrorCode {
     StoreLimit,
     /// The swarm limit is reached (429).
     TooManySwarms,
+    /// The server is at its connection limit; nothing was read; retry after
+    /// `Retry-After` seconds (503).
+    Overloaded,
     /// The store cannot be reached and nothing was applied; retry (503).
     Unavailable,
     /// The store may or may not have applied the write (its answer was lost):
@@ -111,10 +117,11 @@ impl ErrorCode {
             | ErrorCode::ClaimReplaced
             | ErrorCode::NotClaimed
             | ErrorCode::NotDead => 409,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::TooManySwarms => 429,
-            ErrorCode::Unavailable | ErrorCode::OutcomeUnknown => 503,
+            ErrorCode::Unavailable | ErrorCode::OutcomeUnknown | ErrorCode::Overloaded => 503,
             ErrorCode::Internal => 500,
         }
     }
@@ -123,7 +130,7 @@ impl ErrorCode {
 impl ErrorCode {
     /// Whether the same call may succeed if simply retried.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorCode::Contended | ErrorCode::Unavailable)
+        matches!(self, ErrorCode::Contended | ErrorCode::Unavailable | ErrorCode::Overloaded)
     }
 }
 

@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod ids;
 
 pub use error::{ApiError, ErrorCode};
 

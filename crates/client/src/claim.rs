@@ -119,6 +119,7 @@ fn is_transient(e: &ClientError) -> bool {
     match e {
         ClientError::Api { status, error } => *status >= 500 || error.code.is_retryable(),
         ClientError::Transport(_) | ClientError::Decode(_) => true,
+        ClientError::InvalidId { .. } => false,
     }
 }
 

@@ -54,6 +54,18 @@ pub enum ClientError {
     /// The server's answer could not be read.
     #[error("unexpected answer from the coordinator: {0}")]
     Decode(String),
+    /// An id outside the one id grammar ([`ifc_api::ids::check`]); refused
+    /// before anything was sent. Its [`ClientError::code`] is
+    /// `invalid_argument`, as the server would answer.
+    #[error("{field} {id:?} {reason}")]
+    InvalidId {
+        /// Which argument (`task_id`, `swarm_id`, `blocker_id`, ...).
+        field: &'static str,
+        /// The refused value.
+        id: String,
+        /// Why it is not an id.
+        reason: ids::IdError,
+    },
 }
 
 impl ClientError {
@@ -61,6 +73,7 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Api { error, .. } => Some(error.code),
+            ClientError::InvalidId { .. } => Some(ErrorCode::InvalidArgument),
             _ => None,
         }
     }
@@ -115,13 +128,21 @@ pub struct Client {
     notices: Option<tokio::sync::mpsc::UnboundedSender<StreamNotice>>,
 }
 
+/// Pooled connections are dropped after this long unused: well inside the
+/// server's idle timeout (60 s by default), so a request is not sent on a
+/// connection the server is closing.
+const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Client {
     /// A client for the server at `base_url` (`http://` or `https://`, with the
     /// system's root certificates) with the admin token.
     pub fn new(base_url: &str, admin_token: &str) -> Self {
         install_crypto_provider();
         Client {
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new()),
             base: base_url.trim_end_matches('/').to_string(),
             token: admin_token.to_string(),
             swarm_id: None,
@@ -135,8 +156,11 @@ impl Client {
         install_crypto_provider();
         let ca = reqwest::Certificate::from_pem(ca_pem)
             .map_err(|e| ClientError::Transport(format!("bad CA certificate: {e}")))?;
-        let http =
-            reqwest::Client::builder().add_root_certificate(ca).build().map_err(transport)?;
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .add_root_certificate(ca)
+            .build()
+            .map_err(transport)?;
         Ok(Client { http, ..Client::new(base_url, admin_token) })
     }
 
@@ -163,6 +187,8 @@ impl Client {
         let mut request =
             self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(swarm) = &self.swarm_id {
+            // A header cannot carry every string; the grammar says which.
+            check_id("swarm_id", swarm)?;
             request = request.header("x-ifc-swarm", swarm);
         }
         if let Some(body) = body {
@@ -196,10 +222,12 @@ impl Client {
     }
 
     fn me(&self) -> Result<&str, ClientError> {
-        self.swarm_id.as_deref().ok_or_else(|| ClientError::Api {
+        let me = self.swarm_id.as_deref().ok_or_else(|| ClientError::Api {
             status: 403,
             error: ApiError::new(ErrorCode::Forbidden, "this call needs a swarm client (as_swarm)"),
-        })
+        })?;
+        check_id("swarm_id", me)?;
+        Ok(me)
     }
 
     /// The seed's `register_swarm`: registers and returns a client acting as the
@@ -210,6 +238,7 @@ impl Client {
         capabilities: &[&str],
         metadata: serde_json::Value,
     ) -> Result<SwarmClient, ClientError> {
+        check_id("swarm_id", swarm_id)?;
         let request = RegisterSwarm {
             swarm_id: swarm_id.into(),
             capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
@@ -227,11 +256,13 @@ impl Client {
 
     /// The seed's `get_swarm_stats` (admin or the swarm itself).
     pub async fn get_swarm_stats(&self, swarm_id: &str) -> Result<SwarmStats, ClientError> {
+        check_id("swarm_id", swarm_id)?;
         self.get(&format!("/v1/swarms/{}", encode(swarm_id))).await
     }
 
     /// The seed's `create_task` (admin).
     pub async fn create_task(&self, task: NewTask) -> Result<TaskRecord, ClientError> {
+        check_id("task_id", &task.task_id)?;
         self.post("/v1/tasks", &task).await
     }
 
@@ -244,6 +275,7 @@ impl Client {
     ) -> Result<TaskPage, ClientError> {
         let mut path = format!("/v1/tasks?state={}&limit={limit}", state.as_str());
         if let Some(after) = after {
+            check_id("after", after)?;
             path.push_str(&format!("&after={}", encode(after)));
         }
         self.get(&path).await
@@ -251,11 +283,13 @@ impl Client {
 
     /// The whole task.
     pub async fn get_task(&self, task_id: &str) -> Result<TaskView, ClientError> {
+        check_id("task_id", task_id)?;
         self.get(&format!("/v1/tasks/{}", encode(task_id))).await
     }
 
     /// The seed's `get_task_owner`: `None` if there is no such task.
     pub async fn get_task_owner(&self, task_id: &str) -> Result<Option<String>, ClientError> {
+        check_id("task_id", task_id)?;
         match self.get::<Owner>(&format!("/v1/tasks/{}/owner", encode(task_id))).await {
             Ok(owner) => Ok(Some(owner.owner)),
             Err(e) if e.code() == Some(ErrorCode::TaskNotFound) => Ok(None),
@@ -265,11 +299,13 @@ impl Client {
 
     /// Cancels a task (admin).
     pub async fn cancel_task(&self, task_id: &str) -> Result<TaskRecord, ClientError> {
+        check_id("task_id", task_id)?;
         self.post(&format!("/v1/tasks/{}/cancel", encode(task_id)), &()).await
     }
 
     /// Puts a dead task back in the pool with its attempts reset (admin).
     pub async fn retry_task(&self, task_id: &str) -> Result<TaskRecord, ClientError> {
+        check_id("task_id", task_id)?;
         self.post(&format!("/v1/tasks/{}/retry", encode(task_id)), &()).await
     }
 
@@ -281,7 +317,10 @@ impl Client {
     /// Witness records (admin).
     pub async fn witness(&self, task_id: Option<&str>) -> Result<Vec<WitnessRecord>, ClientError> {
         match task_id {
-            Some(id) => self.get(&format!("/v1/witness?task_id={}", encode(id))).await,
+            Some(id) => {
+                check_id("task_id", id)?;
+                self.get(&format!("/v1/witness?task_id={}", encode(id))).await
+            }
             None => self.get("/v1/witness").await,
         }
     }
@@ -354,6 +393,7 @@ impl Client {
     /// The seed's `claim_task`, as this swarm.
     pub async fn claim_task(&self, task_id: &str) -> Result<ClaimOutcome, ClientError> {
         let request = ClaimRequest { swarm_id: self.me()?.into() };
+        check_id("task_id", task_id)?;
         self.post(&format!("/v1/tasks/{}/claim", encode(task_id)), &request).await
     }
 
@@ -367,6 +407,7 @@ impl Client {
     /// Extends a claim; returns the new deadline (ms since the epoch).
     pub async fn renew_claim(&self, task_id: &str, token: i64) -> Result<i64, ClientError> {
         let request = RenewRequest { swarm_id: self.me()?.into(), token };
+        check_id("task_id", task_id)?;
         let renewed: Renewed =
             self.post(&format!("/v1/tasks/{}/renew", encode(task_id)), &request).await?;
         Ok(renewed.deadline_ms)
@@ -380,6 +421,7 @@ impl Client {
         result: serde_json::Value,
     ) -> Result<TaskRecord, ClientError> {
         let request = CompleteRequest { swarm_id: self.me()?.into(), token, result };
+        check_id("task_id", task_id)?;
         self.post(&format!("/v1/tasks/{}/complete", encode(task_id)), &request).await
     }
 
@@ -391,6 +433,7 @@ impl Client {
         error: &str,
     ) -> Result<TaskRecord, ClientError> {
         let request = FailRequest { swarm_id: self.me()?.into(), token, error: error.into() };
+        check_id("task_id", task_id)?;
         self.post(&format!("/v1/tasks/{}/fail", encode(task_id)), &request).await
     }
 
@@ -420,11 +463,14 @@ impl Client {
         swarm_id: &str,
         task: NewTask,
     ) -> Result<InboxItem, ClientError> {
+        check_id("swarm_id", swarm_id)?;
+        check_id("task_id", &task.task_id)?;
         self.post(&format!("/v1/swarms/{}/push", encode(swarm_id)), &task).await
     }
 
     /// Acknowledges a pushed task (as the swarm); returns the claim's deadline.
     pub async fn ack_push(&self, task_id: &str, token: i64) -> Result<i64, ClientError> {
+        check_id("task_id", task_id)?;
         let path = format!("/v1/swarms/{}/inbox/{}/ack", encode(self.me()?), encode(task_id));
         let renewed: Renewed = self.post(&path, &AckRequest { token }).await?;
         Ok(renewed.deadline_ms)
@@ -432,12 +478,16 @@ impl Client {
 
     /// Declines a pushed task (as the swarm): it returns to the pool at once.
     pub async fn decline_push(&self, task_id: &str, token: i64) -> Result<TaskRecord, ClientError> {
+        check_id("task_id", task_id)?;
         let path = format!("/v1/swarms/{}/inbox/{}/decline", encode(self.me()?), encode(task_id));
         self.post(&path, &AckRequest { token }).await
     }
 
     /// The seed's `detect_blocker` (as the swarm); returns the blocker's id.
     pub async fn detect_blocker(&self, info: BlockerInfo) -> Result<String, ClientError> {
+        if let Some(task_id) = &info.task_id {
+            check_id("task_id", task_id)?;
+        }
         let path = format!("/v1/swarms/{}/blockers", encode(self.me()?));
         let raised: BlockerRaised = self.post(&path, &info).await?;
         Ok(raised.blocker_id)
@@ -454,6 +504,8 @@ impl Client {
         blocker_id: &str,
         helper_swarm_id: &str,
     ) -> Result<InboxItem, ClientError> {
+        check_id("blocker_id", blocker_id)?;
+        check_id("helper_swarm_id", helper_swarm_id)?;
         let path = format!("/v1/blockers/{}/assign", encode(blocker_id));
         self.post(&path, &AssignHelper { helper_swarm_id: helper_swarm_id.into() }).await
     }
@@ -464,6 +516,7 @@ impl Client {
         blocker_id: &str,
         resolution: &str,
     ) -> Result<Blocker, ClientError> {
+        check_id("blocker_id", blocker_id)?;
         let path = format!("/v1/blockers/{}/resolve", encode(blocker_id));
         self.post(&path, &ResolveBlocker { resolution: resolution.into() }).await
     }
@@ -643,6 +696,11 @@ pub fn install_crypto_provider() {
 }
 
 /// Percent-encodes a path segment (ids may hold any character but `/`).
+/// Refuses an id outside the grammar the server uses, before sending.
+fn check_id(field: &'static str, id: &str) -> Result<(), ClientError> {
+    ids::check(id).map_err(|reason| ClientError::InvalidId { field, id: id.into(), reason })
+}
+
 fn encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {

@@ -29,6 +29,7 @@ impl Coordinator {
             let (ops, witness) = self.lapse_ops(&mut record, &keys, &snap.head)?;
             let resp = self.store.txn(txn::guarded(&keys, ops)).await?;
             if resp.succeeded {
+                log_lapse(&witness, &record);
                 self.witness_log.log(witness, resp.revision);
                 return Ok(true);
             }
@@ -125,4 +126,22 @@ fn unclaim(record: &mut TaskRecord, state: TaskState) {
     record.awaiting_ack = false;
     record.claim_token = None;
     record.state = state;
+}
+
+/// One info line per recorded lapse, for the operator: which swarm, which
+/// task, which attempt, and what became of the task (ids and counts only).
+fn log_lapse(witness: &WitnessRecord, record: &TaskRecord) {
+    let swarm_id = witness.swarm_id.as_deref().unwrap_or("");
+    let what = match WitnessOp::parse(&witness.op) {
+        Some(WitnessOp::PushExpired) => "push not acknowledged in time",
+        _ => "claim lapsed",
+    };
+    tracing::info!(
+        swarm_id,
+        task_id = %record.task_id,
+        attempt = record.attempts,
+        max_attempts = record.max_attempts,
+        outcome = record.state.as_str(),
+        "{what}"
+    );
 }

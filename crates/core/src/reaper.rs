@@ -67,7 +67,16 @@ async fn run(coordinator: Arc<Coordinator>) {
                     Some(
                         Key::Claim(task_id) | Key::Holder(task_id) | Key::Holding { task_id, .. },
                     ) => coordinator.reap_task(task_id).await.map(drop),
-                    Some(Key::Swarm(swarm_id)) => coordinator.reap_swarm(swarm_id).await.map(drop),
+                    Some(Key::Swarm(swarm_id)) => {
+                        coordinator.reap_swarm(swarm_id).await.map(|expired| {
+                            if expired {
+                                tracing::info!(
+                                    swarm_id,
+                                    "swarm expired: no heartbeat within its TTL"
+                                );
+                            }
+                        })
+                    }
                     _ => Ok(()),
                 };
                 if let Err(e) = result {

@@ -2,33 +2,12 @@
 
 use crate::CoreError;
 
-/// Longest id, in bytes.
-pub const MAX_ID_BYTES: usize = 128;
+pub use ifc_api::ids::{ID_PUNCTUATION, MAX_ID_BYTES};
 
-/// The characters an id may use besides ASCII letters and digits.
-pub const ID_PUNCTUATION: &str = "-_.:@";
-
-/// An id (swarm, task, blocker): 1 ..= 128 of ASCII letters, digits and
-/// `-_.:@`, and not `.` or `..`.
-///
-/// One grammar for every interface: such an id is a path segment without
-/// escaping trouble, an HTTP header value, a shell word and a store key part,
-/// so an id that is accepted can be used everywhere.
+/// An id (swarm, task, blocker): the one grammar of [`ifc_api::ids::check`],
+/// which the clients apply too, so an id accepted here works everywhere.
 pub fn id(field: &'static str, value: &str) -> Result<(), CoreError> {
-    let reason = if value.is_empty() {
-        "must not be empty".to_string()
-    } else if value.len() > MAX_ID_BYTES {
-        format!("is {} bytes, more than {MAX_ID_BYTES}", value.len())
-    } else if value == "." || value == ".." {
-        "must not be `.` or `..`".to_string()
-    } else if let Some(c) =
-        value.chars().find(|c| !c.is_ascii_alphanumeric() && !ID_PUNCTUATION.contains(*c))
-    {
-        format!("contains {c:?}: an id uses ASCII letters, digits and {ID_PUNCTUATION}")
-    } else {
-        return Ok(());
-    };
-    Err(CoreError::Invalid { field, reason })
+    ifc_api::ids::check(value).map_err(|e| CoreError::Invalid { field, reason: e.to_string() })
 }
 
 /// Longest short text (a task type), in bytes.

@@ -93,9 +93,70 @@ pub struct ServeArgs {
     #[arg(long, env = "IFC_SHUTDOWN_GRACE", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     shutdown_grace: u64,
+    #[command(flatten)]
+    edge: EdgeLimits,
     /// Log format.
     #[arg(long, env = "IFC_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+/// Limits on connections, so no client can hold the others off.
+#[derive(clap::Args, Debug)]
+struct EdgeLimits {
+    /// Time, in ms, from the first byte of a request head to its end (and
+    /// for a TLS handshake); past it: 408 `request_timeout`, connection closed.
+    #[arg(long, env = "IFC_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    header_timeout_ms: u64,
+    /// Time, in ms, from the end of a request head to the end of its body;
+    /// past it: 408 `request_timeout`, connection closed.
+    #[arg(long, env = "IFC_BODY_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    body_timeout_ms: u64,
+    /// Time, in ms, a connection with no request in flight stays open.
+    #[arg(long, env = "IFC_IDLE_TIMEOUT_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    idle_timeout_ms: u64,
+    /// Most connections at once, event streams included (lowered to fit the
+    /// open-file limit). Past it the longest-idle connection is closed to make
+    /// room, or, if none is idle, the newcomer gets 503 `overloaded`.
+    #[arg(long, env = "IFC_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// Most TLS handshakes in progress at once; more wait (within the header
+    /// timeout) for a slot.
+    #[arg(long, env = "IFC_MAX_TLS_HANDSHAKES", default_value_t = 128,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_tls_handshakes: u64,
+}
+
+/// Open files kept back from connections: the store, etcd channels, logs.
+const FILES_KEPT_BACK: u64 = 256;
+
+impl EdgeLimits {
+    /// The limits, with the connection cap lowered to fit `open_files`.
+    fn limits(&self, open_files: Option<u64>) -> ifc_server::Limits {
+        let mut max_connections = self.max_connections;
+        if let Some(open_files) = open_files {
+            let fits = open_files.saturating_sub(FILES_KEPT_BACK).max(16);
+            if fits < max_connections {
+                tracing::warn!(
+                    max_connections,
+                    open_files,
+                    "--max-connections lowered to {fits} to fit the open-file limit"
+                );
+                max_connections = fits;
+            }
+        }
+        ifc_server::Limits {
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            body_timeout: Duration::from_millis(self.body_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+            max_tls_handshakes: usize::try_from(self.max_tls_handshakes).unwrap_or(usize::MAX),
+            max_body_bytes: None,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -188,14 +249,34 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     // Every SSE stream holds a socket: raise the soft open-file limit to the
     // hard one, as many distributions start services at 1,024.
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if limit < 4096 => tracing::warn!(
-            limit,
-            "open files are limited to {limit}; each SSE stream needs one (raise `ulimit -n`)"
-        ),
-        Ok(limit) => tracing::debug!(limit, "open-file limit"),
-        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
-    }
+    let open_files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < 4096 => {
+            tracing::warn!(
+                limit,
+                "open files are limited to {limit}; each SSE stream needs one (raise `ulimit -n`)"
+            );
+            Some(limit)
+        }
+        Ok(limit) => {
+            tracing::debug!(limit, "open-file limit");
+            Some(limit)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            None
+        }
+    };
+    let max_body_bytes = 2 * args.max_json_bytes + 64 * 1024;
+    let limits =
+        ifc_server::Limits { max_body_bytes: Some(max_body_bytes), ..args.edge.limits(open_files) };
+    tracing::info!(
+        header_timeout_ms = args.edge.header_timeout_ms,
+        body_timeout_ms = args.edge.body_timeout_ms,
+        idle_timeout_ms = args.edge.idle_timeout_ms,
+        max_connections = limits.max_connections,
+        max_tls_handshakes = limits.max_tls_handshakes,
+        "connection limits"
+    );
     make_private(&args.data.data_dir)?;
     let (admin, token_source) = match &args.admin_token {
         Some(token) if !token.trim().is_empty() => {
@@ -263,7 +344,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let pruner = ifc_core::Pruner::spawn(core.clone(), retention);
     let state = AppState::new(core.clone(), &admin, metrics).with_viewer_token(&viewer);
     let state_for_shutdown = state.clone();
-    let router = ifc_server::router(state, 2 * args.max_json_bytes as usize + 64 * 1024);
+    let router = ifc_server::router(state, usize::try_from(max_body_bytes).unwrap_or(usize::MAX));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -302,12 +383,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             let _ = stop.wait_for(|s| *s).await;
         }
     };
-    let serving = async move {
-        match tls {
-            Some(config) => ifc_server::serve_tls(listener, router, config, stopped).await,
-            None => ifc_server::serve(listener, router, stopped).await,
-        }
-    };
+    let serving = ifc_server::serve_with(listener, router, tls, limits, stopped);
     let grace = std::time::Duration::from_secs(args.shutdown_grace);
     let mut stop = stop;
     tokio::select! {

@@ -107,6 +107,9 @@ impl From<JsonRejection> for AppError {
             JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedMediaType,
             JsonRejection::JsonSyntaxError(_) => ErrorCode::MalformedJson,
             JsonRejection::JsonDataError(_) => ErrorCode::InvalidBody,
+            JsonRejection::BytesRejection(_) if body_timed_out(&rejection) => {
+                ErrorCode::RequestTimeout
+            }
             JsonRejection::BytesRejection(_) => {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ErrorCode::PayloadTooLarge
@@ -118,4 +121,18 @@ impl From<JsonRejection> for AppError {
         };
         AppError::new(code, rejection.body_text())
     }
+}
+
+/// Whether the body could not be read because it did not arrive in time (the
+/// listener's body timer), found in the cause chain or, where a layer has
+/// flattened it to text, by its message.
+fn body_timed_out(rejection: &JsonRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<crate::BodyTimedOut>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    rejection.body_text().contains(crate::listen::BODY_TIMED_OUT)
 }

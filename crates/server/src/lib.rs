@@ -41,7 +41,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub use auth::Caller;
 pub use error::AppError;
 pub use extract::{Body, Id, Q};
-pub use listen::{serve, serve_tls, tls_config};
+pub use listen::{BodyTimedOut, Limits, serve, serve_tls, serve_with, tls_config};
 pub use metrics::{MeteredStore, Metrics};
 pub use state::{AppState, SLOW_READER_TIMEOUT};
 

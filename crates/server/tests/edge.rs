@@ -268,17 +268,48 @@ async fn revisions_past_the_range_get_a_400_not_a_500(server: Server) {
 }
 
 /// Ids outside the one grammar (`.`/`..`, non-ASCII, spaces, too long) are
-/// refused at create, so every id the server holds works in a path and a header.
+/// refused at create by the server, so every id the server holds works in a
+/// path and a header; the Rust client refuses them before sending, with the
+/// same code.
 async fn ids_that_cannot_be_served_are_refused_at_create(server: Server) {
-    use ifc_client::ErrorCode;
+    use ifc_client::{ClientError, ErrorCode};
     let admin = server.admin();
+    let http = reqwest::Client::new();
     let long = "x".repeat(129);
     for bad in [".", "..", "задача-✓", "é", "a b", "a?b", "a%2F", long.as_str()] {
+        // The server, sent the id as is.
+        let created = http
+            .post(format!("{}/v1/tasks", server.url))
+            .bearer_auth(ADMIN)
+            .json(&new_task(bad, &[], json!({})))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status().as_u16(), 400, "task {bad:?}");
+        assert!(created.text().await.unwrap().contains("invalid_argument"), "task {bad:?}");
+        let registered = http
+            .post(format!("{}/v1/swarms", server.url))
+            .bearer_auth(ADMIN)
+            .json(&json!({"swarm_id": bad, "capabilities": [], "metadata": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(registered.status().as_u16(), 400, "swarm {bad:?}");
+        // The client, before sending.
         let created = admin.create_task(new_task(bad, &[], json!({}))).await;
-        assert_eq!(code(created), ErrorCode::InvalidArgument, "task {bad:?}");
+        assert!(matches!(created, Err(ClientError::InvalidId { field: "task_id", .. })), "{bad:?}");
         let registered = admin.register_swarm(bad, &[], json!({})).await.map(|_| ());
         assert_eq!(code(registered), ErrorCode::InvalidArgument, "swarm {bad:?}");
+        let acting = admin.as_swarm(bad, "token");
+        assert!(matches!(acting.heartbeat().await, Err(ClientError::InvalidId { .. })), "{bad:?}");
     }
+    // Nothing was sent: a client of no server at all gives the same answer.
+    let nowhere = ifc_client::Client::new("http://127.0.0.1:9", ADMIN);
+    assert!(matches!(nowhere.get_task("..").await, Err(ClientError::InvalidId { .. })));
+    assert_eq!(
+        admin.list_tasks(ifc_client::TaskState::Ready, None, 10).await.unwrap().tasks.len(),
+        0
+    );
     // The whole grammar round-trips: created, then reachable by path and header.
     let id = "A-z_0.9:x@y";
     admin.create_task(new_task(id, &[], json!({}))).await.unwrap();

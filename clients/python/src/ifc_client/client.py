@@ -16,7 +16,8 @@ import httpx
 
 from . import models as m
 from .config import Connection, resolve
-from .errors import CoordinatorConnectionError, InvalidArgumentError, error_from_response
+from .errors import CoordinatorConnectionError, error_from_response
+from .ids import check_id
 from .sse import Follower
 
 NewTaskLike = Union[m.NewTask, Mapping[str, Any]]
@@ -71,6 +72,7 @@ def _new_task(task: NewTaskLike) -> Dict[str, Any]:
         model = task
     else:
         model = m.NewTask.model_validate(dict(task))
+    check_id("task_id", model.task_id)
     return model.model_dump(exclude_none=True)
 
 
@@ -104,6 +106,8 @@ class SwarmClient(_Common):
         self.token = token
 
     def _headers(self) -> Dict[str, str]:
+        # A header cannot carry every string; the id grammar says which.
+        check_id("swarm_id", self.swarm_id)
         return {"Authorization": f"Bearer {self.token}", "X-Ifc-Swarm": self.swarm_id}
 
     def _me(self) -> str:
@@ -187,6 +191,8 @@ class SwarmClient(_Common):
     async def raise_blocker(self, info: Union[m.BlockerInfo, Mapping[str, Any]]) -> str:
         """Raises a blocker; its id."""
         model = info if isinstance(info, m.BlockerInfo) else m.BlockerInfo.model_validate(info)
+        if model.task_id is not None:
+            check_id("task_id", model.task_id)
         body = await self._call(
             "POST",
             f"{self._me()}/blockers",
@@ -252,7 +258,7 @@ class Client(_Common):
     ) -> m.Registration:
         """Registers a swarm, or refreshes it when ``token`` is its owner token."""
         body: Dict[str, Any] = {
-            "swarm_id": swarm_id,
+            "swarm_id": check_id("swarm_id", swarm_id),
             "capabilities": list(capabilities),
             "metadata": metadata,
         }
@@ -279,7 +285,7 @@ class Client(_Common):
     ) -> m.TaskPage:
         params: Dict[str, Any] = {"state": state}
         if after is not None:
-            params["after"] = after
+            params["after"] = check_id("after", after)
         if limit is not None:
             params["limit"] = limit
         return m.TaskPage.model_validate(await self._call("GET", "/v1/tasks", params=params))
@@ -321,7 +327,7 @@ class Client(_Common):
         body = await self._call(
             "POST",
             f"/v1/blockers/{_seg(blocker_id)}/assign",
-            json={"helper_swarm_id": helper_swarm_id},
+            json={"helper_swarm_id": check_id("helper_swarm_id", helper_swarm_id)},
         )
         return m.InboxItem.model_validate(body)
 
@@ -353,6 +359,10 @@ class Client(_Common):
         from_ms: Optional[int] = None,
         to_ms: Optional[int] = None,
     ) -> List[m.WitnessRecord]:
+        if task_id is not None:
+            check_id("task_id", task_id)
+        if swarm_id is not None:
+            check_id("swarm_id", swarm_id)
         params = {
             k: v
             for k, v in (("task_id", task_id), ("swarm_id", swarm_id), ("from_ms", from_ms), ("to_ms", to_ms))
@@ -368,8 +378,7 @@ class Client(_Common):
         return m.Verification.model_validate(await self._call("GET", "/v1/witness/verify"))
 
 
-def _seg(part: str) -> str:
-    """One path segment, percent-encoded; an empty id is refused before sending."""
-    if not isinstance(part, str) or not part:
-        raise InvalidArgumentError(f"an id must be a non-empty string, not {part!r}")
-    return quote(part, safe="")
+def _seg(part: str, field: str = "id") -> str:
+    """One id as a path segment; an id outside the grammar is refused before
+    sending. (An id needs no escaping; quoting stays as a second guard.)"""
+    return quote(check_id(field, part), safe="")

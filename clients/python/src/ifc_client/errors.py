@@ -195,6 +195,18 @@ class StoreLimitError(CoordinatorError, ValueError):
 
     code = "store_limit"
 
+class RequestTimeoutError(CoordinatorError):
+    """The request head or body did not arrive within the server's timeout (408)."""
+
+    code = "request_timeout"
+
+
+class OverloadedError(CoordinatorError):
+    """The server is at its connection limit; nothing was read; retry (503)."""
+
+    code = "overloaded"
+
+
 class PayloadTooLargeError(CoordinatorError):
     """The body is too large (413)."""
 
@@ -268,6 +280,8 @@ ERROR_CLASSES: Dict[str, Type[CoordinatorError]] = {
         NotClaimedError,
         NotDeadError,
         PayloadTooLargeError,
+        RequestTimeoutError,
+        OverloadedError,
         StoreLimitError,
         UnsupportedMediaTypeError,
         TooManySwarmsError,

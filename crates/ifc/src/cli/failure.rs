@@ -83,6 +83,12 @@ pub fn explain(e: &anyhow::Error, server: &str, role: Option<&Role>) -> Failure 
             )
         }
         Some(ClientError::Transport(cause)) => cannot_connect(server, cause),
+        // An id outside the grammar, refused by the client before sending.
+        Some(ClientError::InvalidId { .. }) => Failure::new(
+            Exit::Usage,
+            format!("{e:#}"),
+            "ids are 1 to 128 of A-Z a-z 0-9 - _ . : @ (not `.` or `..`)",
+        ),
         Some(ClientError::Decode(cause)) => Failure::new(
             Exit::Unexpected,
             format!("unexpected answer from {server}: {cause}"),
