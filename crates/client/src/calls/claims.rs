@@ -1,0 +1,59 @@
+//! Claim calls, as a swarm: claim, claim_next, renew, complete, fail.
+
+use ifc_api::{
+    Claim, ClaimOutcome, ClaimRequest, CompleteRequest, FailRequest, NextClaim, RenewRequest,
+    Renewed, TaskRecord,
+};
+
+use crate::client::encode;
+use crate::error::check_id;
+use crate::{Client, ClientError};
+
+impl Client {
+    /// The seed's `claim_task`, as this swarm.
+    pub async fn claim_task(&self, task_id: &str) -> Result<ClaimOutcome, ClientError> {
+        let request = ClaimRequest { swarm_id: self.me()?.into() };
+        check_id("task_id", task_id)?;
+        self.post(&format!("/v1/tasks/{}/claim", encode(task_id)), &request).await
+    }
+
+    /// Claims the best ready task this swarm can do.
+    pub async fn claim_next(&self) -> Result<Option<Claim>, ClientError> {
+        let next: NextClaim =
+            self.post(&format!("/v1/swarms/{}/claim-next", encode(self.me()?)), &()).await?;
+        Ok(next.claim)
+    }
+
+    /// Extends a claim; returns the new deadline (ms since the epoch).
+    pub async fn renew_claim(&self, task_id: &str, token: i64) -> Result<i64, ClientError> {
+        let request = RenewRequest { swarm_id: self.me()?.into(), token };
+        check_id("task_id", task_id)?;
+        let renewed: Renewed =
+            self.post(&format!("/v1/tasks/{}/renew", encode(task_id)), &request).await?;
+        Ok(renewed.deadline_ms)
+    }
+
+    /// The seed's `complete_task`.
+    pub async fn complete_task(
+        &self,
+        task_id: &str,
+        token: i64,
+        result: serde_json::Value,
+    ) -> Result<TaskRecord, ClientError> {
+        let request = CompleteRequest { swarm_id: self.me()?.into(), token, result };
+        check_id("task_id", task_id)?;
+        self.post(&format!("/v1/tasks/{}/complete", encode(task_id)), &request).await
+    }
+
+    /// The seed's `fail_task`.
+    pub async fn fail_task(
+        &self,
+        task_id: &str,
+        token: i64,
+        error: &str,
+    ) -> Result<TaskRecord, ClientError> {
+        let request = FailRequest { swarm_id: self.me()?.into(), token, error: error.into() };
+        check_id("task_id", task_id)?;
+        self.post(&format!("/v1/tasks/{}/fail", encode(task_id)), &request).await
+    }
+}
