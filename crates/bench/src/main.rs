@@ -16,6 +16,7 @@ mod floors;
 mod latency;
 mod machine;
 mod phases;
+mod python;
 mod realtime;
 mod report;
 mod workload;
@@ -61,6 +62,8 @@ enum Phase {
     Embedded,
     /// Through HTTP on the embedded store.
     Http,
+    /// The dashboard's first load and its memory cost.
+    Dashboard,
     /// Claim latency with many stored tasks, on both backends.
     Stored,
     /// Tasks through create → claim → complete with retention on: size over time.
@@ -117,6 +120,9 @@ async fn main() -> Result<()> {
     };
     if args.runs(Phase::Http) {
         phases::http::run(&mut report, scale, work).await?;
+    }
+    if args.runs(Phase::Dashboard) {
+        phases::dashboard::run(&mut report, args.smoke).await?;
     }
     if args.runs(Phase::Stored) {
         phases::stored::run(&mut report, args.smoke, work).await?;

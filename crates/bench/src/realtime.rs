@@ -170,6 +170,9 @@ pub async fn idle_subscriptions(
     Ok((rss_bytes().saturating_sub(before), streams))
 }
 
+/// The viewer token of a [`ChildServer`].
+pub const VIEWER_TOKEN: &str = "bench-viewer";
+
 /// `ifc serve` (release build, next to this binary) in its own process on a
 /// fresh embedded store, killed on drop.
 pub struct ChildServer {
@@ -198,6 +201,7 @@ impl ChildServer {
             .arg("--data-dir")
             .arg(data.path())
             .env("IFC_ADMIN_TOKEN", "bench-admin")
+            .env("IFC_VIEWER_TOKEN", VIEWER_TOKEN)
             .env_remove("IFC_ETCD")
             .env_remove("ETCD_HOST")
             .stdout(std::process::Stdio::null())
@@ -252,6 +256,7 @@ pub async fn idle_server_rss() -> Result<Option<u64>> {
 
 /// An in-process server on a loopback port, on the given store.
 pub struct LocalServer {
+    pub url: String,
     pub admin: ifc_client::Client,
     _task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -264,7 +269,7 @@ pub async fn local_server(store: Arc<dyn KvStore>, max_swarms: usize) -> Result<
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let task = tokio::spawn(ifc_server::serve(listener, router, std::future::pending()));
-    Ok(LocalServer { admin: ifc_client::Client::new(&url, "bench-admin"), _task: task })
+    Ok(LocalServer { admin: ifc_client::Client::new(&url, "bench-admin"), url, _task: task })
 }
 
 /// One HTTP client claiming distinct tasks one after another.

@@ -8,29 +8,48 @@ use anyhow::Result;
 use ifc_kv::KvStore;
 use ifc_kv_embedded::{EmbeddedOptions, EmbeddedStore};
 
-use crate::realtime;
 use crate::report::{Report, verdict};
+use crate::{python, realtime};
 
 pub async fn run(report: &mut Report, scale: usize, work: &Path) -> Result<()> {
     report.section(
         "Through HTTP, embedded",
         "An `ifc serve` router in this process on a loopback port, driven by the Rust client. \
          Targets: claim round trip p50 ≤ 0.5 ms with one client; ≥ 20,000 claims/s with 64 \
-         clients; push → SSE delivery p99 ≤ 2 ms.",
+         clients; push → SSE delivery p99 ≤ 2 ms. The Python row is the seed's \
+         `IFCoordinator.claim_task` from the `ifc-client` package (a separate Python process, \
+         httpx, one client) on the same server; its \"floor\" is the Rust client's row above, \
+         so the ratio is Python's cost over Rust's.",
     );
     let store: Arc<dyn KvStore> =
         Arc::new(EmbeddedStore::open(work.join("http"), EmbeddedOptions::default())?);
     let server = realtime::local_server(store, 20_000).await?;
     let rtt = realtime::http_claim_rtt(&server, 200 * scale).await?;
+    // A child process: waited for off the runtime, which also serves it.
+    let url = server.url.clone();
+    let python = tokio::task::spawn_blocking(move || {
+        python::claim_latency(&url, "bench-admin", 200 * scale)
+    })
+    .await??;
     let (rate, concurrent) = realtime::http_claims_concurrent(&server, 64, 20 * scale).await?;
     let push = realtime::http_push_sse(&server, 200 * scale).await?;
     let burst = realtime::http_push_burst_sse(&server, 20 * scale, 10).await?;
-    report.latency_table(&[
-        ("HTTP claim, 1 client", rtt, None),
+    let mut rows = vec![("HTTP claim, 1 client", rtt, None)];
+    if let Some(python) = python {
+        rows.push(("HTTP claim, 1 client, Python claim_task", python, Some(rtt)));
+    }
+    rows.extend([
         ("HTTP claim, 64 clients", concurrent, None),
         ("HTTP push → SSE delivery", push, None),
         ("HTTP 10 pushes at once → all on SSE", burst, None),
     ]);
+    report.latency_table(&rows);
+    if python.is_none() {
+        report.line(&format!(
+            "\nThe Python row is missing: the package's virtualenv is not made (`{}`).",
+            python::MAKE_VENV
+        ));
+    }
     report.line(&format!(
         "\nVerdict: claim p50 {:.0} µs (≤ 500: {}); 64 clients {rate:.0} claims/s (≥ 20,000: {}); \
          push → SSE p99 {:.0} µs (≤ 2,000: {}).",

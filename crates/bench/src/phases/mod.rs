@@ -1,6 +1,7 @@
 //! The benchmark's phases, one file each; `main` runs them in order. Each
 //! writes its sections into the report and returns the points its charts need.
 
+pub mod dashboard;
 pub mod embedded;
 pub mod etcd;
 pub mod http;
