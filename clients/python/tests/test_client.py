@@ -51,9 +51,15 @@ async def _fencing_and_claim_next(client: ifc_client.Client, uid: str) -> None:
     assert (failed.state, failed.attempts) == ("ready", 1)
     view = await client.get_task(f"{uid}-lo")
     assert view.state == "ready" and view.token is None
+    # A release gives it back without using an attempt.
+    again = await a.claim_task(f"{uid}-lo")
+    assert again.claim is not None
+    released = await a.release(f"{uid}-lo", again.claim.token)
+    assert (released.state, released.attempts) == ("ready", 1)
+    assert released.history[-1].outcome == "released"
     page = await client.list_tasks("completed", limit=100)
     assert all(t.state == "completed" for t in page.tasks)
-    assert (await a.stats()).tasks_claimed == 2
+    assert (await a.stats()).tasks_claimed == 3
     assert await a.heartbeat() > 0
     cancelled = await client.cancel_task(f"{uid}-lo")
     assert cancelled.state == "cancelled"

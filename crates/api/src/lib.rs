@@ -69,6 +69,15 @@ pub struct RenewRequest {
     pub token: i64,
 }
 
+/// Giving a claimed task back to the pool unfinished, without using an attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseRequest {
+    /// The holder.
+    pub swarm_id: String,
+    /// The claim's fencing token.
+    pub token: i64,
+}
+
 /// The new deadline of a renewed claim.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Renewed {
@@ -219,6 +228,9 @@ pub enum AttemptOutcome {
     Lapsed,
     /// The task was cancelled while claimed.
     Cancelled,
+    /// The holder gave the task back unfinished (a worker stopping): it
+    /// returned to the pool without using an attempt.
+    Released,
 }
 
 /// One finished attempt.

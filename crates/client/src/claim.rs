@@ -13,7 +13,7 @@ use crate::{Claim, Client, ClientError, TaskRecord};
 const MIN_RENEW_WAIT: Duration = Duration::from_millis(100);
 
 /// A held claim, renewed in the background until [`ClaimGuard::complete`],
-/// [`ClaimGuard::fail`] or drop. Dropping it lets the claim lapse at its
+/// [`ClaimGuard::fail`], [`ClaimGuard::release`] or drop. Dropping it lets the claim lapse at its
 /// deadline (the task returns to the pool, using an attempt).
 pub struct ClaimGuard {
     client: Client,
@@ -72,6 +72,15 @@ impl ClaimGuard {
     pub async fn fail(self, error: &str) -> Result<TaskRecord, ClientError> {
         self.renewer.abort();
         self.client.fail_task(&self.task_id, self.token, error).await
+    }
+}
+
+impl ClaimGuard {
+    /// Stops renewing and gives the task back to the pool unfinished, without
+    /// using an attempt.
+    pub async fn release(self) -> Result<TaskRecord, ClientError> {
+        self.renewer.abort();
+        self.client.release_claim(&self.task_id, self.token).await
     }
 }
 

@@ -293,7 +293,7 @@ impl Coordinator {
         result: serde_json::Value,
     ) -> Result<TaskRecord, CoreError> {
         validate::json("result", &result, self.config.max_json_bytes)?;
-        self.end_claim(swarm_id, task_id, token, Ok(result)).await
+        self.end_claim(swarm_id, task_id, token, Ending::Complete(result)).await
     }
 
     /// Marks a task failed by the swarm holding claim `token`: back to the pool
@@ -311,7 +311,19 @@ impl Coordinator {
             let reason = format!("is {} bytes, more than {max}", error.len());
             return Err(CoreError::Invalid { field: "error", reason });
         }
-        self.end_claim(swarm_id, task_id, token, Err(error)).await
+        self.end_claim(swarm_id, task_id, token, Ending::Fail(error)).await
+    }
+
+    /// Gives a claimed task back to the pool unfinished, without using an
+    /// attempt and without a retry backoff: a worker stopping before it could
+    /// finish. Only the holder of claim `token` may.
+    pub async fn release_claim(
+        &self,
+        swarm_id: &str,
+        task_id: &str,
+        token: Revision,
+    ) -> Result<TaskRecord, CoreError> {
+        self.end_claim(swarm_id, task_id, token, Ending::Release).await
     }
 
     async fn end_claim(
@@ -319,7 +331,7 @@ impl Coordinator {
         swarm_id: &str,
         task_id: &str,
         token: Revision,
-        outcome: Result<serde_json::Value, String>,
+        outcome: Ending,
     ) -> Result<TaskRecord, CoreError> {
         validate::id("swarm_id", swarm_id)?;
         validate::id("task_id", task_id)?;
@@ -347,7 +359,7 @@ impl Coordinator {
             let mut ops =
                 txn::teardown_ops(&self.keys, task_id, TaskState::Claimed, Some(swarm_id));
             let (op, detail) = match &outcome {
-                Ok(result) => {
+                Ending::Complete(result) => {
                     let completed = AttemptOutcome::Completed;
                     txn::close_attempt(&mut record, swarm_id, token, completed, lease_ms, None);
                     record.state = TaskState::Completed;
@@ -361,7 +373,7 @@ impl Coordinator {
                     let size = serde_json::to_vec(result).map_or(0, |v| v.len());
                     (WitnessOp::TaskCompleted, json!({"result_bytes": size}))
                 }
-                Err(error) => {
+                Ending::Fail(error) => {
                     record.attempts += 1;
                     let failed = AttemptOutcome::Failed;
                     let ended = txn::close_attempt(
@@ -380,6 +392,14 @@ impl Coordinator {
                         _ => WitnessOp::TaskFailed,
                     };
                     (op, json!({"error": record.error, "attempts": record.attempts}))
+                }
+                Ending::Release => {
+                    let released = AttemptOutcome::Released;
+                    txn::close_attempt(&mut record, swarm_id, token, released, lease_ms, None);
+                    record.claim_token = None;
+                    let op = self.release(&mut record, &mut ops);
+                    debug_assert_eq!(op, WitnessOp::TaskRequeued);
+                    (WitnessOp::TaskReleased, json!({"attempts": record.attempts}))
                 }
             };
             let state = record.state.as_str();
@@ -404,27 +424,33 @@ impl Coordinator {
 /// Whether claim `token` of `swarm_id` already ended the way `outcome` asks
 /// (completed with this result, or failed with this error): a retried call
 /// whose first response was lost.
-fn already_ended(
-    record: &TaskRecord,
-    swarm_id: &str,
-    token: Revision,
-    outcome: &Result<serde_json::Value, String>,
-) -> bool {
+fn already_ended(record: &TaskRecord, swarm_id: &str, token: Revision, outcome: &Ending) -> bool {
     let Some(attempt) =
         record.history.iter().rev().find(|a| a.token == token && a.swarm_id == swarm_id)
     else {
         return false;
     };
     match outcome {
-        Ok(result) => {
+        Ending::Complete(result) => {
             attempt.outcome == AttemptOutcome::Completed
                 && record.state == TaskState::Completed
                 && record.result.as_ref() == Some(result)
         }
-        Err(error) => {
+        Ending::Fail(error) => {
             let stored = attempt.error.as_ref().or(record.error.as_ref());
             attempt.outcome == AttemptOutcome::Failed
                 && stored.is_some_and(|e| *e == txn::capped(error))
         }
+        Ending::Release => attempt.outcome == AttemptOutcome::Released,
     }
+}
+
+/// How the holder ends a claim.
+enum Ending {
+    /// Completed, with this result.
+    Complete(serde_json::Value),
+    /// Failed, with this error: an attempt used.
+    Fail(String),
+    /// Given back unfinished: no attempt used.
+    Release,
 }

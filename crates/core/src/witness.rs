@@ -56,6 +56,9 @@ pub enum WitnessOp {
     TaskRequeued,
     /// A task was cancelled.
     TaskCancelled,
+    /// The holder gave a task back unfinished; it returned to the pool
+    /// without using an attempt.
+    TaskReleased,
     /// An operator put a dead task back in the pool with its attempts reset.
     TaskRetried,
     /// A claim was renewed (event stream only; never stored).
@@ -85,7 +88,7 @@ pub enum WitnessOp {
 }
 
 impl WitnessOp {
-    const ALL: [WitnessOp; 20] = [
+    const ALL: [WitnessOp; 21] = [
         WitnessOp::TaskCreated,
         WitnessOp::TaskClaimed,
         WitnessOp::TaskCompleted,
@@ -93,6 +96,7 @@ impl WitnessOp {
         WitnessOp::TaskDeadLettered,
         WitnessOp::TaskRequeued,
         WitnessOp::TaskCancelled,
+        WitnessOp::TaskReleased,
         WitnessOp::TaskRetried,
         WitnessOp::TaskRenewed,
         WitnessOp::TaskPushed,
@@ -118,6 +122,7 @@ impl WitnessOp {
             WitnessOp::TaskDeadLettered => "task_dead_lettered",
             WitnessOp::TaskRequeued => "task_requeued",
             WitnessOp::TaskCancelled => "task_cancelled",
+            WitnessOp::TaskReleased => "task_released",
             WitnessOp::TaskRetried => "task_retried",
             WitnessOp::TaskRenewed => "task_renewed",
             WitnessOp::TaskPushed => "task_pushed",

@@ -6,7 +6,9 @@ mod common;
 use std::collections::HashSet;
 
 use common::{caps, coordinator, eventually};
-use ifc_core::{ClaimOutcome, CoreConfig, CoreError, NewTask, Reaper, TaskState, WitnessQuery};
+use ifc_core::{
+    AttemptOutcome, ClaimOutcome, CoreConfig, CoreError, NewTask, Reaper, TaskState, WitnessQuery,
+};
 use ifc_kv::{DeleteRequest, PutRequest, RangeRequest};
 use ifc_testkit::TestStore;
 use serde_json::json;
@@ -16,6 +18,7 @@ ifc_testkit::on_each_backend!(
     concurrent_claims_have_exactly_one_winner,
     a_lapsed_claim_is_fenced_and_the_new_owner_completes,
     failures_retry_then_dead_letter,
+    a_release_gives_the_task_back_without_using_an_attempt,
     unregister_returns_claims_to_the_pool_at_once,
     an_expired_swarm_returns_its_claims_through_the_reaper,
     claim_next_follows_priority_age_and_capabilities,
@@ -193,6 +196,38 @@ async fn failures_retry_then_dead_letter(store: TestStore) {
         slow.claim_task("s", "later").await.unwrap(),
         ClaimOutcome::BackingOff { .. }
     ));
+}
+
+async fn a_release_gives_the_task_back_without_using_an_attempt(store: TestStore) {
+    let config = CoreConfig { retry_backoff_ms: 60_000, ..CoreConfig::default() };
+    let (c, seen) = coordinator(&store, config);
+    c.register_swarm("s", caps(&[]), json!(null), None).await.unwrap();
+    c.register_swarm("other", caps(&[]), json!(null), None).await.unwrap();
+    c.create_task(NewTask { max_attempts: Some(1), ..task("long") }).await.unwrap();
+    let first = claimed(c.claim_task("s", "long").await.unwrap());
+    // Only the holder may release.
+    assert!(c.release_claim("other", "long", first.token).await.is_err());
+    let released = c.release_claim("s", "long", first.token).await.unwrap();
+    assert_eq!((released.state, released.attempts), (TaskState::Ready, 0));
+    let last = released.history.last().unwrap();
+    assert_eq!((last.outcome, last.token), (AttemptOutcome::Released, first.token));
+    // A retry after a lost response gets the same answer.
+    let again = c.release_claim("s", "long", first.token).await.unwrap();
+    assert_eq!(again.state, TaskState::Ready);
+    // No backoff and no attempt used: the one attempt is still there to use.
+    let second = claimed(c.claim_task("other", "long").await.unwrap());
+    assert!(second.token > first.token);
+    // The release already happened, so a late retry still answers with the
+    // task as it stands, and changes nothing: the new claim holds.
+    let late = c.release_claim("s", "long", first.token).await.unwrap();
+    assert_eq!((late.state, late.owner.as_deref()), (TaskState::Claimed, Some("other")));
+    // A token that never released is refused.
+    assert!(c.release_claim("s", "long", second.token).await.is_err(), "not the holder");
+    let done = c.complete_task("other", "long", second.token, json!("ok")).await.unwrap();
+    assert_eq!((done.state, done.attempts), (TaskState::Completed, 0));
+    let ops: Vec<_> = seen.lock().unwrap().iter().map(|r| r.op.as_str().to_string()).collect();
+    assert!(ops.iter().any(|op| op == "task_released"), "{ops:?}");
+    assert!(c.verify_witness().await.unwrap().is_empty());
 }
 
 async fn unregister_returns_claims_to_the_pool_at_once(store: TestStore) {

@@ -109,14 +109,17 @@ async fn sigterm_finishes_running_work_then_unregisters(backend: Backend) {
     assert_eq!(done.state, TaskState::Completed, "the running task finished within the grace");
     assert!(admin.list_swarms().await.unwrap().iter().all(|s| s.swarm_id != "graceful"));
 
-    // Past the grace, the command is killed and the claim released (it lapses at once).
+    // Past the grace, the command is killed and the claim released: back to
+    // ready at once, without using an attempt.
     let mut worker = Worker::start(&served, "impatient", &["--grace-ms", "200"], "exec sleep 600");
     admin.create_task(task("released", 2)).await.unwrap();
     wait_for_state(&served, "released", TaskState::Claimed).await;
     worker.signal("-INT");
     assert_eq!(worker.exit_code(), Some(0));
     let released = wait_for_state(&served, "released", TaskState::Ready).await;
-    assert_eq!(released.record.attempts, 1);
+    assert_eq!(released.record.attempts, 0, "a release uses no attempt");
+    let last = released.record.history.last().expect("the released attempt");
+    assert_eq!(last.outcome, ifc_client::AttemptOutcome::Released);
     assert!(admin.list_swarms().await.unwrap().iter().all(|s| s.swarm_id != "impatient"));
 }
 

@@ -28,6 +28,7 @@ pub fn access(method: &str, path: &str) -> Access {
     const ACTS_AS_SWARM: &[&str] = &[
         "/v1/tasks/{task_id}/claim",
         "/v1/tasks/{task_id}/renew",
+        "/v1/tasks/{task_id}/release",
         "/v1/tasks/{task_id}/complete",
         "/v1/tasks/{task_id}/fail",
     ];

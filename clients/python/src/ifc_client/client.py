@@ -161,6 +161,16 @@ class SwarmClient(_Common):
         )
         return m.TaskRecord.model_validate(body)
 
+    async def release(self, task_id: str, token: int) -> m.TaskRecord:
+        """Gives a claimed task back to the pool unfinished, without using an
+        attempt (a worker that stops before it could finish)."""
+        body = await self._call(
+            "POST",
+            f"/v1/tasks/{_seg(task_id)}/release",
+            json={"swarm_id": self.swarm_id, "token": token},
+        )
+        return m.TaskRecord.model_validate(body)
+
     def inbox(self, after: Optional[int] = None) -> Follower[m.InboxItem]:
         """Pushed tasks as they arrive, reconnecting with resume. Without
         ``after``, starts with every push not yet acknowledged."""

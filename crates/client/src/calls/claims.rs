@@ -1,8 +1,8 @@
 //! Claim calls, as a swarm: claim, claim_next, renew, complete, fail.
 
 use ifc_api::{
-    Claim, ClaimOutcome, ClaimRequest, CompleteRequest, FailRequest, NextClaim, RenewRequest,
-    Renewed, TaskRecord,
+    Claim, ClaimOutcome, ClaimRequest, CompleteRequest, FailRequest, NextClaim, ReleaseRequest,
+    RenewRequest, Renewed, TaskRecord,
 };
 
 use crate::client::encode;
@@ -31,6 +31,18 @@ impl Client {
         let renewed: Renewed =
             self.post(&format!("/v1/tasks/{}/renew", encode(task_id)), &request).await?;
         Ok(renewed.deadline_ms)
+    }
+
+    /// Gives a claimed task back to the pool unfinished, without using an
+    /// attempt (a worker that stops before it could finish).
+    pub async fn release_claim(
+        &self,
+        task_id: &str,
+        token: i64,
+    ) -> Result<TaskRecord, ClientError> {
+        let request = ReleaseRequest { swarm_id: self.me()?.into(), token };
+        check_id("task_id", task_id)?;
+        self.post(&format!("/v1/tasks/{}/release", encode(task_id)), &request).await
     }
 
     /// The seed's `complete_task`.

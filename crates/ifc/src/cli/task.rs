@@ -40,6 +40,10 @@ enum Task {
         /// Attempts before the task is dead-lettered (default: the server's).
         #[arg(long)]
         max_attempts: Option<u32>,
+        /// The claim lease of this task in ms (1,000 to 86,400,000; default: the
+        /// server's claim timeout). A claimer renews it while it works.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
     },
     /// Claims a task (as a swarm); prints `export IFC_CLAIM_TOKEN=…`. Exit 4 if
     /// another swarm holds it.
@@ -87,6 +91,17 @@ enum Task {
     ///
     /// Example: `ifc task renew review-pr-123 --claim-token 42`
     Renew {
+        /// The claimed task.
+        task_id: String,
+        /// The claim's fencing token, from `task claim` / `task next`.
+        #[arg(long, env = "IFC_CLAIM_TOKEN")]
+        claim_token: i64,
+    },
+    /// Gives a claimed task back to the pool unfinished, without using an
+    /// attempt (as its holder).
+    ///
+    /// Example: `ifc task release review-pr-123 --claim-token 42`
+    Release {
         /// The claimed task.
         task_id: String,
         /// The claim's fencing token, from `task claim` / `task next`.
@@ -144,7 +159,7 @@ pub async fn task(cmd: TaskCommand) -> Result<i32> {
 
 async fn run(c: &Connection, command: Task) -> Result<i32> {
     match command {
-        Task::Create { task_id, task_type, meta, needs, priority, max_attempts } => {
+        Task::Create { task_id, task_type, meta, needs, priority, max_attempts, timeout_ms } => {
             let task = NewTask {
                 task_id,
                 task_type,
@@ -152,7 +167,7 @@ async fn run(c: &Connection, command: Task) -> Result<i32> {
                 required_capabilities: needs,
                 priority,
                 max_attempts,
-                timeout_ms: None,
+                timeout_ms,
             };
             let record = c.admin()?.create_task(task).await?;
             c.print(&record, created);
@@ -185,6 +200,18 @@ async fn run(c: &Connection, command: Task) -> Result<i32> {
             let deadline = c.swarm()?.renew_claim(&task_id, claim_token).await?;
             let value = serde_json::json!({"deadline_ms": deadline});
             c.print(&value, |_| format!("renewed until {}", when(deadline)));
+        }
+        Task::Release { task_id, claim_token } => {
+            let record = c.swarm()?.release_claim(&task_id, claim_token).await?;
+            c.print(&record, |r| {
+                format!(
+                    "released {} (back to {}; attempts {}/{})",
+                    r.task_id,
+                    r.state.as_str(),
+                    r.attempts,
+                    r.max_attempts
+                )
+            });
         }
         Task::Get { task_id } => {
             let view = c.admin()?.get_task(&task_id).await?;

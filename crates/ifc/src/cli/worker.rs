@@ -126,9 +126,8 @@ async fn run(cmd: &WorkerCommand) -> Result<i32> {
     shut_down(swarm, running, stop_tx, signals, Duration::from_millis(cmd.grace_ms)).await
 }
 
-/// Waits up to `grace` for running tasks; then kills and releases the rest
-/// (the API has no release that spares the attempt, so unregistering lapses
-/// their claims at once), and unregisters.
+/// Waits up to `grace` for running tasks; then kills the rest and releases
+/// their claims (back to the pool, no attempt used), and unregisters.
 async fn shut_down(
     swarm: SwarmClient,
     mut running: JoinSet<()>,
@@ -174,6 +173,8 @@ enum Ran {
     Exited(std::process::Output),
     CannotStart(String),
     Stopped(&'static str),
+    /// The worker is stopping: give the task back.
+    Released,
 }
 
 impl Job {
@@ -192,7 +193,7 @@ impl Job {
             }
             () = async {
                 let _ = stop.wait_for(|stop| *stop).await;
-            } => Ran::Stopped("released"),
+            } => Ran::Released,
         };
         let finished = match ran {
             Ran::Exited(output) if output.status.success() => {
@@ -220,6 +221,14 @@ impl Job {
             }
             Ran::CannotStart(error) => self.guard.fail(&error).await.map(|_| error),
             Ran::Stopped(why) => Ok(why.to_string()),
+            Ran::Released => self.guard.release().await.map(|r| {
+                format!(
+                    "released unfinished ({}, attempts {}/{})",
+                    r.state.as_str(),
+                    r.attempts,
+                    r.max_attempts
+                )
+            }),
         };
         match finished {
             Ok(what) => eprintln!("task {task_id}: {what}"),

@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use ifc_api::{
     ApiError, ClaimOutcome, ClaimRequest, CompleteRequest, ErrorCode, FailRequest, ListTasks,
-    NewTask, NextClaim, Owner, RenewRequest, Renewed, TaskPage, TaskRecord, TaskView,
+    NewTask, NextClaim, Owner, ReleaseRequest, RenewRequest, Renewed, TaskPage, TaskRecord,
+    TaskView,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -24,6 +25,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(task_owner))
         .routes(routes!(claim_task))
         .routes(routes!(renew_claim))
+        .routes(routes!(release_claim))
         .routes(routes!(complete_task))
         .routes(routes!(fail_task))
         .routes(routes!(cancel_task))
@@ -119,6 +121,22 @@ async fn renew_claim(
 ) -> Answer<Renewed> {
     caller.swarm(&req.swarm_id)?;
     Ok(Json(Renewed { deadline_ms: state.core.renew_claim(&req.swarm_id, &id, req.token).await? }))
+}
+
+/// Gives a claimed task back to the pool unfinished, without using an attempt
+/// (its holder, with the claim's token): a worker that stops.
+#[utoipa::path(post, path = "/v1/tasks/{task_id}/release", tag = "tasks",
+    params(("task_id" = String, Path)),
+    request_body = ReleaseRequest,
+    responses((status = 200, body = TaskRecord), (status = "4XX", body = ApiError)))]
+async fn release_claim(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Body(req): Body<ReleaseRequest>,
+) -> Answer<TaskRecord> {
+    caller.swarm(&req.swarm_id)?;
+    Ok(Json(state.core.release_claim(&req.swarm_id, &id, req.token).await?))
 }
 
 /// Completes a task (its holder, with the claim's token).
