@@ -118,9 +118,9 @@ struct EdgeLimits {
           value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
     idle_timeout_ms: u64,
     /// Most connections at once, event streams included (lowered to fit the
-    /// open-file limit). Past it the longest-idle connection is closed to make
+    /// open-file limit, which is what usually decides it). Past it the longest-idle connection is closed to make
     /// room, or, if none is idle, the newcomer gets 503 `overloaded`.
-    #[arg(long, env = "IFC_MAX_CONNECTIONS", default_value_t = 10_000,
+    #[arg(long, env = "IFC_MAX_CONNECTIONS", default_value_t = 65_536,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections: u64,
     /// Most TLS handshakes in progress at once; more wait (within the header

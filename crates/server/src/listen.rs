@@ -50,7 +50,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
-            max_connections: 10_000,
+            max_connections: 65_536,
             max_tls_handshakes: 128,
             max_body_bytes: None,
         }
