@@ -18,20 +18,9 @@ if ! command -v "${ETCD_BIN:-etcd}" >/dev/null 2>&1; then
   echo "etcd is not installed: \`apt-get install -y etcd-server\` (or set ETCD_BIN)" >&2
   exit 1
 fi
-python="${PYTHON:-python3}"
-if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 9))'; then
-  echo "$python is older than 3.9: install python3 (>= 3.9) and python3-venv" >&2
-  exit 1
-fi
 
 venv="$here/.venv"
-if [[ ! -x "$venv/bin/python" ]]; then
-  "$python" -m venv "$venv" || {
-    echo "cannot create a virtualenv: \`apt-get install -y python3-venv\`" >&2
-    exit 1
-  }
-fi
-"$venv/bin/python" -m pip install --quiet --upgrade pip
+source "$repo/scripts/python-venv.sh"
 "$venv/bin/python" -m pip install --quiet -e "$here[test]"
 
 cd "$here"

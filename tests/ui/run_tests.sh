@@ -21,19 +21,8 @@ if [[ -z "$CHROMIUM_BIN" || -z "$CHROMEDRIVER_BIN" ]]; then
   echo "Chromium and its driver are needed: \`apt-get install -y chromium chromium-driver\` (or set CHROMIUM_BIN and CHROMEDRIVER_BIN)" >&2
   exit 1
 fi
-python="${PYTHON:-python3}"
-if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 9))'; then
-  echo "$python is older than 3.9: install python3 (>= 3.9) and python3-venv" >&2
-  exit 1
-fi
 venv="$here/.venv"
-if [[ ! -x "$venv/bin/python" ]]; then
-  "$python" -m venv "$venv" || {
-    echo "cannot create a virtualenv: \`apt-get install -y python3-venv\`" >&2
-    exit 1
-  }
-fi
-"$venv/bin/python" -m pip install --quiet --upgrade pip
+source "$repo/scripts/python-venv.sh"
 "$venv/bin/python" -m pip install --quiet -r "$here/requirements.txt"
 
 cd "$here"
