@@ -331,6 +331,10 @@ pub struct TaskRecord {
     /// while claimed is the claim's token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_token: Option<i64>,
+    /// When it reached a final state (completed, dead, cancelled), ms since
+    /// the epoch; retention counts its age from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<i64>,
 }
 
 impl TaskRecord {

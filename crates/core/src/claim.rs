@@ -362,13 +362,11 @@ impl Coordinator {
                 Ending::Complete(result) => {
                     let completed = AttemptOutcome::Completed;
                     txn::close_attempt(&mut record, swarm_id, token, completed, lease_ms, None);
-                    record.state = TaskState::Completed;
+                    ops.extend(txn::finish(&self.keys, &mut record, TaskState::Completed));
                     record.awaiting_ack = false;
                     record.claim_token = None;
                     record.result = Some(result.clone());
                     record.claimed_at_ms = None;
-                    let done = self.keys.state_entry(TaskState::Completed.as_str(), task_id);
-                    ops.push(put(done, Vec::new()));
                     ops.push(put(self.keys.counter(swarm_id, Counter::Completed), Vec::new()));
                     let size = serde_json::to_vec(result).map_or(0, |v| v.len());
                     (WitnessOp::TaskCompleted, json!({"result_bytes": size}))

@@ -122,6 +122,24 @@ impl Keys {
         format!("{}state/{state}/{task_id}", self.root)
     }
 
+    /// Prefix of the finished-time index: retention's work list, oldest first.
+    pub fn finished_index(&self) -> String {
+        format!("{}finished/", self.root)
+    }
+
+    /// A finished task's entry in the finished-time index (value: its final
+    /// state), written in the txn that finished it, so its mod revision is the
+    /// record's for as long as the record stays as it was finished.
+    pub fn finished_entry(&self, finished_at_ms: i64, task_id: &str) -> String {
+        format!("{}finished/{finished_at_ms:016}/{task_id}", self.root)
+    }
+
+    /// Marks that every finished task has its finished-index entry (records
+    /// written before the index existed get one once; see `retention`).
+    pub fn finished_index_complete(&self) -> String {
+        format!("{}meta/finished-index", self.root)
+    }
+
     /// A swarm counter.
     pub fn counter(&self, swarm_id: &str, counter: Counter) -> String {
         let name = match counter {
@@ -215,6 +233,11 @@ impl Keys {
                 let (state, task_id) = pair(tail)?;
                 Key::State { state, task_id }
             }
+            "finished" => {
+                let (finished_at, task_id) = pair(tail)?;
+                Key::Finished { finished_at, task_id }
+            }
+            "meta" if tail == "finished-index" => Key::FinishedIndexComplete,
             "stats" => {
                 let (swarm_id, counter) = pair(tail)?;
                 Key::Counter { swarm_id, counter }
@@ -282,6 +305,15 @@ pub enum Key<'a> {
         /// The task.
         task_id: &'a str,
     },
+    /// [`Keys::finished_entry`].
+    Finished {
+        /// When it finished, zero-padded (sorts by time).
+        finished_at: &'a str,
+        /// The task.
+        task_id: &'a str,
+    },
+    /// [`Keys::finished_index_complete`].
+    FinishedIndexComplete,
     /// [`Keys::counter`].
     Counter {
         /// The swarm.
@@ -361,6 +393,11 @@ mod tests {
             (keys.blocker("b"), Key::Blocker("b")),
             (keys.capset("c"), Key::Capset("c")),
             (keys.state_entry("ready", "t"), Key::State { state: "ready", task_id: "t" }),
+            (
+                keys.finished_entry(7, "t"),
+                Key::Finished { finished_at: "0000000000000007", task_id: "t" },
+            ),
+            (keys.finished_index_complete(), Key::FinishedIndexComplete),
             (keys.counter("s", Counter::Failed), Key::Counter { swarm_id: "s", counter: "failed" }),
             (keys.witness_record("task/t", 7), Key::WitnessRecord { chain: "task/t", seq: 7 }),
             (keys.witness_head("task/t"), Key::WitnessHead { chain: "task/t" }),

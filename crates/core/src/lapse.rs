@@ -100,7 +100,7 @@ impl Coordinator {
             return self.release(record, ops);
         }
         unclaim(record, TaskState::Dead);
-        ops.push(put(self.keys.state_entry(TaskState::Dead.as_str(), &record.task_id), Vec::new()));
+        ops.extend(txn::finish(&self.keys, record, TaskState::Dead));
         WitnessOp::TaskDeadLettered
     }
 

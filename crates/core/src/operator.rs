@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::codec::{decode, encode};
 use crate::keys::{capset_id, task_chain};
 use crate::task::{TaskRecord, TaskState};
-use crate::txn::{self, MAX_CAS_ROUNDS, delete, put};
+use crate::txn::{self, MAX_CAS_ROUNDS, put};
 use crate::witness::{Entry, WitnessOp};
 use crate::{Coordinator, CoreError, validate};
 
@@ -42,7 +42,7 @@ impl Coordinator {
             let previous_attempts = record.attempts;
             record.attempts = 0;
             record.not_before_ms = 0;
-            let mut ops = vec![delete(self.keys.state_entry(TaskState::Dead.as_str(), task_id))];
+            let mut ops = txn::unfinish(&self.keys, &mut record);
             self.release(&mut record, &mut ops);
             let (witness, witness_ops) = Entry {
                 op: WitnessOp::TaskRetried,

@@ -36,6 +36,11 @@ impl Pager {
         Pager { end: prefix_end(&prefix), next: Some(start), page_size: PAGE_SIZE }
     }
 
+    /// Every key in `[start, end)`.
+    pub fn span(start: impl Into<Vec<u8>>, end: impl Into<Vec<u8>>) -> Self {
+        Pager { next: Some(start.into()), end: end.into(), page_size: PAGE_SIZE }
+    }
+
     /// Pages of `page_size` keys instead.
     #[allow(dead_code)] // Used by tests and callers that want smaller pages.
     pub fn with_page_size(mut self, page_size: i64) -> Self {

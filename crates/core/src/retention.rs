@@ -2,14 +2,19 @@
 //! and their witness chains are removed once the chain's last record is older
 //! than the retention period, so storage stays bounded.
 //!
+//! The work list is the finished-time index (`finished/{ms}/{task}`, written
+//! in the txn that finishes a task): a pass reads only the entries older than
+//! the cutoff, oldest first, so its cost follows what is due, not how many
+//! finished tasks are kept. Removals go [`PRUNE_BATCH`] tasks to a txn, each
+//! task guarded by its record's revision (the index entry's, while the record
+//! stays as it was finished) and its chain head's, so racing nodes are
+//! harmless (the loser's archive copy is a duplicate the check accepts).
+//!
 //! The audit trail survives: a pruned chain leaves a checkpoint (seq and hash
 //! of its last record) from which `verify` proves whatever the chain gets
 //! later, and, if an archive directory is set, the chain's records are first
 //! appended there ([`crate::witness_archive`]) where `ifc witness verify
-//! --archive` checks that they chain up to the checkpoint. Every node runs a
-//! pruner; each removal is one txn guarded by the task record's and the
-//! chain head's revisions, so racing nodes are harmless (the loser's archive
-//! copy is a duplicate the check accepts).
+//! --archive` checks that they chain up to the checkpoint.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +22,9 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use ifc_api::TaskState;
-use ifc_kv::{Compare, DeleteRequest, KvStore, PutRequest, RangeRequest, TxnOp, TxnRequest};
+use ifc_kv::{
+    Compare, DeleteRequest, KeyValue, PutRequest, RangeRequest, Revision, TxnOp, TxnRequest,
+};
 use tokio::task::JoinHandle;
 
 use crate::codec::{decode, encode};
@@ -27,8 +34,12 @@ use crate::task::TaskRecord;
 use crate::witness::{Head, WitnessRecord};
 use crate::{Coordinator, CoreError, now_ms, witness_archive};
 
-/// Removals one node has in flight at once.
-const PRUNES_IN_FLIGHT: usize = 16;
+/// Chain reads one node has in flight.
+const READS_IN_FLIGHT: usize = 16;
+
+/// Tasks removed in one txn: two compares and six ops each, inside the
+/// 128-op cap both stores share.
+const PRUNE_BATCH: usize = 16;
 
 /// How long finished tasks are kept, and where pruned records go.
 #[derive(Clone, Debug)]
@@ -74,22 +85,24 @@ impl Pruner {
     }
 }
 
-/// A chain's records as stored (tokens not filled in, so hashes check), with
-/// their revisions.
-async fn chain_records(
-    store: &dyn KvStore,
-    prefix: String,
-) -> Result<Vec<WitnessRecord>, CoreError> {
-    let mut pager = Pager::prefix(prefix);
-    let mut records = Vec::new();
-    while let Some(page) = pager.next_page(store).await? {
-        for kv in &page {
-            let mut record: WitnessRecord = decode(kv)?;
-            record.revision = kv.mod_revision;
-            records.push(record);
-        }
-    }
-    Ok(records)
+/// A finished-index entry due for removal.
+struct Due {
+    task_id: String,
+    state: TaskState,
+    /// The index entry: its key, and its mod revision (the record's, while
+    /// the record stays as it was finished).
+    entry: KeyValue,
+}
+
+/// A due task whose chain is old enough, read and ready to remove.
+struct Removal {
+    due: Due,
+    head_key: String,
+    /// The head's mod revision (`None`: the chain has no head).
+    head_revision: Option<Revision>,
+    head: Head,
+    /// The chain's records as stored (tokens not filled in, so hashes check).
+    records: Vec<WitnessRecord>,
 }
 
 impl Coordinator {
@@ -99,79 +112,202 @@ impl Coordinator {
         if retention.keep.is_zero() {
             return Ok(0);
         }
+        self.complete_finished_index().await?;
         let cutoff_ms = now_ms() - retention.keep.as_millis() as i64;
+        // Entries finished before the cutoff: `finished/{cutoff}/` sorts after
+        // every one of them and before any entry at or after the cutoff.
+        let mut pager =
+            Pager::span(self.keys.finished_index(), self.keys.finished_entry(cutoff_ms.max(0), ""));
         let mut pruned = 0;
-        for state in [TaskState::Completed, TaskState::Dead, TaskState::Cancelled] {
-            let mut pager = Pager::prefix(self.keys.state_index(state.as_str()));
-            while let Some(page) = pager.next_page(&*self.store).await? {
-                // Several removals in flight, so a durable store commits them
-                // together: one at a time, pruning falls behind a busy fleet.
-                let task_ids: Vec<String> = page
-                    .iter()
-                    .filter_map(|kv| match self.keys.parse(&kv.key) {
-                        Some(Key::State { task_id, .. }) => Some(task_id.to_string()),
-                        _ => None,
-                    })
-                    .collect();
-                let removed: Vec<bool> = futures::stream::iter(task_ids)
-                    .map(|task_id| async move {
-                        self.prune_task(&task_id, state, cutoff_ms, retention).await
-                    })
-                    .buffer_unordered(PRUNES_IN_FLIGHT)
-                    .try_collect()
-                    .await?;
-                pruned += removed.into_iter().filter(|&r| r).count() as u64;
+        while let Some(page) = pager.next_page(&*self.store).await? {
+            let due: Vec<Due> = page.into_iter().filter_map(|kv| self.due(kv)).collect();
+            let removals: Vec<Removal> = futures::stream::iter(due)
+                .map(|due| self.read_removal(due, cutoff_ms))
+                .buffer_unordered(READS_IN_FLIGHT)
+                .try_filter_map(|removal| async move { Ok(removal) })
+                .try_collect()
+                .await?;
+            for batch in removals.chunks(PRUNE_BATCH) {
+                pruned += self.remove(batch, retention).await?;
             }
         }
         Ok(pruned)
     }
 
-    /// Removes one finished task if its chain ended before `cutoff_ms`.
-    async fn prune_task(
-        &self,
-        task_id: &str,
-        state: TaskState,
-        cutoff_ms: i64,
-        retention: &Retention,
-    ) -> Result<bool, CoreError> {
-        let (task_key, chain) = (self.keys.task(task_id), task_chain(task_id));
+    /// What a finished-index entry names, if it is one.
+    fn due(&self, entry: KeyValue) -> Option<Due> {
+        let Some(Key::Finished { task_id, .. }) = self.keys.parse(&entry.key) else {
+            return None;
+        };
+        let state: TaskState = std::str::from_utf8(&entry.value).ok()?.parse().ok()?;
+        Some(Due { task_id: task_id.to_string(), state, entry })
+    }
+
+    /// Reads a due task's chain; `None` if its last record is younger than the
+    /// cutoff (a record written after the task finished).
+    async fn read_removal(&self, due: Due, cutoff_ms: i64) -> Result<Option<Removal>, CoreError> {
+        let chain = task_chain(&due.task_id);
         let head_key = self.keys.witness_head(&chain);
-        let task_kv = self.store.range(RangeRequest::key(task_key.clone())).await?.kvs.pop();
-        let Some(task_kv) = task_kv else { return Ok(false) };
-        let task: TaskRecord = decode(&task_kv)?;
-        if task.state != state || !state.is_final() {
-            return Ok(false);
+        let mut pager = Pager::prefix(self.keys.witness_chain(&chain));
+        let (mut head_kv, mut records) = (None, Vec::new());
+        while let Some(page) = pager.next_page(&*self.store).await? {
+            for kv in page {
+                match self.keys.parse(&kv.key) {
+                    Some(Key::WitnessHead { .. }) => head_kv = Some(kv),
+                    Some(Key::WitnessRecord { .. }) => {
+                        let mut record: WitnessRecord = decode(&kv)?;
+                        record.revision = kv.mod_revision;
+                        records.push(record);
+                    }
+                    _ => {}
+                }
+            }
         }
-        // Most finished tasks a pass meets are still young: the last attempt's
-        // end says so without reading the chain (its records come no earlier).
-        let ended_at_ms = task.history.last().map_or(task.created_at_ms, |a| a.ended_at_ms);
-        if ended_at_ms > cutoff_ms {
-            return Ok(false);
-        }
-        let head_kv = self.store.range(RangeRequest::key(head_key.clone())).await?.kvs.pop();
-        let records = chain_records(&*self.store, self.keys.witness_records(&chain)).await?;
-        if records.last().map_or(task.created_at_ms, |r| r.at_ms) > cutoff_ms {
-            return Ok(false);
+        if records.last().is_some_and(|r| r.at_ms > cutoff_ms) {
+            return Ok(None);
         }
         let head = Head::from_kv(head_kv.as_ref())?;
-        let archive = retention.archive.as_ref().filter(|_| !records.is_empty());
-        if let Some(Err(e)) = archive.map(|dir| witness_archive::append(dir, &records)) {
-            // Never forget what could not be archived.
-            tracing::warn!(error = %e, task_id, "retention: cannot archive; task kept");
+        let head_revision = head_kv.map(|kv| kv.mod_revision);
+        Ok(Some(Removal { due, head_key, head_revision, head, records }))
+    }
+
+    /// Removes a batch in one txn; if any task in it changed meanwhile, each
+    /// alone. Returns how many went.
+    async fn remove(&self, batch: &[Removal], retention: &Retention) -> Result<u64, CoreError> {
+        if let Some(dir) = &retention.archive {
+            let records: Vec<WitnessRecord> =
+                batch.iter().flat_map(|r| r.records.iter().cloned()).collect();
+            if let Err(e) = witness_archive::append(dir, &records) {
+                // Never forget what could not be archived.
+                tracing::warn!(error = %e, "retention: cannot archive; tasks kept");
+                return Ok(0);
+            }
+        }
+        if batch.len() > 1 && self.store.txn(self.removal_txn(batch)?).await?.succeeded {
+            return Ok(batch.len() as u64);
+        }
+        let mut removed = 0;
+        for removal in batch {
+            if self.store.txn(self.removal_txn(std::slice::from_ref(removal))?).await?.succeeded {
+                removed += 1;
+            } else {
+                self.mend_entry(&removal.due).await?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// One txn removing every task of `batch`, each guarded.
+    fn removal_txn(&self, batch: &[Removal]) -> Result<TxnRequest, CoreError> {
+        let mut txn = TxnRequest { compares: Vec::new(), success: Vec::new(), failure: Vec::new() };
+        for removal in batch {
+            self.add_removal(removal, &mut txn)?;
+        }
+        Ok(txn)
+    }
+
+    /// Adds one task's guarded removal to `txn`.
+    fn add_removal(&self, removal: &Removal, txn: &mut TxnRequest) -> Result<(), CoreError> {
+        let (task_id, state) = (removal.due.task_id.as_str(), removal.due.state);
+        let chain = task_chain(task_id);
+        let task_key = self.keys.task(task_id);
+        txn.compares.push(Compare::mod_revision_is(task_key, removal.due.entry.mod_revision));
+        txn.compares.push(match removal.head_revision {
+            Some(revision) => Compare::mod_revision_is(removal.head_key.clone(), revision),
+            None => Compare::missing(removal.head_key.clone()),
+        });
+        txn.success.extend([
+            TxnOp::Delete(DeleteRequest::prefix(self.keys.task_dir(task_id))),
+            TxnOp::Delete(DeleteRequest::key(self.keys.state_entry(state.as_str(), task_id))),
+            TxnOp::Delete(DeleteRequest::key(removal.due.entry.key.clone())),
+            TxnOp::Delete(DeleteRequest::prefix(self.keys.witness_records(&chain))),
+            TxnOp::Delete(DeleteRequest::key(removal.head_key.clone())),
+            TxnOp::Put(PutRequest::new(
+                self.keys.witness_checkpoint(&chain),
+                encode(&removal.head)?,
+            )),
+        ]);
+        Ok(())
+    }
+
+    /// After a refused removal: an index entry whose record was rewritten
+    /// since the task finished is written again (so its revision guards the
+    /// next pass), one whose task is gone or no longer finished is dropped.
+    /// Either only if the entry is still as read.
+    async fn mend_entry(&self, due: &Due) -> Result<(), CoreError> {
+        let task_kv = self.store.range(RangeRequest::key(self.keys.task(&due.task_id))).await?;
+        let record = match task_kv.kvs.first() {
+            Some(kv) => Some(decode::<TaskRecord>(kv)?),
+            None => None,
+        };
+        let entry_key = due.entry.key.clone();
+        let still_due = record.as_ref().is_some_and(|r| {
+            r.state == due.state
+                && r.finished_at_ms.is_some_and(|at| {
+                    self.keys.finished_entry(at, &due.task_id).as_bytes() == entry_key
+                })
+        });
+        let op = if still_due {
+            TxnOp::Put(PutRequest::new(entry_key.clone(), due.entry.value.clone()))
+        } else {
+            TxnOp::Delete(DeleteRequest::key(entry_key.clone()))
+        };
+        let mut compares = vec![Compare::mod_revision_is(entry_key, due.entry.mod_revision)];
+        if let (true, Some(kv)) = (still_due, task_kv.kvs.first()) {
+            compares.push(Compare::mod_revision_is(kv.key.clone(), kv.mod_revision));
+        }
+        self.store.txn(TxnRequest { compares, success: vec![op], failure: Vec::new() }).await?;
+        Ok(())
+    }
+
+    /// Gives every finished task written before the finished-time index
+    /// existed its entry (finished at its last attempt's end), once per
+    /// namespace; afterwards a marker makes this one read.
+    async fn complete_finished_index(&self) -> Result<(), CoreError> {
+        let marker = self.keys.finished_index_complete();
+        if !self.store.range(RangeRequest::key(marker.clone())).await?.kvs.is_empty() {
+            return Ok(());
+        }
+        let mut added = 0u64;
+        for state in [TaskState::Completed, TaskState::Dead, TaskState::Cancelled] {
+            let mut pager = Pager::prefix(self.keys.state_index(state.as_str()));
+            while let Some(page) = pager.next_page(&*self.store).await? {
+                for kv in page {
+                    let Some(Key::State { task_id, .. }) = self.keys.parse(&kv.key) else {
+                        continue;
+                    };
+                    added += u64::from(self.index_finished(task_id, state).await?);
+                }
+            }
+        }
+        if added > 0 {
+            tracing::info!(tasks = added, "retention: indexed tasks finished before the index");
+        }
+        self.store.put(PutRequest::new(marker, b"1".to_vec())).await?;
+        Ok(())
+    }
+
+    /// Adds one older finished task to the finished-time index.
+    async fn index_finished(&self, task_id: &str, state: TaskState) -> Result<bool, CoreError> {
+        let task_key = self.keys.task(task_id);
+        let Some(kv) = self.store.range(RangeRequest::key(task_key.clone())).await?.kvs.pop()
+        else {
+            return Ok(false);
+        };
+        let mut record: TaskRecord = decode(&kv)?;
+        if record.state != state || record.finished_at_ms.is_some() {
             return Ok(false);
         }
-        let head_guard = match &head_kv {
-            Some(kv) => Compare::mod_revision_is(head_key.clone(), kv.mod_revision),
-            None => Compare::missing(head_key.clone()),
-        };
+        let finished_at_ms = record.history.last().map_or(record.created_at_ms, |a| a.ended_at_ms);
+        record.finished_at_ms = Some(finished_at_ms);
         let txn = TxnRequest {
-            compares: vec![Compare::mod_revision_is(task_key, task_kv.mod_revision), head_guard],
+            compares: vec![Compare::mod_revision_is(task_key.clone(), kv.mod_revision)],
             success: vec![
-                TxnOp::Delete(DeleteRequest::prefix(self.keys.task_dir(task_id))),
-                TxnOp::Delete(DeleteRequest::key(self.keys.state_entry(state.as_str(), task_id))),
-                TxnOp::Delete(DeleteRequest::prefix(self.keys.witness_records(&chain))),
-                TxnOp::Delete(DeleteRequest::key(head_key)),
-                TxnOp::Put(PutRequest::new(self.keys.witness_checkpoint(&chain), encode(&head)?)),
+                TxnOp::Put(PutRequest::new(task_key, encode(&record)?)),
+                TxnOp::Put(PutRequest::new(
+                    self.keys.finished_entry(finished_at_ms, task_id),
+                    state.as_str(),
+                )),
             ],
             failure: Vec::new(),
         };

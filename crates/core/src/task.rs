@@ -117,6 +117,7 @@ impl Coordinator {
             not_before_ms: 0,
             awaiting_ack: false,
             claim_token: None,
+            finished_at_ms: None,
         })
     }
 
@@ -224,10 +225,6 @@ impl Coordinator {
                 record.state,
                 record.owner.as_deref(),
             ));
-            ops.push(put(
-                self.keys.state_entry(TaskState::Cancelled.as_str(), task_id),
-                Vec::new(),
-            ));
             if let Some(owner) = record.owner.take() {
                 let outcome =
                     if view.lapsed { AttemptOutcome::Lapsed } else { AttemptOutcome::Cancelled };
@@ -235,7 +232,7 @@ impl Coordinator {
                 let lease_ms = self.lease_ms(&record);
                 txn::close_attempt(&mut record, &owner, token, outcome, lease_ms, None);
             }
-            record.state = TaskState::Cancelled;
+            ops.extend(txn::finish(&self.keys, &mut record, TaskState::Cancelled));
             record.awaiting_ack = false;
             record.claim_token = None;
             record.claimed_at_ms = None;

@@ -301,6 +301,32 @@ pub(crate) fn claim_ops(
     ])
 }
 
+/// Ops that file a task that just reached final `state`: its state-index
+/// entry and its entry in the finished-time index that retention walks.
+/// Sets the record's state and `finished_at_ms`.
+pub(crate) fn finish(keys: &Keys, record: &mut TaskRecord, state: TaskState) -> [TxnOp; 2] {
+    debug_assert!(state.is_final(), "{state:?} is not final");
+    let finished_at_ms = now_ms();
+    record.state = state;
+    record.finished_at_ms = Some(finished_at_ms);
+    let task_id = &record.task_id;
+    [
+        put(keys.state_entry(state.as_str(), task_id), Vec::new()),
+        put(keys.finished_entry(finished_at_ms, task_id), state.as_str().into()),
+    ]
+}
+
+/// Ops that take a finished task out of both final-state indexes (a
+/// dead-lettered task retried). Clears `finished_at_ms`.
+pub(crate) fn unfinish(keys: &Keys, record: &mut TaskRecord) -> Vec<TxnOp> {
+    let task_id = &record.task_id;
+    let mut ops = vec![delete(keys.state_entry(record.state.as_str(), task_id))];
+    if let Some(finished_at_ms) = record.finished_at_ms.take() {
+        ops.push(delete(keys.finished_entry(finished_at_ms, task_id)));
+    }
+    ops
+}
+
 /// Ops that tear down a task's claim, if it has one: the claim, holder,
 /// holding and inbox keys, and the task's entry in the `state` index.
 pub(crate) fn teardown_ops(

@@ -12,11 +12,16 @@ use common::{caps, coordinator};
 use futures::TryStreamExt;
 use ifc_core::witness_archive;
 use ifc_core::{ClaimOutcome, CoreConfig, CoreError, NewTask, Retention};
-use ifc_kv::RangeRequest;
+use ifc_kv::{DeleteRequest, PutRequest, RangeRequest};
 use ifc_testkit::TestStore;
 use serde_json::json;
 
-ifc_testkit::on_each_backend!(retention_prunes_finished_tasks_and_keeps_the_audit_verifiable);
+ifc_testkit::on_each_backend!(
+    retention_prunes_finished_tasks_and_keeps_the_audit_verifiable,
+    finished_tasks_are_indexed_by_when_they_finished,
+    a_pass_prunes_only_what_is_due_in_batches,
+    tasks_finished_before_the_index_are_indexed_then_pruned,
+);
 
 fn task(id: &str) -> NewTask {
     NewTask {
@@ -104,4 +109,122 @@ async fn retention_prunes_finished_tasks_and_keeps_the_audit_verifiable(store: T
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     assert!(report.problems[0].problem.contains("edited"), "{:?}", report.problems);
     std::fs::remove_dir_all(&archive).unwrap();
+}
+
+/// Runs `id` through claim → complete as swarm `s`.
+async fn complete(c: &ifc_core::Coordinator, id: &str) {
+    c.create_task(task(id)).await.unwrap();
+    let ClaimOutcome::Claimed(claim) = c.claim_task("s", id).await.unwrap() else {
+        panic!("no claim of {id}")
+    };
+    c.complete_task("s", id, claim.token, json!(null)).await.unwrap();
+}
+
+/// The finished-time index as (task, state) pairs, oldest first.
+async fn finished_index(store: &TestStore, c: &ifc_core::Coordinator) -> Vec<(String, String)> {
+    let index = store.kv().range(RangeRequest::prefix(c.keys().finished_index())).await.unwrap();
+    index
+        .kvs
+        .iter()
+        .map(|kv| {
+            let key = String::from_utf8(kv.key.clone()).unwrap();
+            let task_id = key.rsplit('/').next().unwrap().to_string();
+            (task_id, String::from_utf8(kv.value.clone()).unwrap())
+        })
+        .collect()
+}
+
+fn pair(task_id: &str, state: &str) -> (String, String) {
+    (task_id.into(), state.into())
+}
+
+async fn finished_tasks_are_indexed_by_when_they_finished(store: TestStore) {
+    let (c, _) = coordinator(&store, CoreConfig::default());
+    c.register_swarm("s", caps(&[]), json!(null), None).await.unwrap();
+    // A few ms apart, so the index orders them by time, not by id.
+    let tick = || tokio::time::sleep(Duration::from_millis(3));
+    complete(&c, "done").await;
+    tick().await;
+    c.create_task(task("cancelled")).await.unwrap();
+    c.cancel_task("cancelled").await.unwrap();
+    tick().await;
+    c.create_task(NewTask { max_attempts: Some(1), ..task("dead") }).await.unwrap();
+    let ClaimOutcome::Claimed(claim) = c.claim_task("s", "dead").await.unwrap() else {
+        panic!("no claim")
+    };
+    let dead = c.fail_task("s", "dead", claim.token, "boom".into()).await.unwrap();
+    assert_eq!(dead.state.as_str(), "dead");
+    assert!(dead.finished_at_ms.is_some(), "a dead letter says when it died");
+    c.create_task(task("waiting")).await.unwrap();
+    assert_eq!(
+        finished_index(&store, &c).await,
+        [pair("done", "completed"), pair("cancelled", "cancelled"), pair("dead", "dead")],
+        "each finished task once, in the order they finished; the ready one not at all"
+    );
+
+    // A retried dead letter is live again: out of the index, not pruned.
+    let retried = c.retry_task("dead").await.unwrap();
+    assert_eq!(retried.finished_at_ms, None);
+    assert_eq!(
+        finished_index(&store, &c).await,
+        [pair("done", "completed"), pair("cancelled", "cancelled")]
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let retention =
+        Retention { keep: Duration::from_millis(1), every: Duration::from_secs(1), archive: None };
+    assert_eq!(c.prune_finished(&retention).await.unwrap(), 2);
+    assert!(c.get_task("dead").await.is_ok(), "the retried task stays");
+    assert!(finished_index(&store, &c).await.is_empty(), "pruning empties the index");
+    assert!(c.verify_witness().await.unwrap().is_empty());
+}
+
+async fn a_pass_prunes_only_what_is_due_in_batches(store: TestStore) {
+    let (c, _) = coordinator(&store, CoreConfig::default());
+    c.register_swarm("s", caps(&[]), json!(null), None).await.unwrap();
+    // More than two removal txns' worth, so whole batches and a partial one go.
+    let old: Vec<String> = (0..40).map(|i| format!("old-{i:02}")).collect();
+    for id in &old {
+        complete(&c, id).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    complete(&c, "young").await;
+    let retention = Retention {
+        keep: Duration::from_millis(300),
+        every: Duration::from_secs(1),
+        archive: None,
+    };
+    assert_eq!(c.prune_finished(&retention).await.unwrap(), 40, "all the old ones, in one pass");
+    for id in &old {
+        assert!(matches!(c.get_task(id).await, Err(CoreError::TaskNotFound(_))), "{id}");
+    }
+    assert!(c.get_task("young").await.is_ok(), "a task finished within `keep` stays");
+    assert_eq!(finished_index(&store, &c).await, [pair("young", "completed")]);
+    let long = Retention { keep: Duration::from_secs(3600), ..retention };
+    assert_eq!(c.prune_finished(&long).await.unwrap(), 0);
+    assert!(c.verify_witness().await.unwrap().is_empty());
+}
+
+async fn tasks_finished_before_the_index_are_indexed_then_pruned(store: TestStore) {
+    let (c, _) = coordinator(&store, CoreConfig::default());
+    let kv = store.kv();
+    c.register_swarm("s", caps(&[]), json!(null), None).await.unwrap();
+    complete(&c, "older").await;
+    // Make it look as a version without the index left it: no entry, no
+    // `finished_at_ms`, no marker.
+    let record_key = c.keys().task("older");
+    let stored = kv.range(RangeRequest::key(record_key.clone())).await.unwrap().kvs.remove(0);
+    let mut record: serde_json::Value = serde_json::from_slice(&stored.value).unwrap();
+    record.as_object_mut().unwrap().remove("finished_at_ms").expect("the field is stored");
+    kv.put(PutRequest::new(record_key, serde_json::to_vec(&record).unwrap())).await.unwrap();
+    kv.delete(DeleteRequest::prefix(c.keys().finished_index())).await.unwrap();
+    kv.delete(DeleteRequest::key(c.keys().finished_index_complete())).await.unwrap();
+    assert!(finished_index(&store, &c).await.is_empty());
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let retention =
+        Retention { keep: Duration::from_millis(1), every: Duration::from_secs(1), archive: None };
+    assert_eq!(c.prune_finished(&retention).await.unwrap(), 1, "indexed, then pruned");
+    assert!(matches!(c.get_task("older").await, Err(CoreError::TaskNotFound(_))));
+    let marker = kv.range(RangeRequest::key(c.keys().finished_index_complete())).await.unwrap();
+    assert_eq!(marker.kvs.len(), 1, "done once: later passes read only the marker");
 }

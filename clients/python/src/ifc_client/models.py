@@ -69,6 +69,7 @@ class TaskRecord(Model):
     error: Optional[str] = None
     not_before_ms: int = 0
     awaiting_ack: bool = False
+    finished_at_ms: Optional[int] = None
 
 
 class TaskView(Model):
