@@ -15,6 +15,7 @@ mod etcd;
 mod floors;
 mod latency;
 mod machine;
+mod peers;
 mod phases;
 mod python;
 mod realtime;
@@ -62,6 +63,8 @@ enum Phase {
     Embedded,
     /// Through HTTP on the embedded store.
     Http,
+    /// Our claim_next beside Postgres SKIP LOCKED and Redis BLMOVE.
+    Peers,
     /// The dashboard's first load and its memory cost.
     Dashboard,
     /// Claim latency with many stored tasks, on both backends.
@@ -90,10 +93,7 @@ async fn main() -> Result<()> {
     let work = work.path();
     // The command as given, so the report names exactly what produced it.
     let given: Vec<String> = std::env::args().skip(1).collect();
-    let command = format!(
-        "cargo build --release -p ifc && cargo run --release -p ifc-bench -- {}",
-        given.join(" ")
-    );
+    let command = format!("scripts/bench.sh {}", given.join(" "));
     let mut machine = machine::describe();
     if let Some(endpoints) = etcd::external_endpoints() {
         machine.push_str(&machine::external_etcd(endpoints).await?);
@@ -120,6 +120,9 @@ async fn main() -> Result<()> {
     };
     if args.runs(Phase::Http) {
         phases::http::run(&mut report, scale, work).await?;
+    }
+    if args.runs(Phase::Peers) {
+        phases::peers::run(&mut report, scale, work).await?;
     }
     if args.runs(Phase::Dashboard) {
         phases::dashboard::run(&mut report, args.smoke).await?;

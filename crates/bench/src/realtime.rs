@@ -12,7 +12,8 @@ use crate::etcd::ns;
 use crate::latency::{Summary, histogram, record, summary};
 use crate::workload::progress;
 
-fn task(id: String) -> NewTask {
+/// A plain task with this id.
+pub fn task(id: String) -> NewTask {
     NewTask {
         task_id: id,
         task_type: "bench".into(),

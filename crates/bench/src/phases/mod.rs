@@ -5,6 +5,7 @@ pub mod dashboard;
 pub mod embedded;
 pub mod etcd;
 pub mod http;
+pub mod peers;
 pub mod seed;
 pub mod soak;
 pub mod storage;
