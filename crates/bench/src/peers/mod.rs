@@ -26,11 +26,19 @@ fn free_port() -> Result<u16> {
 pub struct PeerProcess {
     name: &'static str,
     child: Child,
+    /// Signal to stop it with before the SIGKILL, if it needs one.
+    stop_signal: Option<&'static str>,
 }
 
 impl PeerProcess {
     fn new(name: &'static str, child: Child) -> Self {
-        PeerProcess { name, child }
+        PeerProcess { name, child, stop_signal: None }
+    }
+
+    /// Stops it with `signal` (a `kill -s` name) first, waiting up to 5 s.
+    fn stop_with(mut self, signal: &'static str) -> Self {
+        self.stop_signal = Some(signal);
+        self
     }
 
     /// Waits until `ready()` holds (the server accepts work), failing if the
@@ -58,6 +66,17 @@ impl PeerProcess {
 
 impl Drop for PeerProcess {
     fn drop(&mut self) {
+        if let Some(signal) = self.stop_signal {
+            let pid = self.child.id().to_string();
+            let _ = std::process::Command::new("kill").args(["-s", signal, &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -41,15 +41,28 @@ fn bin_dir() -> Option<PathBuf> {
     versions.pop().map(|(_, bin)| bin)
 }
 
-/// `program` with `args`, as the `postgres` user when we are root.
-fn as_postgres(program: &Path) -> Command {
+/// The `postgres` user's uid and gid, from `/etc/passwd`.
+fn postgres_user() -> Result<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    let fields: Vec<&str> = passwd
+        .lines()
+        .find(|l| l.starts_with("postgres:"))
+        .context("no postgres user (the postgresql package makes it)")?
+        .split(':')
+        .collect();
+    Ok((fields.get(2).context("uid")?.parse()?, fields.get(3).context("gid")?.parse()?))
+}
+
+/// `program`, run as the `postgres` user when we are root (the process
+/// itself, not a wrapper, so stopping it stops the server).
+fn as_postgres(program: &Path) -> Result<Command> {
+    let mut command = Command::new(program);
     if running_as_root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(program);
-        command
-    } else {
-        Command::new(program)
+        use std::os::unix::process::CommandExt;
+        let (uid, gid) = postgres_user()?;
+        command.uid(uid).gid(gid);
     }
+    Ok(command)
 }
 
 impl Postgres {
@@ -64,13 +77,14 @@ impl Postgres {
         if running_as_root() {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-            run(Command::new("chown").args(["postgres:postgres"]).arg(&data))?;
+            let (uid, gid) = postgres_user()?;
+            std::os::unix::fs::chown(&data, Some(uid), Some(gid))?;
         }
-        run(as_postgres(&bin.join("initdb"))
+        run(as_postgres(&bin.join("initdb"))?
             .args(["-A", "trust", "-U", "bench", "-E", "UTF8", "--no-sync", "-D"])
             .arg(&data))?;
         let port = free_port()?;
-        let child = as_postgres(&bin.join("postgres"))
+        let child = as_postgres(&bin.join("postgres"))?
             .arg("-D")
             .arg(&data)
             .args(["-p", &port.to_string(), "-k"])
@@ -80,7 +94,9 @@ impl Postgres {
             .stderr(Stdio::null())
             .spawn()
             .context("starting postgres")?;
-        let mut process = PeerProcess::new("postgres", child);
+        // SIGQUIT: Postgres's immediate shutdown, which also ends its backends
+        // (a SIGKILLed postmaster leaves them behind).
+        let mut process = PeerProcess::new("postgres", child).stop_with("QUIT");
         process.wait_ready(|| async move { connect(port).await.is_ok() }).await?;
         Ok(Some(Postgres { port, _process: process, _dir: dir }))
     }
