@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,15 +87,37 @@ def verify(ifc_bin: str, node: IfcNode, log: Path) -> Tuple[dict, float, int]:
     with open(log, "ab") as err:
         proc = subprocess.Popen([ifc_bin, "witness", "verify", "-o", "json"], env=env,
                                 stdout=subprocess.PIPE, stderr=err)
-        out = proc.stdout.read()
-        proc.stdout.close()
-        # wait4, not wait: its rusage is this child's own peak RSS.
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        # The CLI's own VmHWM, read until it exits. Not wait4's ru_maxrss: that
+        # also counts this (large) Python process, forked before the exec.
+        peak = PeakWatch(proc.pid)
+        out, _ = proc.communicate()
+        peak.stop()
     seconds = time.monotonic() - started
     if proc.returncode not in (0, 4):  # 4: tampering found, still a JSON answer
         raise RuntimeError(f"ifc witness verify exited {proc.returncode}; see {log}")
-    return json.loads(out), seconds, usage.ru_maxrss
+    return json.loads(out), seconds, peak.kb
+
+
+class PeakWatch:
+    """Samples a process's VmHWM (its peak RSS so far) until it exits."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.kb = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+
+    def watch(self) -> None:
+        while not self.done.wait(0.02):
+            try:
+                self.kb = max(self.kb, status_kb(self.pid, "VmHWM"))
+            except (OSError, RuntimeError):  # gone, or a zombie without memory
+                return
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
 
 
 def measure(backend: str, records: int, workdir: Path, ifc_bin: str, fill_bin: str,
