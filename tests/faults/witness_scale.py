@@ -36,6 +36,11 @@ FULL_SIZES = (100_000, 1_000_000)
 # The large size may add at most this much memory over the small one.
 BOUND_MB = 16
 CLAIM_TIMEOUT_MS = 5000
+# Known causes of a walk slower than linear, said beside the figure.
+WHY_NOT_LINEAR = {
+    "etcd": "etcd 3.4 reads every key of a limited range before cutting it to the page, "
+            "so each page costs the rest of the log; see docs/design.md, The KV contract",
+}
 
 
 @dataclass
@@ -209,6 +214,8 @@ def report(rows: List[ScaleRow], problems: Dict[str, List[str]]) -> List[str]:
         size_ratio = large.records / small.records
         time_ratio = large.verify_s / max(small.verify_s, 1e-9)
         shape = "linear" if time_ratio <= 1.5 * size_ratio else "worse than linear"
+        if shape != "linear" and backend in WHY_NOT_LINEAR:
+            shape += f": {WHY_NOT_LINEAR[backend]}"
         out.append(f"- {backend}: {size_ratio:.0f}× the records took {time_ratio:.1f}× the "
                    f"verify time ({shape}); server memory "
                    f"{(large.server_added_kb - small.server_added_kb) / 1024:+.1f} MB, CLI "
