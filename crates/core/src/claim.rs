@@ -4,7 +4,7 @@
 
 use ifc_api::{Claim, ClaimOutcome};
 use ifc_kv::{
-    Compare, CompareOp, CompareTarget, KeyValue, KvError, LeaseId, RangeRequest, Revision, TxnOp,
+    Compare, CompareOp, CompareTarget, KeyValue, KvError, LeaseId, RangeRequest, Revision,
     TxnRequest,
 };
 use serde_json::json;
@@ -13,12 +13,9 @@ use crate::codec::{decode, encode};
 use crate::keys::{Counter, Key, capset_id, task_chain};
 use crate::swarm::SwarmRecord;
 use crate::task::{AttemptOutcome, TaskRecord, TaskState};
-use crate::txn::{self, ClaimValue, MAX_CAS_ROUNDS, NewClaim, TaskKeys, put, put_on, ranges};
+use crate::txn::{self, ClaimValue, MAX_CAS_ROUNDS, NewClaim, TaskKeys, put, put_on};
 use crate::witness::{Entry, Head, WitnessOp};
 use crate::{Coordinator, CoreError, now_ms, validate};
-
-/// How many ready keys of each matching queue `claim_next` reads.
-const QUEUE_HEAD: i64 = 32;
 
 impl Coordinator {
     /// A task's claim lease in ms (records from before per-task leases use
@@ -186,16 +183,12 @@ impl Coordinator {
         // Tasks this call found taken or backing off: never tried twice, so a
         // high-priority task in retry backoff does not hide the ones below it.
         let mut passed: Vec<String> = Vec::new();
+        // Windows are read again once if they held nothing this call could take.
+        let mut refill = false;
         for round in 0..MAX_CAS_ROUNDS {
-            let mut txn = TxnRequest::new();
-            for queue in &queues {
-                let head =
-                    RangeRequest::prefix(self.keys.ready_queue(queue)).with_limit(QUEUE_HEAD);
-                txn = txn.and_then(TxnOp::Range(head));
-            }
-            let resp = self.store.txn(txn).await?;
+            let (heads, fresh) = self.queue_heads(&queues, refill).await?;
             let mut candidates: Vec<(&str, &str, &str)> = Vec::new();
-            for kv in ranges(&resp.responses).into_iter().flatten() {
+            for kv in heads.iter().flatten() {
                 if let Some(Key::Ready { rank, created, task_id, .. }) = self.keys.parse(&kv.key)
                     && !passed.iter().any(|p| p == task_id)
                 {
@@ -203,7 +196,11 @@ impl Coordinator {
                 }
             }
             if candidates.is_empty() {
-                return Ok(None);
+                if fresh {
+                    return Ok(None);
+                }
+                refill = true;
+                continue;
             }
             candidates.sort();
             // Spread: pick among the best few, more of them as contention shows,
