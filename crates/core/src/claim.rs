@@ -11,14 +11,12 @@ use serde_json::json;
 
 use crate::codec::{decode, encode};
 use crate::keys::{Counter, Key, capset_id, task_chain};
+use crate::queue_head::QUEUE_HEAD;
 use crate::swarm::SwarmRecord;
 use crate::task::{AttemptOutcome, TaskRecord, TaskState};
-use crate::txn::{self, ClaimValue, MAX_CAS_ROUNDS, NewClaim, TaskKeys, put, put_on, ranges};
+use crate::txn::{self, ClaimValue, MAX_CAS_ROUNDS, NewClaim, TaskKeys, put, put_on};
 use crate::witness::{Entry, Head, WitnessOp, WitnessRecord};
 use crate::{Coordinator, CoreError, now_ms, validate};
-
-/// How many ready keys of each matching queue `claim_next` reads.
-const QUEUE_HEAD: i64 = 32;
 
 /// A ready task found at the head of a queue. Ordered as the queue is:
 /// rank (higher priority first), then age, then id.
@@ -258,23 +256,11 @@ impl Coordinator {
         Ok(queues)
     }
 
-    /// The first `limit` tasks of each of `queues`, best first (priority, then
-    /// age, then id), leaving out those in `skip`. One read, however many
-    /// queues; never a scan of the pool.
-    pub(crate) async fn queue_heads(
-        &self,
-        queues: &[String],
-        limit: i64,
-        skip: &[String],
-    ) -> Result<Vec<Candidate>, CoreError> {
-        let mut txn = TxnRequest::new();
-        for queue in queues {
-            let head = RangeRequest::prefix(self.keys.ready_queue(queue)).with_limit(limit);
-            txn = txn.and_then(TxnOp::Range(head));
-        }
-        let resp = self.store.txn(txn).await?;
+    /// The ready tasks among `heads` (the answer of `queue_heads`), best
+    /// first (priority, then age, then id), leaving out those in `skip`.
+    pub(crate) fn candidates(&self, heads: &[Vec<KeyValue>], skip: &[String]) -> Vec<Candidate> {
         let mut candidates = Vec::new();
-        for kv in ranges(&resp.responses).into_iter().flatten() {
+        for kv in heads.iter().flatten() {
             if let Some(Key::Ready { rank, created, task_id, .. }) = self.keys.parse(&kv.key)
                 && !skip.iter().any(|s| s == task_id)
             {
@@ -286,7 +272,7 @@ impl Coordinator {
             }
         }
         candidates.sort();
-        Ok(candidates)
+        candidates
     }
 
     /// The highest-priority, oldest ready task whose required capabilities the
@@ -311,10 +297,17 @@ impl Coordinator {
         // Tasks this call found taken or backing off: never tried twice, so a
         // high-priority task in retry backoff does not hide the ones below it.
         let mut passed: Vec<String> = Vec::new();
+        // Windows are read again once if they held nothing this call could take.
+        let mut refill = false;
         for round in 0..MAX_CAS_ROUNDS {
-            let candidates = self.queue_heads(&queues, QUEUE_HEAD, &passed).await?;
+            let (heads, fresh) = self.queue_heads(&queues, QUEUE_HEAD, refill).await?;
+            let candidates = self.candidates(&heads, &passed);
             if candidates.is_empty() {
-                return Ok(None);
+                if fresh {
+                    return Ok(None);
+                }
+                refill = true;
+                continue;
             }
             // Spread: pick among the best few, more of them as contention shows,
             // but only among tasks ranked like the best, so a higher priority is

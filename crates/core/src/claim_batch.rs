@@ -1,8 +1,8 @@
 //! Claiming several tasks in one call (workers that fetch a batch of jobs):
 //! up to [`MAX_CLAIM_BATCH`] ready tasks the swarm can do, each its own claim
 //! with its own fencing token, lease and `task_claimed` record, built by the
-//! single claim's [`Coordinator::plan_claim`] from the single claim's queue
-//! read ([`Coordinator::queue_heads`]).
+//! single claim's [`Coordinator::plan_claim`] from claim_next's own queue
+//! read (`queue_heads`, through each queue's window).
 //!
 //! Several claims go in one txn, each guarded by its own compare-and-swap
 //! (the record's revision, no holder, no older claim) and the swarm record's
@@ -82,6 +82,8 @@ impl Coordinator {
         let per_group = Limits::default().max_txn_ops / CLAIM_OPS;
         let mut won: Vec<Claim> = Vec::with_capacity(max);
         let mut passed: Vec<String> = Vec::new();
+        // The queues' windows are read again when they held nothing to take.
+        let mut refill = false;
         for round in 0..MAX_CAS_ROUNDS {
             let want = max - won.len();
             if want == 0 {
@@ -90,10 +92,16 @@ impl Coordinator {
             // Wider as contention shows: 2, 4, then 8 times what is wanted.
             let spread = 2usize << round.min(2);
             let head = i64::try_from(want * spread + passed.len()).unwrap_or(i64::MAX);
-            let candidates = self.queue_heads(&queues, head, &passed).await?;
+            let (heads, fresh) = self.queue_heads(&queues, head, refill).await?;
+            let candidates = self.candidates(&heads, &passed);
             if candidates.is_empty() {
-                break;
+                if fresh {
+                    break;
+                }
+                refill = true;
+                continue;
             }
+            refill = false;
             let chosen = choose(&candidates, want, spread);
             let groups = chosen.chunks(per_group).map(|group| self.claim_group(swarm_id, group));
             let mut failure = None;

@@ -26,6 +26,7 @@ mod lapse;
 mod lease_bucket;
 mod operator;
 mod paging;
+mod queue_head;
 mod reaper;
 mod retention;
 pub mod swarm;

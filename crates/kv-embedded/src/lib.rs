@@ -150,6 +150,7 @@ fn scan(
     table: &impl ReadableTable<&'static [u8], &'static [u8]>,
     range: &KeyRange,
     limit: usize,
+    count_all: bool,
 ) -> Result<(Vec<KeyValue>, usize), String> {
     let (start, end): (Bound<&[u8]>, Bound<Vec<u8>>) = match range {
         KeyRange::Key(k) => (Bound::Included(k), Bound::Included(k.clone())),
@@ -176,6 +177,9 @@ fn scan(
         count += 1;
         if limit == 0 || kvs.len() < limit {
             kvs.push(decode_kv(key.value(), value.value()).map_err(|e| e.to_string())?);
+        } else if !count_all {
+            // One key past the limit says `more`; the rest is walked only to count.
+            break;
         }
     }
     Ok((kvs, count))
@@ -326,8 +330,13 @@ impl KeySpace for SnapshotSpace<'_> {
         }
     }
 
-    fn scan(&mut self, range: &KeyRange, limit: usize) -> Result<(Vec<KeyValue>, usize), String> {
-        scan(self.0, range, limit)
+    fn scan(
+        &mut self,
+        range: &KeyRange,
+        limit: usize,
+        count_all: bool,
+    ) -> Result<(Vec<KeyValue>, usize), String> {
+        scan(self.0, range, limit, count_all)
     }
 
     fn insert(&mut self, _: &KeyValue) -> Result<(), String> {
@@ -442,7 +451,7 @@ impl KvStore for EmbeddedStore {
         let revision = last_revision(&txn.open_table(HISTORY).map_err(backend)?)?;
         let table = txn.open_table(KV).map_err(backend)?;
         let limit = usize::try_from(req.limit).unwrap_or(0);
-        let (kvs, count) = scan(&table, &req.range, limit).map_err(KvError::Backend)?;
+        let (kvs, count) = scan(&table, &req.range, limit, req.count).map_err(KvError::Backend)?;
         Ok(RangeResponse { more: kvs.len() < count, count: count as i64, kvs, revision })
     }
 

@@ -402,8 +402,13 @@ impl KeySpace for TableSpace<'_, '_> {
         decode_kv(key, stored.value()).map(Some).map_err(|e| e.to_string())
     }
 
-    fn scan(&mut self, range: &KeyRange, limit: usize) -> Result<(Vec<KeyValue>, usize), String> {
-        crate::scan(&self.tables.kv, range, limit)
+    fn scan(
+        &mut self,
+        range: &KeyRange,
+        limit: usize,
+        count_all: bool,
+    ) -> Result<(Vec<KeyValue>, usize), String> {
+        crate::scan(&self.tables.kv, range, limit, count_all)
     }
 
     fn insert(&mut self, kv: &KeyValue) -> Result<(), String> {
