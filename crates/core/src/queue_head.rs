@@ -22,8 +22,9 @@ use ifc_kv::{
 
 use crate::{Coordinator, CoreError};
 
-/// How many ready keys of each matching queue a window read returns.
-const QUEUE_HEAD: i64 = 32;
+/// How many ready keys of each matching queue claim_next's window read
+/// returns (a batch of claims asks for more, up to [`WINDOW`]).
+pub(crate) const QUEUE_HEAD: i64 = 32;
 
 /// How many keys a window spans when it is (re)read.
 const WINDOW: i64 = 1024;
@@ -49,16 +50,19 @@ impl QueueWindows {
 }
 
 impl Coordinator {
-    /// The first keys of each of `queues`, in order: at most [`QUEUE_HEAD`]
-    /// from a window, up to `WINDOW` when the window was read again. `refill`
+    /// The first keys of each of `queues`, in order: at most `head` (at most
+    /// [`WINDOW`]) from a window, up to `WINDOW` when the window was read
+    /// again. `refill`
     /// reads every window again (the caller found nothing it could take in
     /// what the windows held). Also says whether every queue was read afresh
     /// (then an empty answer is the queues' own, not a window's).
     pub(crate) async fn queue_heads(
         &self,
         queues: &[String],
+        head: i64,
         refill_all: bool,
     ) -> Result<(Vec<Vec<KeyValue>>, bool), CoreError> {
+        let head = head.clamp(1, WINDOW);
         let windows: Vec<Option<Vec<u8>>> = queues
             .iter()
             .map(|q| if refill_all { None } else { self.queue_windows.get(q) })
@@ -66,7 +70,7 @@ impl Coordinator {
         let mut txn = TxnRequest::new();
         for (queue, window) in queues.iter().zip(&windows) {
             txn = txn.and_then(TxnOp::Range(match window {
-                Some(end) => self.window_read(queue, end.clone()),
+                Some(end) => self.window_read(queue, end.clone(), head),
                 None => self.refill_read(queue),
             }));
         }
@@ -101,9 +105,9 @@ impl Coordinator {
     }
 
     /// The head within a known window.
-    fn window_read(&self, queue: &str, end: Vec<u8>) -> RangeRequest {
+    fn window_read(&self, queue: &str, end: Vec<u8>, head: i64) -> RangeRequest {
         let start = self.keys.ready_queue(queue).into_bytes();
-        RangeRequest::new(KeyRange::Span { start, end }).with_limit(QUEUE_HEAD)
+        RangeRequest::new(KeyRange::Span { start, end }).with_limit(head)
     }
 
     /// The queue's first `WINDOW` keys, to set its window from.
