@@ -113,7 +113,7 @@ impl Coordinator {
             let mut txn = TxnRequest::new();
             for swarm in chunk {
                 let count = RangeRequest::prefix(self.keys.holding(&swarm.swarm_id))
-                    .with_limit(1)
+                    .count_only()
                     .serializable();
                 txn = txn.and_then(TxnOp::Range(count));
             }

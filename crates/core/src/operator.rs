@@ -16,7 +16,7 @@ use crate::{Coordinator, CoreError, validate};
 /// goes through here, so a change to how the store reports counts is one
 /// edit.
 pub(crate) async fn count_keys(store: &dyn KvStore, prefix: String) -> Result<i64, CoreError> {
-    let resp = store.range(RangeRequest::prefix(prefix).with_limit(1)).await?;
+    let resp = store.range(RangeRequest::prefix(prefix).count_only()).await?;
     Ok(resp.count)
 }
 

@@ -177,7 +177,7 @@ impl SwarmRegistry {
         // The limit is checked before the write, so two registrations racing for
         // the last slot may both get in: the limit can be overshot by the number
         // of concurrent registrations, never by more.
-        let live = self.store.range(RangeRequest::prefix(self.keys.swarms()).with_limit(1)).await?;
+        let live = self.store.range(RangeRequest::prefix(self.keys.swarms()).count_only()).await?;
         if live.count as usize >= self.config.max_swarms {
             return Err(CoreError::TooManySwarms { max: self.config.max_swarms });
         }

@@ -167,10 +167,7 @@ impl Coordinator {
             None => prefix.clone().into_bytes(),
         };
         let range = KeyRange::Span { start, end: prefix_end(prefix.as_bytes()) };
-        let page = self
-            .store
-            .range(RangeRequest { serializable: false, range, limit: limit as i64 })
-            .await?;
+        let page = self.store.range(RangeRequest::new(range).with_limit(limit as i64)).await?;
         let ids = self.indexed_ids(&page.kvs);
         let mut txn = TxnRequest::new();
         for id in &ids {

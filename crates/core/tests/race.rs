@@ -27,7 +27,7 @@ async fn finished(store: &TestStore, namespace: &str) -> i64 {
     let mut total = 0;
     for state in ["completed", "dead"] {
         let prefix = format!("{namespace}/state/{state}/");
-        total += store.kv().range(RangeRequest::prefix(prefix).with_limit(1)).await.unwrap().count;
+        total += store.kv().range(RangeRequest::prefix(prefix).count_only()).await.unwrap().count;
     }
     total
 }

@@ -174,7 +174,7 @@ fn text(bytes: &[u8]) -> String {
 /// `ifc store status`
 pub async fn status(args: StoreArgs) -> Result<()> {
     let (store, name) = args.backend.open(&args.data).await?;
-    let all = store.range(RangeRequest::prefix("").with_limit(1)).await?;
+    let all = store.range(RangeRequest::prefix("").count_only()).await?;
     println!("{name}: revision {}, {} keys", all.revision, all.count);
     Ok(())
 }

@@ -340,8 +340,13 @@ impl KeySpace for SnapshotSpace<'_> {
         self.0.get(key)
     }
 
-    fn scan(&mut self, range: &KeyRange, limit: usize) -> Result<(Vec<KeyValue>, usize), String> {
-        self.0.scan(range, limit)
+    fn scan(
+        &mut self,
+        range: &KeyRange,
+        limit: usize,
+        count_all: bool,
+    ) -> Result<(Vec<KeyValue>, usize), String> {
+        self.0.scan(range, limit, count_all)
     }
 
     fn insert(&mut self, _: &KeyValue) -> Result<(), String> {
@@ -455,7 +460,7 @@ impl KvStore for EmbeddedStore {
         // costs microseconds.
         let snapshot = shared.overlay.snapshot(&shared.db)?;
         let limit = usize::try_from(req.limit).unwrap_or(0);
-        let (kvs, count) = snapshot.scan(&req.range, limit).map_err(KvError::Backend)?;
+        let (kvs, count) = snapshot.scan(&req.range, limit, req.count).map_err(KvError::Backend)?;
         Ok(RangeResponse {
             more: kvs.len() < count,
             count: count as i64,

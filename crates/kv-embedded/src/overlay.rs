@@ -290,8 +290,14 @@ impl Snapshot {
     }
 
     /// Keys in the range, ascending, at most `limit` of them (0: all), and how
-    /// many matched: the layers merged over redb, newest first.
-    pub fn scan(&self, range: &KeyRange, limit: usize) -> Result<(Vec<KeyValue>, usize), String> {
+    /// many matched: the layers merged over redb, newest first. Without
+    /// `count_all` the walk stops one key past the limit (enough to say `more`).
+    pub fn scan(
+        &self,
+        range: &KeyRange,
+        limit: usize,
+        count_all: bool,
+    ) -> Result<(Vec<KeyValue>, usize), String> {
         if let KeyRange::Key(key) = range {
             let kvs: Vec<KeyValue> = self.get(key)?.into_iter().collect();
             let count = kvs.len();
@@ -308,7 +314,7 @@ impl Snapshot {
             .peekable();
         let mut kvs = Vec::new();
         let mut count = 0;
-        loop {
+        while count_all || limit == 0 || count <= limit {
             let (in_active, in_frozen, in_stored) = {
                 let a = active.peek_key();
                 let f = frozen.as_mut().and_then(LayerCursor::peek_key);
@@ -320,29 +326,39 @@ impl Snapshot {
                 let Some(least) = [a, f, s].into_iter().flatten().min() else { break };
                 (a == Some(least), f == Some(least), s == Some(least))
             };
-            let mut winner: Option<Option<KeyValue>> = None;
-            if in_active {
-                winner = active.pop().map(|(_, kv)| kv.map(|kv| (*kv).clone()));
-            }
-            if in_frozen && let Some(cursor) = frozen.as_mut() {
-                let state = cursor.pop().map(|(_, kv)| kv);
-                if winner.is_none() {
-                    winner = state.map(|kv| kv.map(|kv| (*kv).clone()));
+            // Every source holding the key moves past it; the newest decides.
+            // Only a key that is returned is copied or decoded.
+            let keep = limit == 0 || kvs.len() < limit;
+            let mut present: Option<bool> = None;
+            let take = |kv: Option<Arc<KeyValue>>, kvs: &mut Vec<KeyValue>| {
+                let present = kv.is_some();
+                if keep && let Some(kv) = kv {
+                    kvs.push((*kv).clone());
                 }
+                Some(present)
+            };
+            if in_active && let Some((_, kv)) = active.pop() {
+                present = take(kv, &mut kvs);
+            }
+            if in_frozen
+                && let Some(cursor) = frozen.as_mut()
+                && let Some((_, kv)) = cursor.pop()
+                && present.is_none()
+            {
+                present = take(kv, &mut kvs);
             }
             if in_stored
                 && let Some(entry) = stored.next()
-                && winner.is_none()
+                && present.is_none()
             {
-                let (key, value) = entry.map_err(|e| e.to_string())?;
-                let kv = decode_kv(key.value(), value.value()).map_err(|e| e.to_string())?;
-                winner = Some(Some(kv));
-            }
-            if let Some(Some(kv)) = winner {
-                count += 1;
-                if limit == 0 || kvs.len() < limit {
-                    kvs.push(kv);
+                present = Some(true);
+                if keep {
+                    let (key, value) = entry.map_err(|e| e.to_string())?;
+                    kvs.push(decode_kv(key.value(), value.value()).map_err(|e| e.to_string())?);
                 }
+            }
+            if present == Some(true) {
+                count += 1;
             }
         }
         Ok((kvs, count))

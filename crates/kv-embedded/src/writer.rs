@@ -401,8 +401,13 @@ impl KeySpace for WriterSpace<'_> {
         self.snapshot.get(key)
     }
 
-    fn scan(&mut self, range: &KeyRange, limit: usize) -> Result<(Vec<KeyValue>, usize), String> {
-        self.snapshot.scan(range, limit)
+    fn scan(
+        &mut self,
+        range: &KeyRange,
+        limit: usize,
+        count_all: bool,
+    ) -> Result<(Vec<KeyValue>, usize), String> {
+        self.snapshot.scan(range, limit, count_all)
     }
 
     fn insert(&mut self, kv: &KeyValue) -> Result<(), String> {

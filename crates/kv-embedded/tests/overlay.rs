@@ -66,8 +66,11 @@ async fn reads_match_the_model_while_layers_flush() {
                 assert_eq!(got, model.delete(&req), "step {step}: {req:?}");
             }
             _ => {
-                let req =
+                let mut req =
                     RangeRequest::new(random_range(&mut rng)).with_limit(rng.random_range(0..5));
+                if rng.random_bool(0.5) {
+                    req = req.counted();
+                }
                 assert_eq!(
                     store.range(req.clone()).await,
                     model.range(&req),

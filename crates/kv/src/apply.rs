@@ -17,11 +17,13 @@ pub trait KeySpace {
     /// One key, if present.
     fn get(&mut self, key: &[u8]) -> Result<Option<KeyValue>, Self::Error>;
     /// Keys in the range, ascending, at most `limit` of them (0: all), and how
-    /// many matched in total.
+    /// many matched: all of them when `count_all`, else the walk stops once a
+    /// key past the limit is seen (so the count is at most `limit + 1`).
     fn scan(
         &mut self,
         range: &KeyRange,
         limit: usize,
+        count_all: bool,
     ) -> Result<(Vec<KeyValue>, usize), Self::Error>;
     /// Stores a key (insert or replace).
     fn insert(&mut self, kv: &KeyValue) -> Result<(), Self::Error>;
@@ -106,7 +108,7 @@ pub fn apply_txn<S: KeySpace>(
                 TxnOpResponse::Put(PutResponse { revision: 0, prev_kv })
             }
             TxnOp::Delete(del) => {
-                let (doomed, _) = space.scan(&del.range, 0)?;
+                let (doomed, _) = space.scan(&del.range, 0, false)?;
                 for kv in &doomed {
                     space.remove(&kv.key)?;
                     events.push(delete_event(kv.clone(), next));
@@ -151,7 +153,7 @@ pub fn apply_lease_end<S: KeySpace>(
 /// A read on the key space.
 pub fn read<S: KeySpace>(space: &mut S, req: &RangeRequest) -> Result<RangeResponse, S::Error> {
     let limit = usize::try_from(req.limit).unwrap_or(0);
-    let (kvs, count) = space.scan(&req.range, limit)?;
+    let (kvs, count) = space.scan(&req.range, limit, req.count)?;
     Ok(RangeResponse { more: kvs.len() < count, count: count as i64, kvs, revision: 0 })
 }
 

@@ -37,10 +37,14 @@ impl KeySpace for MapSpace<'_> {
         &mut self,
         range: &KeyRange,
         limit: usize,
+        count_all: bool,
     ) -> Result<(Vec<KeyValue>, usize), Infallible> {
         let matching: Vec<&KeyValue> =
             self.0.iter().filter(|(k, _)| range.contains(k)).map(|(_, v)| v).collect();
-        let count = matching.len();
+        let mut count = matching.len();
+        if limit > 0 && !count_all {
+            count = count.min(limit + 1);
+        }
         let take = if limit == 0 { count } else { limit.min(count) };
         Ok((matching.into_iter().take(take).cloned().collect(), count))
     }

@@ -112,12 +112,18 @@ pub struct RangeRequest {
     /// a cluster. Fit for a read whose result a later compare-and-swap checks.
     /// The embedded store is always current, so it ignores this.
     pub serializable: bool,
+    /// Count every key in the range, past the limit too. Counting costs a walk
+    /// of the whole range, so it is done only when asked: without it a limited
+    /// read may stop at the limit, and [`RangeResponse::count`] is then exact
+    /// only when `more` is false (otherwise a lower bound above the keys
+    /// returned). etcd counts every range whatever is asked.
+    pub count: bool,
 }
 
 impl RangeRequest {
     /// Reads a range.
     pub fn new(range: KeyRange) -> Self {
-        RangeRequest { range, limit: 0, serializable: false }
+        RangeRequest { range, limit: 0, serializable: false, count: false }
     }
 
     /// Reads one key.
@@ -141,6 +147,17 @@ impl RangeRequest {
         self.limit = limit;
         self
     }
+
+    /// Asks for the exact count of the whole range (see [`RangeRequest::count`]).
+    pub fn counted(mut self) -> Self {
+        self.count = true;
+        self
+    }
+
+    /// Only the count of the range: one key at most comes back.
+    pub fn count_only(self) -> Self {
+        self.with_limit(1).counted()
+    }
 }
 
 /// The answer to a read.
@@ -150,7 +167,8 @@ pub struct RangeResponse {
     pub kvs: Vec<KeyValue>,
     /// Whether the limit left keys out.
     pub more: bool,
-    /// How many keys matched, regardless of the limit.
+    /// How many keys matched, regardless of the limit, when the request asked
+    /// for a count or nothing was left out; otherwise at least `kvs.len() + 1`.
     pub count: i64,
     /// The store revision the read saw.
     pub revision: Revision,

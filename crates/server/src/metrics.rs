@@ -143,7 +143,7 @@ pub(crate) fn spawn_task_gauge(state: &crate::state::AppState) {
             // A failed read leaves the last value in place; the next tick retries.
             let counts = core.task_counts().await;
             // A count, not a listing: etcd answers it without sending the keys.
-            let swarms = RangeRequest::prefix(core.keys().swarms()).with_limit(1);
+            let swarms = RangeRequest::prefix(core.keys().swarms()).count_only();
             let swarms = core.store().range(swarms).await;
             drop(core);
             let Some(metrics) = metrics.upgrade() else { return };

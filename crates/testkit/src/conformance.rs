@@ -149,25 +149,28 @@ pub async fn prefix_span_and_limit(kv: Kv) {
     assert_eq!(names, vec![b"a/1".to_vec(), b"a/2".to_vec(), b"a/3".to_vec()]);
     assert_eq!((a.count, a.more), (3, false));
 
-    let limited = kv.range(RangeRequest::prefix("a/").with_limit(2)).await.unwrap();
+    let limited = kv.range(RangeRequest::prefix("a/").with_limit(2).counted()).await.unwrap();
     assert_eq!(limited.kvs.len(), 2);
     assert_eq!((limited.count, limited.more), (3, true));
     assert_eq!(limited.kvs[1].key, b"a/2");
 
-    let span = RangeRequest {
-        serializable: false,
-        range: KeyRange::Span { start: b"a/2".to_vec(), end: b"b".to_vec() },
-        limit: 0,
-    };
+    // Not asked to count, a limited read still says `more`, and its count is at
+    // least one past what came back.
+    let page = kv.range(RangeRequest::prefix("a/").with_limit(1)).await.unwrap();
+    assert_eq!(page.kvs.len(), 1);
+    assert!(page.more && page.count >= 2, "{page:?}");
+    let last = kv.range(RangeRequest::prefix("a/").with_limit(3)).await.unwrap();
+    assert_eq!((last.kvs.len(), last.count, last.more), (3, 3, false));
+    let only = kv.range(RangeRequest::prefix("a/").count_only()).await.unwrap();
+    assert_eq!((only.count, only.more), (3, true));
+
+    let span = RangeRequest::new(KeyRange::Span { start: b"a/2".to_vec(), end: b"b".to_vec() });
     let span = kv.range(span).await.unwrap();
     let names: Vec<_> = span.kvs.iter().map(|kv| kv.key.clone()).collect();
     assert_eq!(names, vec![b"a/2".to_vec(), b"a/3".to_vec(), b"ab".to_vec()]);
 
-    let empty_span = RangeRequest {
-        serializable: false,
-        range: KeyRange::Span { start: b"a/1".to_vec(), end: b"a/1".to_vec() },
-        limit: 0,
-    };
+    let empty_span =
+        RangeRequest::new(KeyRange::Span { start: b"a/1".to_vec(), end: b"a/1".to_vec() });
     assert_eq!(kv.range(empty_span).await.unwrap().count, 0);
 }
 
@@ -348,12 +351,7 @@ pub async fn bad_input_is_refused_and_changes_nothing(kv: Kv) {
     invalid(kv.put(PutRequest::new(vec![b'k'; 5000], "v")).await.map(drop), "long key");
     invalid(kv.put(PutRequest::new("k", vec![0u8; 2 << 20])).await.map(drop), "big value");
     let inverted = KeyRange::Span { start: b"z".to_vec(), end: b"a".to_vec() };
-    invalid(
-        kv.range(RangeRequest { serializable: false, range: inverted.clone(), limit: 0 })
-            .await
-            .map(drop),
-        "inverted range",
-    );
+    invalid(kv.range(RangeRequest::new(inverted.clone())).await.map(drop), "inverted range");
     invalid(
         kv.delete(DeleteRequest { range: inverted, prev_kv: false }).await.map(drop),
         "inverted delete",

@@ -1,5 +1,7 @@
-//! Claim latency with 10k, 100k and 1M stored tasks on both backends, with
-//! the store's size on disk per task.
+//! Claim latency with 1k to 1M stored ready tasks on both backends: a claim
+//! by id, claim_next from the head of the queue and a `list_tasks` page, each
+//! of which should stay flat as the queue deepens; and the store's size on
+//! disk per task.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -7,13 +9,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use ifc_core::{ClaimOutcome, Coordinator, CoreConfig, NewTask};
+use ifc_core::{ClaimOutcome, Coordinator, CoreConfig, NewTask, TaskState};
 use ifc_kv::KvStore;
 use ifc_kv_embedded::{EmbeddedOptions, EmbeddedStore};
 
 use crate::etcd::{self, BenchEtcd, ns};
 use crate::latency::{Summary, histogram, record, summary};
-use crate::report::Report;
+use crate::report::{Report, verdict};
 use crate::workload::create_tasks;
 
 /// etcd gets its own member with an 8 GiB backend quota: a million tasks come
@@ -28,18 +30,22 @@ pub async fn run(report: &mut Report, smoke: bool, work: &Path) -> Result<()> {
     report.section(
         "Claim latency with many stored tasks",
         &format!(
-            "claim_task latency after the store holds this many tasks (created through \
-             `create_task`, so with their indexes and witness records), on both backends. It \
-             should stay flat: a claim reads one task's keys by key, never the pool. {quota} \
+            "Latency after the store holds this many ready tasks (created through \
+             `create_task`, so with their indexes and witness records), on both backends: \
+             `claim_task` of a given task, `claim_next` from the head of the queue (tasks with \
+             no required capabilities, priorities 0–6) and the first `list_tasks` page of 100 \
+             ready tasks. Each should stay flat as the queue deepens (target: claim_next and \
+             list p50 at 1M ≤ 1.3× p50 at 1k): none of them may walk the queue. {quota} \
              \"on disk per task\" is the store's file size divided by the tasks stored, after \
              the largest row."
         ),
     );
-    let sizes: &[usize] = if smoke { &[1000] } else { &[10_000, 100_000, 1_000_000] };
+    let sizes: &[usize] = if smoke { &[1000] } else { &[1_000, 10_000, 100_000, 1_000_000] };
     let mut rows = String::from(
-        "| backend | stored tasks | claims | p50 µs | p99 µs | on disk per task |\n\
-         |---|---|---|---|---|---|\n",
+        "| backend | stored tasks | claim_task p50 / p99 µs | claim_next p50 / p99 µs | \
+         list page p50 / p99 µs | on disk per task |\n|---|---|---|---|---|---|\n",
     );
+    let mut verdicts = Vec::new();
 
     let dir = work.join("stored");
     let embedded: Arc<dyn KvStore> =
@@ -54,6 +60,7 @@ pub async fn run(report: &mut Report, smoke: bool, work: &Path) -> Result<()> {
         .map(|e| file_size(&e.path()))
         .sum();
     add_rows(&mut rows, "embedded", "stored embedded", &results, Some(embedded_bytes));
+    verdicts.extend(flatness("embedded", &results));
 
     let etcd = BenchEtcd::start(Some(8 << 30)).await;
     let store: Arc<dyn KvStore> = Arc::new(etcd.connect().await?);
@@ -62,8 +69,40 @@ pub async fn run(report: &mut Report, smoke: bool, work: &Path) -> Result<()> {
     // now is the size after the largest row.
     let etcd_bytes = etcd.db_file().map(|db| file_size(&db));
     add_rows(&mut rows, "etcd", "stored on etcd", &results, etcd_bytes);
+    verdicts.extend(flatness("etcd", &results));
     report.text.push_str(&rows);
+    report.text.push('\n');
+    for line in verdicts {
+        report.line(&line);
+    }
     Ok(())
+}
+
+/// The latencies probed at one size of the queue.
+struct Probed {
+    size: usize,
+    claim_task: Summary,
+    claim_next: Summary,
+    list_page: Summary,
+}
+
+/// Verdict lines: claim_next and the list page at the largest size against the
+/// smallest (the issue's target is ≤ 1.3×).
+fn flatness(backend: &str, results: &[Probed]) -> Vec<String> {
+    let (Some(small), Some(large)) = (results.first(), results.last()) else { return Vec::new() };
+    if small.size == large.size {
+        return Vec::new();
+    }
+    let line = |what: &str, at: fn(&Probed) -> &Summary| {
+        let ratio = at(large).p50 / at(small).p50;
+        format!(
+            "Verdict ({backend}): {what} p50 at {} tasks is {ratio:.2}× p50 at {} (≤ 1.3: {}).",
+            large.size,
+            small.size,
+            verdict(ratio <= 1.3)
+        )
+    };
+    vec![line("claim_next", |p| &p.claim_next), line("list page", |p| &p.list_page)]
 }
 
 fn file_size(path: &Path) -> u64 {
@@ -71,36 +110,40 @@ fn file_size(path: &Path) -> u64 {
 }
 
 /// One row per size; the last (largest) also shows `bytes` per task stored.
-fn add_rows(
-    rows: &mut String,
-    backend: &str,
-    label: &str,
-    results: &[(usize, Summary)],
-    bytes: Option<u64>,
-) {
-    for (i, &(size, s)) in results.iter().enumerate() {
+fn add_rows(rows: &mut String, backend: &str, label: &str, results: &[Probed], bytes: Option<u64>) {
+    for (i, p) in results.iter().enumerate() {
+        let size = p.size;
         let disk = match bytes {
             Some(bytes) if i + 1 == results.len() => {
                 format!("{:.1} KB", bytes as f64 / size as f64 / 1e3)
             }
             _ => "—".into(),
         };
+        let pair = |s: &Summary| format!("{:.0} / {:.0}", s.p50, s.p99);
         let _ = writeln!(
             rows,
-            "| {backend} | {size} | {} | {:.0} | {:.0} | {disk} |",
-            s.count, s.p50, s.p99
+            "| {backend} | {size} | {} | {} | {} | {disk} |",
+            pair(&p.claim_task),
+            pair(&p.claim_next),
+            pair(&p.list_page)
         );
-        println!("{size:>8} {label}: claim p50 {:.0}µs p99 {:.0}µs", s.p50, s.p99);
+        println!(
+            "{size:>8} {label}: claim_task {} claim_next {} list {} (p50 / p99 µs)",
+            pair(&p.claim_task),
+            pair(&p.claim_next),
+            pair(&p.list_page)
+        );
     }
 }
 
-/// claim_task latency after the store holds each of `sizes` tasks.
+/// claim_task, claim_next and list_tasks latency after the store holds each
+/// of `sizes` ready tasks.
 async fn claim_vs_stored(
     store: Arc<dyn KvStore>,
     sizes: &[usize],
     probes: usize,
     namespace: &str,
-) -> Result<Vec<(usize, Summary)>> {
+) -> Result<Vec<Probed>> {
     let config = CoreConfig {
         namespace: ns(namespace),
         claim_timeout_ms: 600_000,
@@ -136,7 +179,24 @@ async fn claim_vs_stored(
             }
             record(&mut h, t);
         }
-        results.push((size, summary(&h)));
+        let claim_task = summary(&h);
+        // Each claim_next takes the head of the queue: the queue stays deep
+        // (probes ≤ the smallest size), only its head moves.
+        let mut h = histogram();
+        for _ in 0..probes.min(size / 2) {
+            let t = Instant::now();
+            c.claim_next("prober").await?.ok_or_else(|| anyhow::anyhow!("queue empty"))?;
+            record(&mut h, t);
+        }
+        let claim_next = summary(&h);
+        let mut h = histogram();
+        for _ in 0..probes / 5 {
+            let t = Instant::now();
+            let page = c.list_tasks(TaskState::Ready, None, 100).await?;
+            record(&mut h, t);
+            anyhow::ensure!(page.tasks.len() == 100, "a full page of ready tasks");
+        }
+        results.push(Probed { size, claim_task, claim_next, list_page: summary(&h) });
     }
     Ok(results)
 }
