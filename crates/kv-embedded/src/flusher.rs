@@ -20,6 +20,9 @@ use crate::{HISTORY, KV, LEASES, META, META_COMPACT, META_NEXT_LEASE, META_WAL_S
 
 /// How often a thread waiting on the flusher looks whether the store stopped.
 const STOP_POLL: Duration = Duration::from_millis(50);
+/// How many milliseconds the flusher waits, at most, to hold the last handle of
+/// a flushed layer.
+const LAST_HANDLE_WAITS: usize = 100;
 
 /// The hand-offs between the writer (freezes), the log thread (seals) and the
 /// flusher (commits).
@@ -120,7 +123,21 @@ pub fn run(shared: Arc<Shared>, control: Arc<FlushControl>) {
             }
         }
         control.flushed();
+        drop_here(layer);
     }
+}
+
+/// Frees a flushed layer on this thread. Readers and the writer may still hold
+/// it for a moment (their snapshots are short); whoever drops the last handle
+/// frees tens of thousands of entries, and that must not be the writer.
+fn drop_here(layer: Arc<Layer>) {
+    for _ in 0..LAST_HANDLE_WAITS {
+        if Arc::strong_count(&layer) == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(layer);
 }
 
 /// Commits one frozen layer durably, with `meta.wal_seq = seq`.
