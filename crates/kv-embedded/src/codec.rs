@@ -11,11 +11,22 @@ use ifc_kv::{Event, EventKind, KeyValue};
 const META_LEN: usize = 32;
 
 /// Encodes a key's stored value (its metadata and value, not the key).
+#[cfg(test)]
 pub fn encode_kv(kv: &KeyValue) -> Vec<u8> {
-    let mut out = Vec::with_capacity(META_LEN + kv.value.len());
-    put_meta(&mut out, kv);
-    out.extend_from_slice(&kv.value);
+    let mut out = Vec::with_capacity(stored_len(kv));
+    encode_kv_into(&mut out, kv);
     out
+}
+
+/// Appends a key's stored value to `out`.
+pub fn encode_kv_into(out: &mut Vec<u8>, kv: &KeyValue) {
+    put_meta(out, kv);
+    out.extend_from_slice(&kv.value);
+}
+
+/// The length of a key's stored value.
+pub fn stored_len(kv: &KeyValue) -> usize {
+    META_LEN + kv.value.len()
 }
 
 fn put_meta(out: &mut Vec<u8>, kv: &KeyValue) {

@@ -1,30 +1,38 @@
-//! The embedded durable [`KvStore`]: one redb file in a data directory, one writer
-//! thread with group commit, watchers that follow the commit log.
+//! The embedded durable [`KvStore`]: one redb file and a two-segment write-ahead
+//! log in a data directory, an in-memory overlay above redb, one writer thread,
+//! a log thread with group commit, a flusher thread, and watchers that follow
+//! the commits.
 //!
 //! Layout and rules are in `docs/design.md` ("Embedded store"). In short:
 //! - `kv`: key → metadata + value; `history`: revision → that revision's events;
-//!   `leases`: lease id → TTL; `meta`: compaction point, next lease id (the revision is `history`'s last key).
-//! - A write is acknowledged only after the commit that holds it has been
-//!   fsynced. Concurrent writes share one commit (see [`writer`]).
-//! - After a failed commit the store stops: every call answers
+//!   `leases`: lease id → TTL; `meta`: compaction point, next lease id, the last
+//!   log sequence redb holds (the revision is `history`'s last key).
+//! - A write lands in the overlay ([`overlay`]) and is acknowledged and shown
+//!   to readers only after the log record that holds it has been fsynced
+//!   ([`syncer`]); concurrent writes share one record. Every 100 ms the overlay's
+//!   layer is committed to redb in the background ([`flusher`]).
+//! - After a failed write the store stops: every call answers
 //!   [`KvError::Stopped`] until the directory is opened again.
 
 #![deny(missing_docs)]
 
 mod codec;
 mod faults;
+mod flusher;
 mod leases;
+mod overlay;
+mod syncer;
 mod wal;
 mod watch;
 mod writer;
 
 use std::fs::{File, OpenOptions};
-use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ifc_kv::apply::{self, ApplyError, KeySpace};
@@ -32,17 +40,20 @@ use ifc_kv::validate::Limits;
 use ifc_kv::{
     DeleteRequest, DeleteResponse, KeyRange, KeyValue, KvError, KvStore, Lease, LeaseId,
     LeaseStatus, PutRequest, PutResponse, RangeRequest, RangeResponse, Revision, TxnOp,
-    TxnOpResponse, TxnRequest, TxnResponse, WatchBatch, WatchRequest, WatchStream, prefix_end,
+    TxnOpResponse, TxnRequest, TxnResponse, WatchBatch, WatchRequest, WatchStream,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 pub use faults::FaultSwitch;
+pub use wal::SEGMENT_FILES as WAL_FILES;
 
 use crate::codec::{decode_events, decode_kv};
+use crate::flusher::FlushControl;
 use crate::leases::LeaseTable;
+use crate::overlay::{Overlay, Snapshot};
 use crate::watch::Hub;
-use crate::writer::{Command, WriterState};
+use crate::writer::{Command, FreezeRule, Writer, WriterState};
 
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
@@ -57,8 +68,9 @@ const META_WAL_SEQ: &str = "wal_seq";
 pub const DATA_FILE: &str = "ifc.redb";
 /// The lock file's name inside the data directory.
 pub const LOCK_FILE: &str = "LOCK";
-/// The write-ahead log's name inside the data directory.
-pub const WAL_FILE: &str = "wal.log";
+/// The single-file write-ahead log of earlier versions: replayed at open, then
+/// removed (the log is now [`WAL_FILES`]).
+pub const LEGACY_WAL_FILE: &str = "wal.log";
 
 /// How to open the store.
 #[derive(Clone, Debug)]
@@ -67,10 +79,15 @@ pub struct EmbeddedOptions {
     pub limits: Limits,
     /// Revisions of watch history kept by automatic compaction; 0 keeps all.
     pub history_retention: i64,
-    /// Largest size of the write-ahead log, in bytes; when it is full the
-    /// B-tree is made durable and the log starts over.
-    pub wal_bytes: u64,
-    /// For crash tests only: a switch that makes the file's fsync fail.
+    /// The overlay's active layer is frozen and committed to redb at least this
+    /// often (when it holds anything).
+    pub freeze_interval: Duration,
+    /// ... or once it holds this many changes (key versions and history entries).
+    pub freeze_changes: usize,
+    /// ... or once it holds about this many bytes. If it reaches this size while
+    /// the previous layer is still being committed, writes wait for that commit.
+    pub layer_bytes: usize,
+    /// For tests only: a switch that makes fsyncs fail or the log's slow.
     pub fault_switch: Option<FaultSwitch>,
 }
 
@@ -79,7 +96,9 @@ impl Default for EmbeddedOptions {
         EmbeddedOptions {
             limits: Limits::default(),
             history_retention: 100_000,
-            wal_bytes: 64 << 20,
+            freeze_interval: Duration::from_millis(100),
+            freeze_changes: 20_000,
+            layer_bytes: 64 << 20,
             fault_switch: None,
         }
     }
@@ -88,12 +107,14 @@ impl Default for EmbeddedOptions {
 /// State shared by the API, the writer thread and the watchers.
 struct Shared {
     db: Database,
+    /// Writes not yet in redb, and the revision readers read at.
+    overlay: Overlay,
     /// Lock order: `leases` is never held while taking `stopped`, and neither is
     /// held across an await or a commit.
     leases: Mutex<LeaseTable>,
     stopped: Mutex<Option<String>>,
     hub: Hub,
-    /// The compaction point of the last commit, for watch start checks.
+    /// The compaction point of the last durable batch, for watch start checks.
     compact_revision: AtomicI64,
     limits: Limits,
 }
@@ -121,20 +142,32 @@ impl Shared {
         }
     }
 
-    /// History from `from` to `to` inclusive, from disk.
+    /// History from `from` to `to` inclusive, from the overlay and disk. History
+    /// entries never change once written, so the layers taken before the redb
+    /// snapshot, with it, hold every entry up to the visible revision.
     fn read_history(&self, from: Revision, to: Revision) -> Result<Vec<WatchBatch>, KvError> {
-        let txn = self.db.begin_read().map_err(backend)?;
-        let meta = txn.open_table(META).map_err(backend)?;
-        let compact = meta.get(META_COMPACT).map_err(backend)?.map_or(0, |v| v.value());
+        let compact = self.compact_revision.load(Ordering::Acquire);
         if from < compact {
             return Err(KvError::Compacted { compact_revision: compact });
         }
+        let (from, to) = (from as u64, to as u64);
+        let layers = self.overlay.layers();
+        let txn = self.db.begin_read().map_err(backend)?;
         let history = txn.open_table(HISTORY).map_err(backend)?;
-        let mut batches = Vec::new();
-        for entry in history.range(from as u64..=to as u64).map_err(backend)? {
+        let mut entries = std::collections::BTreeMap::new();
+        for entry in history.range(from..=to).map_err(backend)? {
             let (revision, bytes) = entry.map_err(backend)?;
-            let revision = revision.value() as Revision;
-            let events = decode_events(revision, bytes.value()).map_err(backend)?;
+            entries.insert(revision.value(), bytes.value().to_vec());
+        }
+        for layer in layers.frozen.iter().chain(std::iter::once(&layers.active)) {
+            for (revision, bytes) in layer.read().history.range(from..=to) {
+                entries.entry(*revision).or_insert_with(|| bytes.clone());
+            }
+        }
+        let mut batches = Vec::new();
+        for (revision, bytes) in entries {
+            let revision = revision as Revision;
+            let events = decode_events(revision, &bytes).map_err(backend)?;
             batches.push(WatchBatch { revision, events });
         }
         Ok(batches)
@@ -143,46 +176,6 @@ impl Shared {
 
 fn backend(e: impl std::fmt::Display) -> KvError {
     KvError::Backend(e.to_string())
-}
-
-/// Reads a range from any readable `kv` table (the writer's or a reader's).
-fn scan(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    range: &KeyRange,
-    limit: usize,
-    count_all: bool,
-) -> Result<(Vec<KeyValue>, usize), String> {
-    let (start, end): (Bound<&[u8]>, Bound<Vec<u8>>) = match range {
-        KeyRange::Key(k) => (Bound::Included(k), Bound::Included(k.clone())),
-        KeyRange::Prefix(p) if p.is_empty() => (Bound::Unbounded, Bound::Unbounded),
-        KeyRange::Prefix(p) => {
-            let end = prefix_end(p);
-            if end == [0] {
-                (Bound::Included(p), Bound::Unbounded)
-            } else {
-                (Bound::Included(p), Bound::Excluded(end))
-            }
-        }
-        KeyRange::Span { start, end } => (Bound::Included(start), Bound::Excluded(end.clone())),
-    };
-    let end_ref = match &end {
-        Bound::Included(e) => Bound::Included(e.as_slice()),
-        Bound::Excluded(e) => Bound::Excluded(e.as_slice()),
-        Bound::Unbounded => Bound::Unbounded,
-    };
-    let mut kvs = Vec::new();
-    let mut count = 0;
-    for entry in table.range::<&[u8]>((start, end_ref)).map_err(|e| e.to_string())? {
-        let (key, value) = entry.map_err(|e| e.to_string())?;
-        count += 1;
-        if limit == 0 || kvs.len() < limit {
-            kvs.push(decode_kv(key.value(), value.value()).map_err(|e| e.to_string())?);
-        } else if !count_all {
-            // One key past the limit says `more`; the rest is walked only to count.
-            break;
-        }
-    }
-    Ok((kvs, count))
 }
 
 /// The store's revision: the last key of `history`, or 1 for a store never
@@ -241,25 +234,47 @@ impl EmbeddedStore {
             redb::DatabaseError::DatabaseAlreadyOpen => KvError::Locked(path.display().to_string()),
             e => KvError::Backend(format!("cannot open {}: {e}", path.display())),
         })?;
-        let mut wal =
-            wal::Wal::open(&dir.join(WAL_FILE), options.wal_bytes, options.fault_switch.clone())
-                .map_err(|e| KvError::Backend(format!("cannot open the write-ahead log: {e}")))?;
+        let mut wal = wal::Wal::open(dir, options.fault_switch.clone())
+            .map_err(|e| KvError::Backend(format!("cannot open the write-ahead log: {e}")))?;
         replay(&db, &mut wal)?;
-        let (state, table) = load(&db, options.history_retention, wal)?;
+        let (state, table) = load(&db, options.history_retention)?;
         let shared = Arc::new(Shared {
             db,
+            overlay: Overlay::new(state.revision),
             leases: Mutex::new(table),
             stopped: Mutex::new(None),
             hub: Hub::new(state.revision),
             compact_revision: AtomicI64::new(state.compact_revision),
             limits: options.limits,
         });
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(run)
+                .map_err(|e| KvError::Backend(format!("cannot start the {name} thread: {e}")))
+        };
+        let flush = Arc::new(FlushControl::default());
+        let (flusher_shared, flusher_control) = (shared.clone(), flush.clone());
+        let flusher = spawn(
+            "ifc-kv-flusher",
+            Box::new(move || flusher::run(flusher_shared, flusher_control)),
+        )?;
+        // A few batches may wait for the log while the writer applies the next.
+        let (to_syncer, syncer_items) = std_mpsc::sync_channel(8);
+        let (syncer_shared, syncer_control) = (shared.clone(), flush.clone());
+        let syncer = spawn(
+            "ifc-kv-log",
+            Box::new(move || syncer::run(syncer_shared, syncer_items, wal, syncer_control)),
+        )?;
+        let freeze = FreezeRule {
+            interval: options.freeze_interval,
+            changes: options.freeze_changes.max(1),
+            bytes: options.layer_bytes.max(1),
+        };
         let (tx, rx) = std_mpsc::channel();
-        let writer_shared = shared.clone();
-        let writer = std::thread::Builder::new()
-            .name("ifc-kv-writer".into())
-            .spawn(move || writer::run(writer_shared, rx, state))
-            .map_err(|e| KvError::Backend(format!("cannot start the writer thread: {e}")))?;
+        let writer =
+            Writer { shared: shared.clone(), state, freeze, to_syncer, flush, syncer, flusher };
+        let writer = spawn("ifc-kv-writer", Box::new(move || writer::run(writer, rx)))?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 shared,
@@ -305,11 +320,9 @@ impl EmbeddedStore {
     fn read_txn(&self, req: &TxnRequest) -> Result<TxnResponse, KvError> {
         let shared = self.shared();
         shared.check_running()?;
-        let txn = shared.db.begin_read().map_err(backend)?;
-        let revision = last_revision(&txn.open_table(HISTORY).map_err(backend)?)?;
-        let table = txn.open_table(KV).map_err(backend)?;
-        let mut space = SnapshotSpace(&table);
-        match apply::apply_txn(&mut space, revision, req) {
+        let snapshot = shared.overlay.snapshot(&shared.db)?;
+        let mut space = SnapshotSpace(&snapshot);
+        match apply::apply_txn(&mut space, snapshot.at, req) {
             Ok(applied) => Ok(applied.response),
             Err(ApplyError::Rejected(e)) => Err(e),
             Err(ApplyError::Storage(e)) => Err(KvError::Backend(e)),
@@ -317,17 +330,14 @@ impl EmbeddedStore {
     }
 }
 
-/// A read snapshot of the `kv` table seen through [`KeySpace`]; only reads.
-struct SnapshotSpace<'t>(&'t redb::ReadOnlyTable<&'static [u8], &'static [u8]>);
+/// A read snapshot seen through [`KeySpace`]; only reads.
+struct SnapshotSpace<'s>(&'s Snapshot);
 
 impl KeySpace for SnapshotSpace<'_> {
     type Error = String;
 
     fn get(&mut self, key: &[u8]) -> Result<Option<KeyValue>, String> {
-        match self.0.get(key).map_err(|e| e.to_string())? {
-            Some(stored) => decode_kv(key, stored.value()).map(Some).map_err(|e| e.to_string()),
-            None => Ok(None),
-        }
+        self.0.get(key)
     }
 
     fn scan(
@@ -336,7 +346,7 @@ impl KeySpace for SnapshotSpace<'_> {
         limit: usize,
         count_all: bool,
     ) -> Result<(Vec<KeyValue>, usize), String> {
-        scan(self.0, range, limit, count_all)
+        self.0.scan(range, limit, count_all)
     }
 
     fn insert(&mut self, _: &KeyValue) -> Result<(), String> {
@@ -373,7 +383,8 @@ fn lock_dir(dir: &Path) -> Result<File, KvError> {
     }
 }
 
-/// Replays the write-ahead log into the B-tree and makes the result durable.
+/// Replays the write-ahead log into the B-tree and makes the result durable;
+/// then a legacy `wal.log` is no longer needed.
 fn replay(db: &Database, wal: &mut wal::Wal) -> Result<(), KvError> {
     // Create the tables on first open so readers never meet a missing one.
     let txn = db.begin_write().map_err(backend)?;
@@ -388,13 +399,17 @@ fn replay(db: &Database, wal: &mut wal::Wal) -> Result<(), KvError> {
     let records = wal
         .recover(u64::try_from(applied).unwrap_or(0))
         .map_err(|e| KvError::Backend(format!("cannot read the write-ahead log: {e}")))?;
+    let remove_legacy = |wal: &mut wal::Wal| {
+        wal.remove_legacy()
+            .map_err(|e| KvError::Backend(format!("cannot remove the old write-ahead log: {e}")))
+    };
     let Some(last) = records.last().map(|(seq, _)| *seq) else {
-        return Ok(());
+        return remove_legacy(wal);
     };
     tracing::info!(records = records.len(), "replaying the write-ahead log");
     let txn = db.begin_write().map_err(backend)?;
     {
-        let mut tables = writer::Tables::open(&txn).map_err(KvError::Backend)?;
+        let mut tables = flusher::Tables::open(&txn).map_err(KvError::Backend)?;
         for (_, mutations) in records {
             for mutation in mutations {
                 tables.apply(mutation).map_err(KvError::Backend)?;
@@ -402,15 +417,12 @@ fn replay(db: &Database, wal: &mut wal::Wal) -> Result<(), KvError> {
         }
         tables.meta.insert(META_WAL_SEQ, last as i64).map_err(backend)?;
     }
-    txn.commit().map_err(backend)
+    txn.commit().map_err(backend)?;
+    remove_legacy(wal)
 }
 
 /// Reads the counters and rebuilds the lease table.
-fn load(
-    db: &Database,
-    retention: i64,
-    wal: wal::Wal,
-) -> Result<(WriterState, LeaseTable), KvError> {
+fn load(db: &Database, retention: i64) -> Result<(WriterState, LeaseTable), KvError> {
     let txn = db.begin_read().map_err(backend)?;
     let meta = txn.open_table(META).map_err(backend)?;
     let get = |name: &str, default: i64| -> Result<i64, KvError> {
@@ -421,8 +433,6 @@ fn load(
         compact_revision: get(META_COMPACT, 0)?,
         next_lease: get(META_NEXT_LEASE, 1)?,
         retention,
-        wal,
-        last_checkpoint: std::time::Instant::now(),
     };
     let mut table = LeaseTable::default();
     for entry in txn.open_table(LEASES).map_err(backend)?.iter().map_err(backend)? {
@@ -445,14 +455,18 @@ impl KvStore for EmbeddedStore {
         let shared = self.shared();
         shared.check_running()?;
         shared.limits.check_range_request(&req)?;
-        // Reads run on the caller's thread: a redb read transaction never waits
-        // for the writer, and one key or a short prefix costs microseconds.
-        let txn = shared.db.begin_read().map_err(backend)?;
-        let revision = last_revision(&txn.open_table(HISTORY).map_err(backend)?)?;
-        let table = txn.open_table(KV).map_err(backend)?;
+        // Reads run on the caller's thread: the overlay and a redb read
+        // transaction never wait for the writer, and one key or a short prefix
+        // costs microseconds.
+        let snapshot = shared.overlay.snapshot(&shared.db)?;
         let limit = usize::try_from(req.limit).unwrap_or(0);
-        let (kvs, count) = scan(&table, &req.range, limit, req.count).map_err(KvError::Backend)?;
-        Ok(RangeResponse { more: kvs.len() < count, count: count as i64, kvs, revision })
+        let (kvs, count) = snapshot.scan(&req.range, limit, req.count).map_err(KvError::Backend)?;
+        Ok(RangeResponse {
+            more: kvs.len() < count,
+            count: count as i64,
+            kvs,
+            revision: snapshot.at,
+        })
     }
 
     async fn put(&self, req: PutRequest) -> Result<PutResponse, KvError> {

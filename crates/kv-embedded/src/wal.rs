@@ -1,30 +1,36 @@
-//! The write-ahead log that makes a commit cost one sequential write and one
-//! `fdatasync` instead of a copy-on-write B-tree flush.
+//! The write-ahead log: what makes a batch durable before the overlay's layer
+//! that holds it reaches the B-tree.
 //!
-//! Each batch is applied to redb with `Durability::None` (in memory and the OS
-//! cache, no fsync), and its *effects* — absolute puts and deletes on the four
-//! tables — are appended to `wal.log` and fdatasynced before any request of the
-//! batch is acknowledged. Every [`CHECKPOINT_INTERVAL`], or when the log is
-//! full, a redb commit with `Durability::Immediate` makes everything durable in
-//! the B-tree, records the last log sequence it covers (`meta.wal_seq`), and the
-//! log starts over from its beginning.
+//! Each batch's *effects* — absolute puts and deletes on the four tables — are
+//! appended to the current segment and fdatasynced before any request of the
+//! batch is answered or its revision published (see [`crate::syncer`]). Several
+//! batches that wait together share one record and one `fdatasync`.
 //!
-//! The file is preallocated (zeros written once), so appends overwrite blocks in
-//! place and `fdatasync` never has to flush a size change.
+//! Two segments, `wal-0` and `wal-1`, alternate: each holds the records of one
+//! overlay layer. When the writer freezes the active layer, the log switches to
+//! the other segment, which is free because the layer before was committed to
+//! the B-tree (with `meta.wal_seq` = the last sequence it holds) before the
+//! writer was allowed to freeze again. A free segment is overwritten from its
+//! start; its stale tail has sequence numbers at or below `meta.wal_seq`.
+//!
+//! A segment is preallocated (zeros written and synced once, 4 MiB at a time), so
+//! appends overwrite allocated blocks and `fdatasync` never has to flush a size
+//! change. Records start on page boundaries: a small record dirties one page, as
+//! the disk's own 4 KiB write + fdatasync does, instead of straddling two.
 //!
 //! Record: `magic u32 | seq u64 | len u32 | crc32 u32 | payload`, little endian;
-//! the CRC covers `seq`, `len` and the payload. Recovery reads records from the
-//! start: records with `seq <= meta.wal_seq` are already in the B-tree (or stale,
-//! from before the last restart of the log) and are skipped; then records must
-//! follow with consecutive sequence numbers; the first torn, corrupt or
-//! out-of-sequence record ends the log. Replaying absolute writes in order on
-//! top of any earlier state converges to the logged state, so a record applied
+//! the CRC covers `seq`, `len` and the payload. Recovery reads each segment (and
+//! a `wal.log` left by the single-file log of earlier versions) from its start:
+//! records with `seq <= meta.wal_seq` are already in the B-tree (or stale) and are
+//! skipped; within a segment the first torn, corrupt or out-of-order record ends
+//! it. The records of all files are then taken in sequence order from
+//! `meta.wal_seq + 1` on, up to the first gap. Replaying absolute writes in order
+//! on top of any earlier state converges to the logged state, so a record applied
 //! twice is harmless.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::FaultSwitch;
 
@@ -37,8 +43,6 @@ const ALIGN: u64 = 4096;
 fn aligned(offset: u64) -> u64 {
     offset.div_ceil(ALIGN) * ALIGN
 }
-/// How often the B-tree is made durable and the log restarted, at most.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// One absolute change to a table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +68,64 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// Appends mutations to a record's payload as they are made, without building
+/// [`Mutation`]s first (the writer's hot path).
+pub mod payload {
+    use ifc_kv::KeyValue;
+
+    use super::put_bytes;
+    use crate::codec::encode_kv_into;
+
+    /// `kv[key] = kv` (stored as metadata + value).
+    pub fn kv_put(out: &mut Vec<u8>, kv: &KeyValue) {
+        out.push(1);
+        put_bytes(out, &kv.key);
+        out.extend_from_slice(&(crate::codec::stored_len(kv) as u32).to_le_bytes());
+        encode_kv_into(out, kv);
+    }
+
+    /// Remove `kv[key]`.
+    pub fn kv_del(out: &mut Vec<u8>, key: &[u8]) {
+        out.push(2);
+        put_bytes(out, key);
+    }
+
+    /// `history[revision] = events`.
+    pub fn hist_put(out: &mut Vec<u8>, revision: u64, events: &[u8]) {
+        out.push(3);
+        out.extend_from_slice(&revision.to_le_bytes());
+        put_bytes(out, events);
+    }
+
+    /// Remove every `history` entry below the revision.
+    pub fn hist_del_below(out: &mut Vec<u8>, revision: u64) {
+        out.push(4);
+        out.extend_from_slice(&revision.to_le_bytes());
+    }
+
+    /// `leases[id] = ttl`.
+    pub fn lease_put(out: &mut Vec<u8>, id: i64, ttl: i64) {
+        out.push(5);
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&ttl.to_le_bytes());
+    }
+
+    /// Remove `leases[id]`.
+    pub fn lease_del(out: &mut Vec<u8>, id: i64) {
+        out.push(6);
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+
+    /// `meta[name] = value`.
+    pub fn meta(out: &mut Vec<u8>, name: &str, value: i64) {
+        out.push(7);
+        put_bytes(out, name.as_bytes());
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+}
+
 /// Encodes a batch's mutations.
+#[cfg(test)]
 pub fn encode(mutations: &[Mutation]) -> Vec<u8> {
     let mut out = Vec::new();
     for m in mutations {
@@ -74,33 +135,12 @@ pub fn encode(mutations: &[Mutation]) -> Vec<u8> {
                 put_bytes(&mut out, k);
                 put_bytes(&mut out, v);
             }
-            Mutation::KvDel(k) => {
-                out.push(2);
-                put_bytes(&mut out, k);
-            }
-            Mutation::HistPut(r, v) => {
-                out.push(3);
-                out.extend_from_slice(&r.to_le_bytes());
-                put_bytes(&mut out, v);
-            }
-            Mutation::HistDelBelow(r) => {
-                out.push(4);
-                out.extend_from_slice(&r.to_le_bytes());
-            }
-            Mutation::LeasePut(id, ttl) => {
-                out.push(5);
-                out.extend_from_slice(&id.to_le_bytes());
-                out.extend_from_slice(&ttl.to_le_bytes());
-            }
-            Mutation::LeaseDel(id) => {
-                out.push(6);
-                out.extend_from_slice(&id.to_le_bytes());
-            }
-            Mutation::Meta(name, value) => {
-                out.push(7);
-                put_bytes(&mut out, name.as_bytes());
-                out.extend_from_slice(&value.to_le_bytes());
-            }
+            Mutation::KvDel(k) => payload::kv_del(&mut out, k),
+            Mutation::HistPut(r, v) => payload::hist_put(&mut out, *r, v),
+            Mutation::HistDelBelow(r) => payload::hist_del_below(&mut out, *r),
+            Mutation::LeasePut(id, ttl) => payload::lease_put(&mut out, *id, *ttl),
+            Mutation::LeaseDel(id) => payload::lease_del(&mut out, *id),
+            Mutation::Meta(name, value) => payload::meta(&mut out, name, *value),
         }
     }
     out
@@ -149,26 +189,21 @@ pub fn decode(payload: &[u8]) -> Option<Vec<Mutation>> {
     Some(out)
 }
 
-/// The log file.
-pub struct Wal {
+/// One segment file.
+struct Segment {
     file: File,
-    capacity: u64,
     /// Bytes of the file already allocated (zeros written and synced).
     allocated: u64,
+    /// Where the next record goes.
     offset: u64,
-    /// The sequence number the next record gets.
-    pub next_seq: u64,
-    faults: Option<FaultSwitch>,
 }
 
-impl Wal {
-    /// Opens (creating if needed) the log at `path`. It grows in preallocated
-    /// chunks up to `capacity` as records need room, and never shrinks.
-    pub fn open(path: &Path, capacity: u64, faults: Option<FaultSwitch>) -> std::io::Result<Wal> {
+impl Segment {
+    fn open(path: &Path) -> std::io::Result<Segment> {
         let file =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         let allocated = file.metadata()?.len();
-        Ok(Wal { file, capacity, allocated, offset: 0, next_seq: 1, faults })
+        Ok(Segment { file, allocated, offset: 0 })
     }
 
     /// Preallocates (writes zeros and syncs) up to `end`, in 4 MiB steps, so
@@ -178,7 +213,7 @@ impl Wal {
         if end <= self.allocated {
             return Ok(());
         }
-        let target = end.div_ceil(STEP).saturating_mul(STEP).min(self.capacity).max(end);
+        let target = end.div_ceil(STEP).saturating_mul(STEP);
         let zeros = vec![0u8; 1 << 20];
         let mut at = self.allocated;
         while at < target {
@@ -190,35 +225,90 @@ impl Wal {
         self.allocated = target;
         Ok(())
     }
+}
 
-    /// Every valid record after `applied` (the last sequence the B-tree holds),
-    /// in order. Leaves the log positioned to overwrite from the start with the
-    /// next sequence number.
+/// Every valid record of one file with `seq > applied`, in file order, up to
+/// the first torn, corrupt or out-of-order one.
+fn read_records(file: &File, applied: u64) -> std::io::Result<Vec<(u64, Vec<u8>)>> {
+    let allocated = file.metadata()?.len();
+    let mut records = Vec::new();
+    let mut offset = 0u64;
+    let mut last = applied;
+    let mut header = [0u8; HEADER];
+    while offset + HEADER as u64 <= allocated {
+        file.read_exact_at(&mut header, offset)?;
+        let magic = u32::from_le_bytes(header[0..4].try_into().unwrap_or_default());
+        let seq = u64::from_le_bytes(header[4..12].try_into().unwrap_or_default());
+        let len = u32::from_le_bytes(header[12..16].try_into().unwrap_or_default()) as u64;
+        let crc = u32::from_le_bytes(header[16..20].try_into().unwrap_or_default());
+        if magic != MAGIC || offset + HEADER as u64 + len > allocated {
+            break;
+        }
+        let mut payload = vec![0u8; len as usize];
+        file.read_exact_at(&mut payload, offset + HEADER as u64)?;
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&header[4..16]);
+        hasher.update(&payload);
+        if hasher.finalize() != crc {
+            break;
+        }
+        offset = aligned(offset + HEADER as u64 + len);
+        if seq <= applied {
+            // Already in the B-tree, or left over from before the segment was reused.
+            continue;
+        }
+        if seq <= last {
+            break;
+        }
+        last = seq;
+        records.push((seq, payload));
+    }
+    Ok(records)
+}
+
+/// The segment files' names inside the data directory.
+pub const SEGMENT_FILES: [&str; 2] = ["wal-0", "wal-1"];
+
+/// The log: two segments, one of them current.
+pub struct Wal {
+    segments: [Segment; 2],
+    current: usize,
+    /// The sequence number the next record gets.
+    pub next_seq: u64,
+    faults: Option<FaultSwitch>,
+    legacy: Option<std::path::PathBuf>,
+}
+
+impl Wal {
+    /// Opens (creating if needed) both segments in `dir`.
+    pub fn open(dir: &Path, faults: Option<FaultSwitch>) -> std::io::Result<Wal> {
+        let segments = [
+            Segment::open(&dir.join(SEGMENT_FILES[0]))?,
+            Segment::open(&dir.join(SEGMENT_FILES[1]))?,
+        ];
+        let legacy = dir.join(crate::LEGACY_WAL_FILE);
+        let legacy = legacy.exists().then_some(legacy);
+        Ok(Wal { segments, current: 0, next_seq: 1, faults, legacy })
+    }
+
+    /// Every record after `applied` (the last sequence the B-tree holds), from
+    /// both segments and a legacy `wal.log`, in sequence order up to the first
+    /// gap. Leaves the log writing segment 0 from its start with the next
+    /// sequence number (both segments are free once the caller has committed
+    /// the records it was given).
     pub fn recover(&mut self, applied: u64) -> std::io::Result<Vec<(u64, Vec<Mutation>)>> {
+        let mut found = Vec::new();
+        for segment in &self.segments {
+            found.extend(read_records(&segment.file, applied)?);
+        }
+        if let Some(path) = &self.legacy {
+            found.extend(read_records(&File::open(path)?, applied)?);
+        }
+        found.sort_by_key(|(seq, _)| *seq);
         let mut records = Vec::new();
-        let mut offset = 0u64;
         let mut expected = applied + 1;
-        let mut header = [0u8; HEADER];
-        while offset + HEADER as u64 <= self.allocated {
-            self.file.read_exact_at(&mut header, offset)?;
-            let magic = u32::from_le_bytes(header[0..4].try_into().unwrap_or_default());
-            let seq = u64::from_le_bytes(header[4..12].try_into().unwrap_or_default());
-            let len = u32::from_le_bytes(header[12..16].try_into().unwrap_or_default()) as u64;
-            let crc = u32::from_le_bytes(header[16..20].try_into().unwrap_or_default());
-            if magic != MAGIC || offset + HEADER as u64 + len > self.allocated {
-                break;
-            }
-            let mut payload = vec![0u8; len as usize];
-            self.file.read_exact_at(&mut payload, offset + HEADER as u64)?;
-            let mut hasher = crc32fast::Hasher::new();
-            hasher.update(&header[4..16]);
-            hasher.update(&payload);
-            if hasher.finalize() != crc {
-                break;
-            }
-            if seq <= applied {
-                // Already in the B-tree, or left over from before the log restarted.
-                offset = aligned(offset + HEADER as u64 + len);
+        for (seq, payload) in found {
+            if seq < expected {
                 continue;
             }
             if seq != expected {
@@ -227,20 +317,27 @@ impl Wal {
             let Some(mutations) = decode(&payload) else { break };
             records.push((seq, mutations));
             expected += 1;
-            offset = aligned(offset + HEADER as u64 + len);
         }
-        self.offset = 0;
+        for segment in &mut self.segments {
+            segment.offset = 0;
+        }
+        self.current = 0;
         self.next_seq = expected;
         Ok(records)
     }
 
-    /// Whether a record of `len` payload bytes fits before the end.
-    pub fn fits(&self, len: usize) -> bool {
-        aligned(self.offset + (HEADER + len) as u64) <= self.capacity
+    /// Removes the legacy `wal.log` once its records are in the B-tree.
+    pub fn remove_legacy(&mut self) -> std::io::Result<()> {
+        if let Some(path) = self.legacy.take() {
+            std::fs::remove_file(path)?;
+        }
+        Ok(())
     }
 
-    /// Appends one record and makes it durable. The caller checked [`Wal::fits`].
-    pub fn append(&mut self, seq: u64, payload: &[u8]) -> std::io::Result<()> {
+    /// Appends one record (the next sequence number) to the current segment and
+    /// makes it durable. Returns its sequence number.
+    pub fn append(&mut self, payload: &[u8]) -> std::io::Result<u64> {
+        let seq = self.next_seq;
         let mut record = Vec::with_capacity(HEADER + payload.len());
         record.extend_from_slice(&MAGIC.to_le_bytes());
         record.extend_from_slice(&seq.to_le_bytes());
@@ -251,25 +348,23 @@ impl Wal {
         hasher.update(payload);
         record.extend_from_slice(&hasher.finalize().to_le_bytes());
         record.extend_from_slice(payload);
-        self.allocate(self.offset + record.len() as u64)?;
-        self.file.write_all_at(&record, self.offset)?;
-        if self.faults.as_ref().is_some_and(FaultSwitch::failing) {
-            return Err(std::io::Error::other("injected fsync failure"));
+        let segment = &mut self.segments[self.current];
+        segment.allocate(segment.offset + record.len() as u64)?;
+        segment.file.write_all_at(&record, segment.offset)?;
+        if let Some(faults) = &self.faults {
+            faults.before_log_fsync()?;
         }
-        self.file.sync_data()?;
-        self.offset = aligned(self.offset + record.len() as u64);
+        segment.file.sync_data()?;
+        segment.offset = aligned(segment.offset + record.len() as u64);
         self.next_seq = seq + 1;
-        Ok(())
+        Ok(seq)
     }
 
-    /// Starts the log over (after a checkpoint made every record redundant).
-    pub fn restart(&mut self) {
-        self.offset = 0;
-    }
-
-    /// Whether any record was written since the last restart.
-    pub fn is_empty(&self) -> bool {
-        self.offset == 0
+    /// Switches to the other segment, which must be free (its layer is in the
+    /// B-tree), and overwrites it from its start.
+    pub fn switch(&mut self) {
+        self.current ^= 1;
+        self.segments[self.current].offset = 0;
     }
 }
 
@@ -277,10 +372,13 @@ impl Wal {
 mod tests {
     use super::*;
 
+    fn seqs(records: &[(u64, Vec<Mutation>)]) -> Vec<u64> {
+        records.iter().map(|r| r.0).collect()
+    }
+
     #[test]
-    fn records_round_trip_and_recovery_stops_at_damage() {
+    fn records_round_trip_across_segments_and_recovery_stops_at_damage() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wal.log");
         let batch = vec![
             Mutation::KvPut(b"k".to_vec(), b"v".to_vec()),
             Mutation::KvDel(b"x".to_vec()),
@@ -291,23 +389,49 @@ mod tests {
             Mutation::Meta("wal_seq".into(), 9),
         ];
         assert_eq!(decode(&encode(&batch)).unwrap(), batch);
-        let mut wal = Wal::open(&path, 1 << 16, None).unwrap();
+        let mut wal = Wal::open(dir.path(), None).unwrap();
         for seq in 1..=3 {
-            wal.append(seq, &encode(&batch)).unwrap();
+            assert_eq!(wal.append(&encode(&batch)).unwrap(), seq);
+        }
+        wal.switch();
+        for seq in 4..=5 {
+            assert_eq!(wal.append(&encode(&batch)).unwrap(), seq);
         }
         drop(wal);
-        let mut wal = Wal::open(&path, 1 << 16, None).unwrap();
-        assert_eq!(wal.recover(0).unwrap().len(), 3);
-        assert_eq!(wal.recover(2).unwrap().iter().map(|r| r.0).collect::<Vec<_>>(), vec![3]);
-        // A restarted log: new records overwrite from the start; the stale tail
-        // (sequence numbers at or below the checkpoint) is not replayed.
-        assert_eq!(wal.next_seq, 4);
-        wal.append(4, &encode(&batch[..1])).unwrap();
-        assert_eq!(wal.recover(3).unwrap().iter().map(|r| r.0).collect::<Vec<_>>(), vec![4]);
-        // A torn record ends the log.
-        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        let mut wal = Wal::open(dir.path(), None).unwrap();
+        assert_eq!(seqs(&wal.recover(0).unwrap()), vec![1, 2, 3, 4, 5]);
+        assert_eq!(seqs(&wal.recover(3).unwrap()), vec![4, 5]);
+        // Segment 0 reused: new records overwrite its start; its stale tail
+        // (sequence numbers at or below the B-tree's) is not replayed.
+        assert_eq!(wal.next_seq, 6);
+        assert_eq!(wal.append(&encode(&batch[..1])).unwrap(), 6);
+        assert_eq!(seqs(&wal.recover(3).unwrap()), vec![4, 5, 6]);
+        // A gap (records 1..=3 are gone from segment 0) ends the log.
+        assert!(wal.recover(0).unwrap().is_empty());
+        // A torn record ends its segment, and the gap it leaves ends the log.
+        let file = OpenOptions::new().write(true).open(dir.path().join(SEGMENT_FILES[1])).unwrap();
         file.write_all_at(&[0xFF; 4], HEADER as u64 + 2).unwrap();
         assert_eq!(aligned(1), ALIGN);
         assert!(wal.recover(3).unwrap().is_empty());
+        assert_eq!(seqs(&wal.recover(5).unwrap()), vec![6]);
+    }
+
+    #[test]
+    fn a_legacy_log_is_replayed_then_removed() {
+        let old = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(old.path(), None).unwrap();
+        for _ in 1..=2 {
+            wal.append(&encode(&[Mutation::LeasePut(1, 10)])).unwrap();
+        }
+        drop(wal);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(old.path().join(SEGMENT_FILES[0]), dir.path().join(crate::LEGACY_WAL_FILE))
+            .unwrap();
+        let mut wal = Wal::open(dir.path(), None).unwrap();
+        assert_eq!(seqs(&wal.recover(0).unwrap()), vec![1, 2]);
+        wal.remove_legacy().unwrap();
+        assert!(!dir.path().join(crate::LEGACY_WAL_FILE).exists());
+        let mut wal = Wal::open(dir.path(), None).unwrap();
+        assert!(wal.recover(2).unwrap().is_empty());
     }
 }

@@ -1,32 +1,45 @@
-//! The single writer thread and its group commit.
+//! The single writer thread: applies requests to the overlay's active layer.
 //!
 //! Every write goes through one channel to one thread. The thread takes whatever
-//! is queued (up to [`MAX_BATCH`]), applies it request by request inside one redb
-//! write transaction (each request that changes something takes the next
-//! revision), commits it without an fsync, appends the batch's effects to the
-//! write-ahead log with one `fdatasync` (see [`crate::wal`]), and only then
-//! answers every request in the batch and publishes the new revisions to
-//! watchers. If any step fails, nothing in the batch was acknowledged, and the
-//! store stops (fail-stop): the in-memory lease table and revision may be ahead
-//! of the disk, so the only safe state is "closed until reopened".
+//! is queued (up to [`MAX_BATCH`]), applies it request by request to the active
+//! layer (each request that changes something takes the next revision), encodes
+//! the batch's effects as one log payload as it goes, and hands the batch to the
+//! syncer ([`crate::syncer`]), which makes it durable and only then answers and
+//! publishes it. The writer does not wait for that: it applies the next batch
+//! while the previous one is being fsynced, reading the layers at their newest
+//! (not yet durable) state; a batch's answers never overtake an earlier batch's
+//! fsync, so nothing a reply says is undone by a crash.
+//!
+//! The writer also freezes the active layer (every `freeze_interval`, or after
+//! `freeze_changes` changes, or at `layer_bytes`) when the flusher is free, and
+//! waits for the flusher when the active layer is full and the frozen one is
+//! still being committed (back-pressure). If any step fails, the store stops
+//! (fail-stop): the in-memory state may be ahead of the disk, so the only safe
+//! state is "closed until reopened".
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Instant;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use ifc_kv::apply::{self, ApplyError, KeySpace};
 use ifc_kv::{
     KeyRange, KeyValue, KvError, Lease, LeaseId, Revision, TxnRequest, TxnResponse, WatchBatch,
 };
-use redb::{Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
-use crate::codec::{decode_kv, encode_events, encode_kv};
-use crate::wal::{self, Mutation, Wal};
-use crate::{HISTORY, KV, LEASES, META, META_COMPACT, META_NEXT_LEASE, META_WAL_SEQ, Shared};
+use crate::codec::encode_events;
+use crate::flusher::FlushControl;
+use crate::overlay::{Layer, Snapshot};
+use crate::syncer::{Group, SyncItem};
+use crate::wal::payload;
+use crate::{META_COMPACT, META_NEXT_LEASE, Shared};
 
-/// The most requests one commit takes.
+/// The most requests one batch takes.
 const MAX_BATCH: usize = 1024;
+/// How often the writer looks again whether it may freeze, while the flusher
+/// still holds the frozen layer.
+const FLUSH_POLL: Duration = Duration::from_millis(5);
 
 /// A request to the writer.
 pub enum Command {
@@ -37,7 +50,7 @@ pub enum Command {
 }
 
 /// An answer held back until the batch is on disk.
-enum Reply {
+pub enum Reply {
     Txn(oneshot::Sender<Result<TxnResponse, KvError>>, Result<TxnResponse, KvError>),
     Lease(oneshot::Sender<Result<Lease, KvError>>, Result<Lease, KvError>),
     Revoke(oneshot::Sender<Result<Revision, KvError>>, Result<Revision, KvError>),
@@ -45,7 +58,8 @@ enum Reply {
 }
 
 impl Reply {
-    fn send(self) {
+    /// Sends the answer.
+    pub fn send(self) {
         // A caller that gave up waiting is not an error: the write stands.
         match self {
             Reply::Txn(tx, r) => drop(tx.send(r)),
@@ -55,7 +69,8 @@ impl Reply {
         }
     }
 
-    fn fail(self, e: KvError) {
+    /// Answers with an error instead (the batch did not become durable).
+    pub fn fail(self, e: KvError) {
         match self {
             Reply::Txn(tx, _) => drop(tx.send(Err(e))),
             Reply::Lease(tx, _) => drop(tx.send(Err(e))),
@@ -72,27 +87,39 @@ pub struct WriterState {
     pub next_lease: LeaseId,
     /// Auto-compaction keeps this many revisions of history (0: never compact).
     pub retention: i64,
-    /// The write-ahead log.
-    pub wal: Wal,
-    /// When the B-tree was last made durable.
-    pub last_checkpoint: Instant,
+}
+
+/// When the active layer is frozen.
+#[derive(Clone, Copy, Debug)]
+pub struct FreezeRule {
+    pub interval: Duration,
+    pub changes: usize,
+    pub bytes: usize,
+}
+
+/// The writer and the two threads it hands work to.
+pub struct Writer {
+    pub shared: Arc<Shared>,
+    pub state: WriterState,
+    pub freeze: FreezeRule,
+    pub to_syncer: SyncSender<SyncItem>,
+    pub flush: Arc<FlushControl>,
+    pub syncer: JoinHandle<()>,
+    pub flusher: JoinHandle<()>,
 }
 
 /// The writer loop; returns when every sender is gone.
-pub fn run(shared: Arc<Shared>, commands: Receiver<Command>, mut state: WriterState) {
+pub fn run(mut writer: Writer, commands: Receiver<Command>) {
     loop {
-        let timeout =
-            shared.leases().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
-        let first = match timeout {
-            Some(t) => match commands.recv_timeout(t) {
+        let first = match writer.next_wake() {
+            Some(at) => match commands.recv_timeout(at.saturating_duration_since(Instant::now())) {
                 Ok(c) => Some(c),
                 Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return shutdown(&shared, &mut state),
+                Err(RecvTimeoutError::Disconnected) => return writer.shutdown(),
             },
-            None => match commands.recv_timeout(wal::CHECKPOINT_INTERVAL) {
+            None => match commands.recv() {
                 Ok(c) => Some(c),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return shutdown(&shared, &mut state),
+                Err(_) => return writer.shutdown(),
             },
         };
         let mut batch: Vec<Command> = first.into_iter().collect();
@@ -102,54 +129,23 @@ pub fn run(shared: Arc<Shared>, commands: Receiver<Command>, mut state: WriterSt
                 Err(_) => break,
             }
         }
-        if let Err(e) = shared.check_running() {
+        if let Err(e) = writer.shared.check_running() {
             for command in batch {
                 pending_reply(command).fail(e.clone());
             }
             continue;
         }
-        let expired = shared.leases().expired(Instant::now());
-        if batch.is_empty() && expired.is_empty() {
-            // Idle: make the B-tree durable so the log does not have to be replayed.
-            if !state.wal.is_empty()
-                && state.last_checkpoint.elapsed() >= wal::CHECKPOINT_INTERVAL
-                && let Err(message) = checkpoint(&shared, &mut state)
-            {
-                fail(&shared, message);
-            }
-            continue;
+        let expired = writer.shared.leases().expired(Instant::now());
+        if !batch.is_empty() || !expired.is_empty() {
+            writer.commit_batch(batch, &expired);
         }
-        commit_batch(&shared, &mut state, batch, expired);
+        writer.maybe_freeze(false);
     }
 }
 
 fn fail(shared: &Shared, message: String) {
     tracing::error!(%message, "embedded store write failed; the store stops");
     shared.stop(message);
-}
-
-/// A clean stop: everything durable in the B-tree, the log empty.
-fn shutdown(shared: &Shared, state: &mut WriterState) {
-    if shared.check_running().is_ok()
-        && let Err(message) = checkpoint(shared, state)
-    {
-        fail(shared, message);
-    }
-}
-
-/// Makes every commit so far durable in the B-tree and restarts the log.
-fn checkpoint(shared: &Shared, state: &mut WriterState) -> Result<(), String> {
-    let mut txn = shared.db.begin_write().map_err(|e| e.to_string())?;
-    txn.set_durability(Durability::Immediate).map_err(|e| e.to_string())?;
-    {
-        let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
-        let covered = state.wal.next_seq as i64 - 1;
-        meta.insert(META_WAL_SEQ, covered).map_err(|e| e.to_string())?;
-    }
-    txn.commit().map_err(|e| e.to_string())?;
-    state.wal.restart();
-    state.last_checkpoint = Instant::now();
-    Ok(())
 }
 
 fn pending_reply(command: Command) -> Reply {
@@ -162,244 +158,247 @@ fn pending_reply(command: Command) -> Reply {
     }
 }
 
-fn commit_batch(
-    shared: &Shared,
-    state: &mut WriterState,
-    batch: Vec<Command>,
-    expired: Vec<LeaseId>,
-) {
-    let start_revision = state.revision;
-    let mut replies = Vec::with_capacity(batch.len());
-    let mut published = Vec::new();
-    let outcome = (|| -> Result<(), String> {
-        let seq = state.wal.next_seq;
-        let mut txn = shared.db.begin_write().map_err(|e| e.to_string())?;
-        // Durability comes from the log, not from this commit.
-        txn.set_durability(Durability::None).map_err(|e| e.to_string())?;
-        let mutations = {
-            let mut tables = Tables::open(&txn)?;
-            apply_batch(shared, state, &mut tables, batch, &expired, &mut replies, &mut published)?;
-            tables.meta.insert(META_WAL_SEQ, seq as i64).map_err(|e| e.to_string())?;
-            tables.log
-        };
-        txn.commit().map_err(|e| e.to_string())?;
-        if mutations.is_empty() {
-            return Ok(());
-        }
-        let payload = wal::encode(&mutations);
-        if state.wal.fits(payload.len())
-            && state.last_checkpoint.elapsed() < wal::CHECKPOINT_INTERVAL
-        {
-            state.wal.append(seq, &payload).map_err(|e| e.to_string())
+impl Writer {
+    /// When to wake without a request: the next lease deadline, or when the
+    /// active layer is due to be frozen.
+    fn next_wake(&self) -> Option<Instant> {
+        let lease = self.shared.leases().next_deadline();
+        let active = self.shared.overlay.layers().active;
+        let freeze = if active.read().changes == 0 {
+            None
+        } else if self.flush.frozen() {
+            Some(Instant::now() + FLUSH_POLL)
         } else {
-            // Log full or due: make this batch and all before it durable in the
-            // B-tree at once, and start the log over.
-            state.wal.next_seq = seq + 1;
-            checkpoint(shared, state)
-        }
-    })();
-    match outcome {
-        Ok(()) => {
-            shared
-                .compact_revision
-                .store(state.compact_revision, std::sync::atomic::Ordering::Release);
-            shared.hub.publish(published);
-            for reply in replies {
-                reply.send();
-            }
-        }
-        Err(message) => {
-            state.revision = start_revision;
-            fail(shared, message.clone());
-            for reply in replies {
-                reply.fail(KvError::Stopped(message.clone()));
-            }
-        }
-    }
-}
-
-/// The four tables of one write transaction, and the log of every change made
-/// through them (what the write-ahead log records).
-pub struct Tables<'txn> {
-    pub kv: Table<'txn, &'static [u8], &'static [u8]>,
-    pub history: Table<'txn, u64, &'static [u8]>,
-    pub leases: Table<'txn, i64, i64>,
-    pub meta: Table<'txn, &'static str, i64>,
-    pub log: Vec<Mutation>,
-}
-
-impl<'txn> Tables<'txn> {
-    pub fn open(txn: &'txn WriteTransaction) -> Result<Self, String> {
-        let err = |e: redb::TableError| e.to_string();
-        Ok(Tables {
-            kv: txn.open_table(KV).map_err(err)?,
-            history: txn.open_table(HISTORY).map_err(err)?,
-            leases: txn.open_table(LEASES).map_err(err)?,
-            meta: txn.open_table(META).map_err(err)?,
-            log: Vec::new(),
-        })
+            Some(active.opened + self.freeze.interval)
+        };
+        [lease, freeze].into_iter().flatten().min()
     }
 
-    /// Applies one mutation (from a batch, or replayed from the log).
-    pub fn apply(&mut self, m: Mutation) -> Result<(), String> {
-        let err = |e: redb::StorageError| e.to_string();
-        match &m {
-            Mutation::KvPut(k, v) => drop(self.kv.insert(k.as_slice(), v.as_slice()).map_err(err)?),
-            Mutation::KvDel(k) => drop(self.kv.remove(k.as_slice()).map_err(err)?),
-            Mutation::HistPut(r, v) => drop(self.history.insert(*r, v.as_slice()).map_err(err)?),
-            Mutation::HistDelBelow(r) => self.history.retain_in(..*r, |_, _| false).map_err(err)?,
-            Mutation::LeasePut(id, ttl) => drop(self.leases.insert(*id, *ttl).map_err(err)?),
-            Mutation::LeaseDel(id) => drop(self.leases.remove(*id).map_err(err)?),
-            Mutation::Meta(name, value) => {
-                drop(self.meta.insert(name.as_str(), *value).map_err(err)?)
-            }
+    /// Freezes the active layer if it is due (or `force`d, at shutdown) and the
+    /// flusher is free; waits for the flusher if the active layer is full.
+    fn maybe_freeze(&mut self, force: bool) {
+        let active = self.shared.overlay.layers().active;
+        let (changes, bytes) = {
+            let data = active.read();
+            (data.changes, data.bytes)
+        };
+        if changes == 0 {
+            return;
         }
-        self.log.push(m);
-        Ok(())
+        let full = bytes >= self.freeze.bytes;
+        let due = force
+            || full
+            || changes >= self.freeze.changes
+            || active.opened.elapsed() >= self.freeze.interval;
+        if !due {
+            return;
+        }
+        if self.flush.frozen() && !(force || full) {
+            return;
+        }
+        if !self.flush.wait_flushed(&self.shared) {
+            return;
+        }
+        let frozen = self.shared.overlay.freeze();
+        self.flush.froze();
+        if self.to_syncer.send(SyncItem::Seal(frozen)).is_err() {
+            fail(&self.shared, "the log thread is gone".into());
+        }
     }
-}
 
-#[allow(clippy::too_many_arguments)]
-fn apply_batch(
-    shared: &Shared,
-    state: &mut WriterState,
-    tables: &mut Tables<'_>,
-    batch: Vec<Command>,
-    expired: &[LeaseId],
-    replies: &mut Vec<Reply>,
-    published: &mut Vec<WatchBatch>,
-) -> Result<(), String> {
-    let (compact_before, next_lease_before) = (state.compact_revision, state.next_lease);
-
-    let mut record = |state: &mut WriterState,
-                      tables: &mut Tables<'_>,
-                      events: Vec<ifc_kv::Event>|
-     -> Result<(), String> {
-        if events.is_empty() {
-            return Ok(());
+    /// A clean stop: everything in the B-tree, the log no longer needed.
+    fn shutdown(mut self) {
+        if self.shared.check_running().is_ok() {
+            self.maybe_freeze(true);
         }
-        state.revision += 1;
-        tables.apply(Mutation::HistPut(state.revision as u64, encode_events(&events)))?;
-        {
-            let mut table = shared.leases();
-            let table = std::cell::RefCell::new(&mut *table);
-            apply::track_leases(
-                &events,
-                |lease, key| table.borrow_mut().detach(lease, key),
-                |lease, key| table.borrow_mut().attach(lease, key),
-            );
-        }
-        published.push(WatchBatch { revision: state.revision, events });
-        Ok(())
-    };
+        let Writer { shared, to_syncer, flush, syncer, flusher, .. } = self;
+        drop(to_syncer);
+        let _ = syncer.join();
+        flush.wait_flushed(&shared);
+        flush.close();
+        let _ = flusher.join();
+    }
 
-    for command in batch {
-        match command {
-            Command::Txn(req, reply) => {
-                let mut space = TableSpace { tables: &mut *tables, shared };
-                match apply::apply_txn(&mut space, state.revision, &req) {
-                    Ok(applied) => {
-                        record(state, tables, applied.events)?;
-                        replies.push(Reply::Txn(reply, Ok(applied.response)));
+    fn commit_batch(&mut self, batch: Vec<Command>, expired: &[LeaseId]) {
+        let start_revision = self.state.revision;
+        let mut group = Group::default();
+        let outcome = self.apply_batch(batch, expired, &mut group);
+        group.revision = self.state.revision;
+        group.compact_revision = self.state.compact_revision;
+        match outcome {
+            Ok(()) => {
+                if let Err(e) = self.to_syncer.send(SyncItem::Group(group)) {
+                    fail(&self.shared, "the log thread is gone".into());
+                    if let SyncItem::Group(group) = e.0 {
+                        group.fail(&KvError::Stopped("the log thread is gone".into()));
                     }
-                    Err(ApplyError::Rejected(e)) => replies.push(Reply::Txn(reply, Err(e))),
-                    Err(ApplyError::Storage(e)) => return Err(e),
                 }
             }
-            Command::LeaseGrant(ttl, reply) => {
-                let id = state.next_lease;
-                state.next_lease += 1;
-                tables.apply(Mutation::LeasePut(id, ttl))?;
-                shared.leases().insert(id, ttl);
-                replies.push(Reply::Lease(reply, Ok(Lease { id, ttl })));
+            Err(message) => {
+                self.state.revision = start_revision;
+                fail(&self.shared, message.clone());
+                group.fail(&KvError::Stopped(message));
             }
-            Command::LeaseRevoke(id, reply) => {
-                let result = match end_lease(shared, tables, state.revision, id)? {
-                    Some(events) => {
-                        record(state, tables, events)?;
-                        Ok(state.revision)
+        }
+    }
+
+    fn apply_batch(
+        &mut self,
+        batch: Vec<Command>,
+        expired: &[LeaseId],
+        group: &mut Group,
+    ) -> Result<(), String> {
+        let shared = self.shared.clone();
+        let state = &mut self.state;
+        let (compact_before, next_lease_before) = (state.compact_revision, state.next_lease);
+        let snapshot = shared.overlay.latest(&shared.db)?;
+        let active = snapshot.active().clone();
+        let out = &mut group.payload;
+
+        let record = |state: &mut WriterState,
+                      out: &mut Vec<u8>,
+                      published: &mut Vec<WatchBatch>,
+                      events: Vec<ifc_kv::Event>| {
+            if events.is_empty() {
+                return;
+            }
+            state.revision += 1;
+            let encoded = encode_events(&events);
+            payload::hist_put(out, state.revision as u64, &encoded);
+            active.write().put_history(state.revision as u64, encoded);
+            {
+                let mut table = shared.leases();
+                let table = std::cell::RefCell::new(&mut *table);
+                apply::track_leases(
+                    &events,
+                    |lease, key| table.borrow_mut().detach(lease, key),
+                    |lease, key| table.borrow_mut().attach(lease, key),
+                );
+            }
+            published.push(WatchBatch { revision: state.revision, events });
+        };
+
+        for command in batch {
+            match command {
+                Command::Txn(req, reply) => {
+                    let mut space = WriterSpace {
+                        snapshot: &snapshot,
+                        next: state.revision + 1,
+                        out,
+                        shared: &shared,
+                    };
+                    match apply::apply_txn(&mut space, state.revision, &req) {
+                        Ok(applied) => {
+                            record(state, out, &mut group.published, applied.events);
+                            group.replies.push(Reply::Txn(reply, Ok(applied.response)));
+                        }
+                        Err(ApplyError::Rejected(e)) => {
+                            group.replies.push(Reply::Txn(reply, Err(e)));
+                        }
+                        Err(ApplyError::Storage(e)) => return Err(e),
                     }
-                    None => Err(KvError::LeaseNotFound(id)),
-                };
-                replies.push(Reply::Revoke(reply, result));
+                }
+                Command::LeaseGrant(ttl, reply) => {
+                    let id = state.next_lease;
+                    state.next_lease += 1;
+                    payload::lease_put(out, id, ttl);
+                    active.write().leases.insert(id, Some(ttl));
+                    shared.leases().insert(id, ttl);
+                    group.replies.push(Reply::Lease(reply, Ok(Lease { id, ttl })));
+                }
+                Command::LeaseRevoke(id, reply) => {
+                    let result = match end_lease(&shared, &snapshot, out, state.revision, id)? {
+                        Some(events) => {
+                            record(state, out, &mut group.published, events);
+                            Ok(state.revision)
+                        }
+                        None => Err(KvError::LeaseNotFound(id)),
+                    };
+                    group.replies.push(Reply::Revoke(reply, result));
+                }
+                Command::Compact(revision, reply) => {
+                    let result = compact(state, &active, out, revision);
+                    group.replies.push(Reply::Compact(reply, result));
+                }
             }
-            Command::Compact(revision, reply) => {
-                let result = compact(state, tables, revision)?;
-                replies.push(Reply::Compact(reply, result));
+        }
+        let now = Instant::now();
+        for &id in expired {
+            // A keep-alive may have come in since the writer listed the lease.
+            if !shared.leases().is_expired(id, now) {
+                continue;
+            }
+            if let Some(events) = end_lease(&shared, &snapshot, out, state.revision, id)? {
+                record(state, out, &mut group.published, events);
             }
         }
-    }
-    let now = Instant::now();
-    for &id in expired {
-        // A keep-alive may have come in since the writer listed the lease.
-        if !shared.leases().is_expired(id, now) {
-            continue;
+        if state.retention > 0 && state.revision - state.compact_revision > 2 * state.retention {
+            let keep_from = state.revision - state.retention;
+            compact(state, &active, out, keep_from).ok();
         }
-        if let Some(events) = end_lease(shared, tables, state.revision, id)? {
-            record(state, tables, events)?;
+        // The revision itself is not stored: it is the last key of `history`
+        // (see `crate::last_revision`).
+        if state.compact_revision != compact_before {
+            payload::meta(out, META_COMPACT, state.compact_revision);
         }
+        if state.next_lease != next_lease_before {
+            payload::meta(out, META_NEXT_LEASE, state.next_lease);
+            active.write().next_lease = Some(state.next_lease);
+        }
+        Ok(())
     }
-    if state.retention > 0 && state.revision - state.compact_revision > 2 * state.retention {
-        let keep_from = state.revision - state.retention;
-        compact(state, tables, keep_from)?.ok();
-    }
-    // The revision itself is not stored: it is the last key of `history`
-    // (see `crate::last_revision`), so a commit touches `meta` only when the
-    // compaction point or the lease counter moved: one B-tree fewer to write.
-    if state.compact_revision != compact_before {
-        tables.apply(Mutation::Meta(META_COMPACT.into(), state.compact_revision))?;
-    }
-    if state.next_lease != next_lease_before {
-        tables.apply(Mutation::Meta(META_NEXT_LEASE.into(), state.next_lease))?;
-    }
-    Ok(())
 }
 
 /// Deletes a lease and its keys; `None` if it did not exist.
 fn end_lease(
     shared: &Shared,
-    tables: &mut Tables<'_>,
+    snapshot: &Snapshot,
+    out: &mut Vec<u8>,
     revision: Revision,
     id: LeaseId,
 ) -> Result<Option<Vec<ifc_kv::Event>>, String> {
     let Some(keys) = shared.leases().remove(id) else {
         return Ok(None);
     };
-    tables.apply(Mutation::LeaseDel(id))?;
-    let mut space = TableSpace { tables, shared };
+    payload::lease_del(out, id);
+    snapshot.active().write().leases.insert(id, None);
+    let mut space = WriterSpace { snapshot, next: revision + 1, out, shared };
     apply::apply_lease_end(&mut space, revision, &keys).map(Some)
 }
 
 fn compact(
     state: &mut WriterState,
-    tables: &mut Tables<'_>,
+    active: &Layer,
+    out: &mut Vec<u8>,
     revision: Revision,
-) -> Result<Result<(), KvError>, String> {
+) -> Result<(), KvError> {
     if revision > state.revision {
-        return Ok(Err(KvError::FutureRevision { requested: revision, current: state.revision }));
+        return Err(KvError::FutureRevision { requested: revision, current: state.revision });
     }
     if revision <= state.compact_revision {
-        return Ok(Err(KvError::Compacted { compact_revision: state.compact_revision }));
+        return Err(KvError::Compacted { compact_revision: state.compact_revision });
     }
-    tables.apply(Mutation::HistDelBelow(revision as u64))?;
+    payload::hist_del_below(out, revision as u64);
+    active.write().compact_revision = Some(revision);
     state.compact_revision = revision;
-    Ok(Ok(()))
+    Ok(())
 }
 
-/// The `kv` table seen through [`KeySpace`]; writes go through the log.
-struct TableSpace<'t, 'txn> {
-    tables: &'t mut Tables<'txn>,
-    shared: &'t Shared,
+/// The store at its newest state seen through [`KeySpace`]: reads go through the
+/// layers to redb, writes go to the active layer and the batch's log payload.
+struct WriterSpace<'s> {
+    snapshot: &'s Snapshot,
+    /// The revision this txn's changes take.
+    next: Revision,
+    out: &'s mut Vec<u8>,
+    shared: &'s Shared,
 }
 
-impl KeySpace for TableSpace<'_, '_> {
+impl KeySpace for WriterSpace<'_> {
     type Error = String;
 
     fn get(&mut self, key: &[u8]) -> Result<Option<KeyValue>, String> {
-        let Some(stored) = self.tables.kv.get(key).map_err(|e| e.to_string())? else {
-            return Ok(None);
-        };
-        decode_kv(key, stored.value()).map(Some).map_err(|e| e.to_string())
+        self.snapshot.get(key)
     }
 
     fn scan(
@@ -408,15 +407,19 @@ impl KeySpace for TableSpace<'_, '_> {
         limit: usize,
         count_all: bool,
     ) -> Result<(Vec<KeyValue>, usize), String> {
-        crate::scan(&self.tables.kv, range, limit, count_all)
+        self.snapshot.scan(range, limit, count_all)
     }
 
     fn insert(&mut self, kv: &KeyValue) -> Result<(), String> {
-        self.tables.apply(Mutation::KvPut(kv.key.clone(), encode_kv(kv)))
+        payload::kv_put(self.out, kv);
+        self.snapshot.active().write().put(&kv.key, self.next, Some(Arc::new(kv.clone())));
+        Ok(())
     }
 
     fn remove(&mut self, key: &[u8]) -> Result<(), String> {
-        self.tables.apply(Mutation::KvDel(key.to_vec()))
+        payload::kv_del(self.out, key);
+        self.snapshot.active().write().put(key, self.next, None);
+        Ok(())
     }
 
     fn lease_exists(&mut self, id: LeaseId) -> bool {

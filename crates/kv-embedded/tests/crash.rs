@@ -1,7 +1,9 @@
 //! Crash consistency: a child process commits transactions in a loop and prints
 //! each acknowledged one; we SIGKILL it at random moments, reopen, and check that
 //! every acknowledged transaction is there whole, that no transaction is there in
-//! part, and that the revision is at least the last acknowledged one.
+//! part, and that the revision is at least the last acknowledged one. Once with
+//! the default overlay (kills mostly between flushes) and once flushing every
+//! millisecond (kills during redb commits and log segment switches).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -36,13 +38,23 @@ fn parse(line: &str, round: u32) -> Option<Ack> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_no_acknowledged_write() {
+    kill_and_check(None, 0x1fc0_c0de).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_flushes_loses_no_acknowledged_write() {
+    kill_and_check(Some("flushing"), 0xf1a5_c0de).await;
+}
+
+async fn kill_and_check(mode: Option<&str>, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0x1fc0_c0de);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut last_revision = 0;
     for round in 0..ROUNDS {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ifc-kv-crash-writer"))
             .arg(dir.path())
             .arg(round.to_string())
+            .args(mode)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

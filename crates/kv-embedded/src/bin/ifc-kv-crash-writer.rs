@@ -4,6 +4,8 @@
 //!
 //! Each txn writes three keys `crash/<round>/<task>/<seq>/{a,b,c}`, so a partial
 //! transaction after a crash would show as a sequence with fewer than three keys.
+//! With a third argument `flushing`, the overlay is frozen and committed to redb
+//! every millisecond, so kills land in and around flushes.
 
 use std::io::Write;
 
@@ -16,10 +18,18 @@ const TASKS: u32 = 4;
 async fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(dir), Some(round)) = (args.next(), args.next()) else {
-        eprintln!("usage: ifc-kv-crash-writer <data-dir> <round>");
+        eprintln!("usage: ifc-kv-crash-writer <data-dir> <round> [flushing]");
         std::process::exit(2);
     };
-    let store = match EmbeddedStore::open(&dir, EmbeddedOptions::default()) {
+    let options = match args.next().as_deref() {
+        Some("flushing") => EmbeddedOptions {
+            freeze_interval: std::time::Duration::from_millis(1),
+            freeze_changes: 64,
+            ..EmbeddedOptions::default()
+        },
+        _ => EmbeddedOptions::default(),
+    };
+    let store = match EmbeddedStore::open(&dir, options) {
         Ok(store) => store,
         Err(e) => {
             eprintln!("open failed: {e}");
