@@ -344,9 +344,11 @@ async fn a_higher_priority_is_always_served_first(store: TestStore) {
 /// priority) is still served first, and once another node has taken what the
 /// window held, the node reads on past it, down to the lowest priority.
 async fn a_nodes_queue_window_never_hides_a_task(store: TestStore) {
-    // Leases long enough that no claim lapses on a loaded machine (a lapsed
-    // claim is claimable again, which this test would count twice).
-    let config = CoreConfig { claim_timeout_ms: 600_000, ..CoreConfig::default() };
+    // Leases long enough that no claim lapses and the swarm does not expire on
+    // a loaded machine (a lapsed claim is claimable again, and would be counted
+    // twice; nothing here heartbeats).
+    let config =
+        CoreConfig { claim_timeout_ms: 600_000, swarm_ttl_secs: 3600, ..CoreConfig::default() };
     let (a, _) = coordinator(&store, config.clone());
     let (b, _) = coordinator(&store, config);
     a.register_swarm("w", Vec::new(), json!(null), None).await.unwrap();
