@@ -2,7 +2,10 @@
 # The fault suite (tests/faults/run.py): a real 3-member etcd cluster and two
 # `ifc serve` nodes under a recorded workload, with member and node kills and
 # pauses, then the embedded store's server SIGKILLed under load; a checker proves
-# the invariants from the history and the witness log.
+# the invariants from the history and the witness log. Last, witness verify at
+# scale on both backends: `ifc-fill-witness` (next to $IFC_BIN, or $IFC_FILL_BIN;
+# `cargo build -p ifc-bench`) fills a store, verify must count every record in
+# bounded memory (CI: 20,000 records; full: 1,000,000).
 #
 #   scripts/faults.sh --short                      # CI
 #   scripts/faults.sh --out docs/RELIABILITY.md    # the full run, by hand

@@ -61,7 +61,8 @@ IFC_BIN="$PWD/target/debug/ifc" IFC_UI_SCREENSHOTS="$(mktemp -d)" tests/ui/run_t
 
 # The fault suite in its short mode: a 3-member etcd cluster and two nodes under a
 # recorded workload with member and node kills and pauses, embedded SIGKILL cycles,
-# and a checker over the history and the witness log (about a minute).
+# a checker over the history and the witness log, and witness verify at 20,000
+# records on both backends (about a minute and a half).
 scripts/faults.sh --short
 
 if cargo nextest --version >/dev/null 2>&1; then

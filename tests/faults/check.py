@@ -10,6 +10,8 @@
   live, and every completion carries the live claim's token and comes from its holder.
 - The witness log verifies.
 - No 500 from any request.
+- Stale writes are refused: a complete whose claim had lapsed (the witness log has
+  that claim token's lapse record) never completed the task.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import httpx
 
 from workload import Call, History
 
+LAPSES = {"task_requeued", "task_dead_lettered"}
 ENDS_CLAIM = {"task_completed", "task_failed", "task_requeued", "task_dead_lettered",
               "task_cancelled", "push_declined", "push_expired"}
 BEGINS_CLAIM = {"task_claimed", "task_pushed"}
@@ -34,13 +37,36 @@ def witness_records(node: str, token: str) -> List[dict]:
     return [json.loads(line) for line in r.text.splitlines() if line.strip()]
 
 
-def check(history: History, node: str, token: str) -> Dict[str, List[str]]:
+def stale_completes(history: History, records: List[dict]) -> Dict[str, Dict[str, int]]:
+    """Per phase, the completes sent with a claim token that lapsed, by fate.
+
+    refused: answered with a refusal; lost: no answer (or `outcome_unknown`) and
+    no completion with that token in the log; accepted: a completion with that
+    token is in the log (a violation).
+    """
+    lapsed = {(r["task_id"], r["token"]) for r in records if r["op"] in LAPSES}
+    completed = {(r["task_id"], r["token"]) for r in records if r["op"] == "task_completed"}
+    fates: Dict[str, Dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for call in history.calls:
+        if call.op != "complete" or (call.task, call.token) not in lapsed:
+            continue
+        if (call.task, call.token) in completed or call.ok:
+            fate = "accepted"
+        elif call.unknown:
+            fate = "lost"
+        else:
+            fate = "refused"
+        fates[call.phase][fate] += 1
+    return fates
+
+
+def check(history: History, node: str, token: str,
+          records: List[dict]) -> Dict[str, List[str]]:
     """Every violation found, by invariant (an empty list: the invariant holds)."""
     headers = {"Authorization": f"Bearer {token}"}
     problems: Dict[str, List[str]] = defaultdict(list)
     http = httpx.Client(base_url=node, headers=headers, timeout=30)
 
-    records = witness_records(node, token)
     chains: Dict[str, List[dict]] = defaultdict(list)
     for rec in records:
         chains[rec["chain"]].append(rec)
@@ -98,18 +124,25 @@ def check(history: History, node: str, token: str) -> Dict[str, List[str]]:
             problems["500 answers"].append(f"{call.op} {call.task or ''} {call.status} "
                                            f"{call.code} on {call.node} ({call.phase})")
 
+    for phase, fates in stale_completes(history, records).items():
+        if fates["accepted"]:
+            problems["stale write accepted"].append(f"{fates['accepted']} in {phase}")
+
     verification = http.get("/v1/witness/verify").json()
     if not verification.get("ok"):
         problems["witness verify"].append(json.dumps(verification.get("problems"))[:2000])
     for invariant in ("two live owners", "acknowledged write lost", "unavailable but applied",
-                      "completion without the live claim", "500 answers", "witness verify"):
+                      "completion without the live claim", "500 answers", "witness verify",
+                      "stale write accepted"):
         problems.setdefault(invariant, [])
     problems["_records"] = [str(len(records))]
     return problems
 
 
-def phase_table(history: History, phases: List[str]) -> List[dict]:
-    """Per phase: requests, failures by kind, and the longest gap between successful writes."""
+def phase_table(history: History, phases: List[str], records: List[dict]) -> List[dict]:
+    """Per phase: requests, failures by kind, the longest gap between successful writes,
+    and the stale writes refused."""
+    stale = stale_completes(history, records)
     rows = []
     for phase in phases:
         calls = [c for c in history.calls if c.phase == phase]
@@ -124,7 +157,8 @@ def phase_table(history: History, phases: List[str]) -> List[dict]:
         for c in failed:
             kinds[c.code or str(c.status)] += 1
         rows.append({"phase": phase, "requests": len(calls), "ok": sum(c.ok for c in calls),
-                     "failed": len(failed), "kinds": dict(kinds), "moved": moved, "gap_s": gap})
+                     "failed": len(failed), "kinds": dict(kinds), "moved": moved, "gap_s": gap,
+                     "stale": dict(stale.get(phase, {}))})
     return rows
 
 

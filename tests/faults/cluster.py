@@ -96,6 +96,9 @@ class EtcdMember(Process):
             "--initial-cluster-state", state, "--initial-cluster-token", "ifc-faults",
             # etcd's own defaults (100 ms heartbeat, 1 s election): the election gap
             # measured is the one a deployment sees.
+            # A million witness records (witness_scale.py) outgrow the default 2 GiB
+            # backend quota; 8 GiB is etcd's largest recommended.
+            "--quota-backend-bytes", str(8 << 30),
         ]
 
     def start(self) -> None:
@@ -161,13 +164,18 @@ class EtcdCluster:
 
 class IfcNode(Process):
     def __init__(self, name: str, workdir: Path, ifc_bin: str, token: str, etcd: Optional[str],
-                 claim_timeout_ms: int) -> None:
+                 claim_timeout_ms: int, namespace: str = "ifc") -> None:
         super().__init__(name, workdir)
         self.ifc_bin = ifc_bin
         self.token = token
         self.etcd = etcd
         self.port = free_port()
         self.claim_timeout_ms = claim_timeout_ms
+        self.namespace = namespace
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / f"{self.name}-data"
 
     @property
     def url(self) -> str:
@@ -175,7 +183,7 @@ class IfcNode(Process):
 
     def argv(self) -> List[str]:
         argv = [self.ifc_bin, "serve", "--listen", f"127.0.0.1:{self.port}",
-                "--data-dir", str(self.workdir / f"{self.name}-data"),
+                "--data-dir", str(self.data_dir), "--namespace", self.namespace,
                 "--claim-timeout-ms", str(self.claim_timeout_ms)]
         if self.etcd:
             argv += ["--etcd", self.etcd]

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The fault suite: a real 3-member etcd cluster, two `ifc serve` nodes, a recorded
 workload, faults, and a checker (see check.py). Then the embedded store's server,
-SIGKILLed under load, cycle after cycle.
+SIGKILLed under load, cycle after cycle. Then witness verify at scale on both
+backends (witness_scale.py).
 
     tests/faults/run.py --short            # CI: a few seconds per fault
     tests/faults/run.py --out docs/RELIABILITY.md   # the full run, by hand
@@ -23,7 +24,8 @@ from typing import Callable, List, Tuple
 
 import httpx
 
-from check import check, phase_table
+import witness_scale
+from check import check, phase_table, witness_records
 from cluster import EtcdCluster, IfcNode
 from workload import History, start_workers
 
@@ -113,8 +115,9 @@ def etcd_run(args, workdir: Path) -> Tuple[list, dict]:
         faults = etcd_faults(cluster, nodes, args.hold)
         phases = asyncio.run(drive(history, [n.url for n in nodes], token, args.workers, faults,
                                    args.hold, args.settle))
-        rows = phase_table(history, phases)
-        problems = check(history, nodes[0].url, token)
+        records = witness_records(nodes[0].url, token)
+        rows = phase_table(history, phases, records)
+        problems = check(history, nodes[0].url, token, records)
         return rows, problems
     finally:
         for n in nodes:
@@ -139,22 +142,33 @@ def embedded_run(args, workdir: Path) -> Tuple[list, dict]:
     try:
         phases = asyncio.run(drive(history, [node.url], token, args.workers, faults,
                                    args.hold / 2, 0.2))
-        rows = phase_table(history, phases)
-        problems = check(history, node.url, token)
+        records = witness_records(node.url, token)
+        rows = phase_table(history, phases, records)
+        problems = check(history, node.url, token, records)
         return rows, problems
     finally:
         node.stop()
 
 
+def stale_cell(fates: dict) -> str:
+    """"refused of sent" for completes whose claim had lapsed (check.stale_completes)."""
+    sent = sum(fates.values())
+    if not sent:
+        return "–"
+    refused = fates.get("refused", 0) + fates.get("lost", 0)
+    return (f"{refused} of {sent} ({fates.get('refused', 0)} answered, "
+            f"{fates.get('lost', 0)} unanswered and not applied)")
+
+
 def report(title: str, rows: list, problems: dict) -> List[str]:
     out = [f"### {title}", "",
            "| phase | requests | ok | failed | failures by code | moved to the other node "
-           "| longest gap between successful writes |",
-           "|---|---:|---:|---:|---|---:|---:|"]
+           "| longest gap between successful writes | stale writes refused |",
+           "|---|---:|---:|---:|---|---:|---:|---|"]
     for r in rows:
         kinds = ", ".join(f"{k} × {v}" for k, v in sorted(r["kinds"].items())) or "–"
         out.append(f"| {r['phase']} | {r['requests']} | {r['ok']} | {r['failed']} | {kinds} "
-                   f"| {r['moved']} | {r['gap_s'] * 1000:.0f} ms |")
+                   f"| {r['moved']} | {r['gap_s'] * 1000:.0f} ms | {stale_cell(r['stale'])} |")
     out += ["", f"Witness records checked: {problems.get('_records', ['?'])[0]}.", ""]
     for name in sorted(k for k in problems if not k.startswith("_")):
         found = problems[name]
@@ -184,6 +198,8 @@ def main() -> int:
     etcd_rows, etcd_problems = etcd_run(args, workdir / "etcd")
     print("embedded store SIGKILL cycles", flush=True)
     emb_rows, emb_problems = embedded_run(args, workdir / "embedded")
+    print("witness verify at scale", flush=True)
+    scale_rows, scale_problems = witness_scale.run(args.ifc_bin, workdir / "scale", args.short)
 
     mode = "short (CI)" if args.short else "full"
     lines = ["# Reliability", "",
@@ -196,15 +212,19 @@ def main() -> int:
              "swarms that create, claim and complete tasks and heartbeat, every request and "
              "answer recorded; then the checker (`tests/faults/check.py`) reads the history "
              "and the witness log. A failed request is any answer but a 2xx or a correct "
-             "refusal (a 4xx with its code, e.g. a stale claim fenced after a pause).", ""]
+             "refusal (a 4xx with its code, e.g. a stale claim fenced after a pause). A stale "
+             "write is a complete whose claim had lapsed (the witness log holds that claim "
+             "token's lapse record); it is refused if it completed nothing, whether its "
+             "refusal reached the client or the client's 8 s timeout came first.", ""]
     lines += report("etcd: 3 members, 2 ifc nodes", etcd_rows, etcd_problems)
     lines += report(f"embedded store: SIGKILL under load, {args.cycles} cycles", emb_rows,
                     emb_problems)
+    lines += witness_scale.report(scale_rows, scale_problems)
     text = "\n".join(lines)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
-    violated = [k for p in (etcd_problems, emb_problems) for k, v in p.items()
+    violated = [k for p in (etcd_problems, emb_problems, scale_problems) for k, v in p.items()
                 if not k.startswith("_") and v]
     return 1 if violated else 0
 

@@ -142,11 +142,20 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// What went wrong, for people.
     pub message: String,
+    /// The item at fault, from 0, when a batch was refused for one of its
+    /// items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
 }
 
 impl ApiError {
     /// An error with this code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into() }
+        ApiError { code, message: message.into(), index: None }
+    }
+
+    /// The same error, naming item `index` of a batch as the one at fault.
+    pub fn at_item(self, index: usize) -> Self {
+        ApiError { index: Some(index), ..self }
     }
 }

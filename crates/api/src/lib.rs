@@ -4,9 +4,14 @@
 
 #![deny(missing_docs)]
 
+mod batch;
 mod error;
 pub mod ids;
 
+pub use batch::{
+    BatchCreated, BatchItemResult, BatchStatus, ClaimBatch, ClaimBatchRequest, DEFAULT_CLAIM_BATCH,
+    MAX_BATCH_TASKS, MAX_CLAIM_BATCH, NewTasks,
+};
 pub use error::{ApiError, ErrorCode};
 
 use serde::{Deserialize, Serialize};

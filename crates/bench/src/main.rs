@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Parser;
 
+mod batches;
 mod chart;
 mod etcd;
 mod floors;

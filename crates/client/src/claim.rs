@@ -19,6 +19,8 @@ pub struct ClaimGuard {
     client: Client,
     task_id: String,
     token: i64,
+    /// The task as claimed, when the guard was made from a claim.
+    task: Option<TaskRecord>,
     lost: watch::Receiver<Option<String>>,
     renewer: JoinHandle<()>,
 }
@@ -31,7 +33,20 @@ impl ClaimGuard {
         let (lost_tx, lost) = watch::channel(None);
         let renewer =
             tokio::spawn(renew(client.clone(), task_id.to_string(), token, deadline_ms, lost_tx));
-        ClaimGuard { client: client.clone(), task_id: task_id.into(), token, lost, renewer }
+        ClaimGuard {
+            client: client.clone(),
+            task_id: task_id.into(),
+            token,
+            task: None,
+            lost,
+            renewer,
+        }
+    }
+
+    /// The task as it was claimed, for a guard made from a claim
+    /// ([`Client::hold`], [`Client::claim_batch`]).
+    pub fn task(&self) -> Option<&TaskRecord> {
+        self.task.as_ref()
     }
 
     /// The claim's task.
@@ -93,7 +108,9 @@ impl Drop for ClaimGuard {
 impl Client {
     /// Holds `claim` (won by this swarm) under a [`ClaimGuard`] that renews it.
     pub fn hold(&self, claim: &Claim) -> ClaimGuard {
-        ClaimGuard::new(self, &claim.task.task_id, claim.token, claim.deadline_ms)
+        let mut guard = ClaimGuard::new(self, &claim.task.task_id, claim.token, claim.deadline_ms);
+        guard.task = Some(claim.task.clone());
+        guard
     }
 }
 

@@ -11,14 +11,48 @@ use serde_json::json;
 
 use crate::codec::{decode, encode};
 use crate::keys::{Counter, Key, capset_id, task_chain};
+use crate::queue_head::QUEUE_HEAD;
 use crate::swarm::SwarmRecord;
 use crate::task::{AttemptOutcome, TaskRecord, TaskState};
-use crate::txn::{self, ClaimValue, MAX_CAS_ROUNDS, NewClaim, TaskKeys, put, put_on, ranges};
-use crate::witness::{Entry, Head, WitnessOp};
+use crate::txn::{self, ClaimValue, MAX_CAS_ROUNDS, NewClaim, TaskKeys, put, put_on};
+use crate::witness::{Entry, Head, WitnessOp, WitnessRecord};
 use crate::{Coordinator, CoreError, now_ms, validate};
 
-/// How many ready keys of each matching queue `claim_next` reads.
-const QUEUE_HEAD: i64 = 32;
+/// A ready task found at the head of a queue. Ordered as the queue is:
+/// rank (higher priority first), then age, then id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Candidate {
+    /// `i32::MAX - priority`, fixed width.
+    pub rank: String,
+    /// Creation time, fixed width.
+    pub created: String,
+    pub task_id: String,
+}
+
+/// What a claim attempt on one snapshot of a task comes to.
+pub(crate) enum ClaimPlan {
+    /// Claimable: the parts of the txn that claims it.
+    Ready(Box<PreparedClaim>),
+    /// Not claimable now, and why (taken, finished, backing off).
+    Refused(ClaimOutcome),
+    /// The snapshot is stale (a lapse was found and recorded): read again.
+    Stale,
+}
+
+/// The parts of one task's claim txn: the compares that guard it (the
+/// record's revision, no holder, no older claim) and the ops that write it.
+/// The swarm record's compare is the caller's, so a batch states it once.
+pub(crate) struct PreparedClaim {
+    /// The record as claimed.
+    pub record: TaskRecord,
+    /// Its `task_claimed` record, logged once the txn commits.
+    pub witness: WitnessRecord,
+    pub compares: Vec<Compare>,
+    pub ops: Vec<TxnOp>,
+    /// The claim lease the claim key is on.
+    pub lease: LeaseId,
+    pub deadline_ms: i64,
+}
 
 impl Coordinator {
     /// A task's claim lease in ms (records from before per-task leases use
@@ -81,15 +115,51 @@ impl Coordinator {
         head: &Head,
     ) -> Result<Option<ClaimOutcome>, CoreError> {
         let swarm: SwarmRecord = decode(swarm_kv)?;
+        let claim = match self.plan_claim(&swarm, keys, head, 0).await? {
+            ClaimPlan::Ready(claim) => *claim,
+            ClaimPlan::Refused(outcome) => return Ok(Some(outcome)),
+            ClaimPlan::Stale => return Ok(None),
+        };
+        let mut compares = claim.compares;
+        compares.push(Compare::mod_revision_is(swarm_kv.key.clone(), swarm_kv.mod_revision));
+        let txn = TxnRequest { compares, success: claim.ops, failure: Vec::new() };
+        let resp = match self.store.txn(txn).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                return self.claim_txn_failed(e, &[claim.lease], &swarm.swarm_id).map(|_| None);
+            }
+        };
+        if !resp.succeeded {
+            return Ok(None);
+        }
+        self.witness_log.log(claim.witness, resp.revision);
+        let claim =
+            Claim { task: claim.record, token: resp.revision, deadline_ms: claim.deadline_ms };
+        Ok(Some(ClaimOutcome::Claimed(Box::new(claim))))
+    }
+
+    /// What claiming the task in `keys` (read with its chain `head`) for
+    /// `swarm` comes to: the parts of the claim's txn, a refusal, or a
+    /// snapshot gone stale (a lapse it found is recorded first). The one place
+    /// a claim is built: `claim_task`, `claim_next` and `claim_next_many` all
+    /// come here. The claim counts on shard `counter_shard` of the swarm's
+    /// claim counter.
+    pub(crate) async fn plan_claim(
+        &self,
+        swarm: &SwarmRecord,
+        keys: &TaskKeys,
+        head: &Head,
+        counter_shard: usize,
+    ) -> Result<ClaimPlan, CoreError> {
         let view = txn::view(keys)?;
         let mut record = view.record.clone();
         match view.state {
             TaskState::Claimed => {
                 let owner = record.owner.unwrap_or_default();
-                return Ok(Some(ClaimOutcome::AlreadyClaimed { owner }));
+                return Ok(ClaimPlan::Refused(ClaimOutcome::AlreadyClaimed { owner }));
             }
             state if state.is_final() && !view.lapsed => {
-                return Ok(Some(ClaimOutcome::Finished { state }));
+                return Ok(ClaimPlan::Refused(ClaimOutcome::Finished { state }));
             }
             _ => {}
         }
@@ -100,16 +170,17 @@ impl Coordinator {
             .cloned()
             .collect();
         if !missing.is_empty() {
-            return Err(CoreError::Incapable { swarm_id: swarm.swarm_id, missing });
+            return Err(CoreError::Incapable { swarm_id: swarm.swarm_id.clone(), missing });
         }
         if view.lapsed {
             // Record the lapse first (as the reaper would), then decide again on
             // fresh state: the task may have used its last attempt.
             self.reap_task(&record.task_id).await?;
-            return Ok(None);
+            return Ok(ClaimPlan::Stale);
         }
         if record.not_before_ms > now_ms() {
-            return Ok(Some(ClaimOutcome::BackingOff { ready_at_ms: record.not_before_ms }));
+            let ready_at_ms = record.not_before_ms;
+            return Ok(ClaimPlan::Refused(ClaimOutcome::BackingOff { ready_at_ms }));
         }
         let (lease, deadline_ms) = self.claim_lease(&record).await?;
         let mut ops = Vec::from(txn::take_from_pool(&self.keys, &record));
@@ -128,33 +199,80 @@ impl Coordinator {
         }
         .seal(&self.keys, &task_chain(&record.task_id), head)?;
         ops.extend(witness_ops);
-        let claim =
-            NewClaim { swarm_id: &swarm.swarm_id, swarm_lease: swarm.lease, lease, deadline_ms };
+        let claim = NewClaim {
+            swarm_id: &swarm.swarm_id,
+            swarm_lease: swarm.lease,
+            lease,
+            deadline_ms,
+            counter_shard,
+        };
         ops.extend(txn::claim_ops(&self.keys, &record, &claim)?);
-        let mut txn = txn::guarded(keys, ops);
-        txn.compares.push(Compare::missing(self.keys.holder(&record.task_id)));
-        txn.compares.push(Compare::mod_revision_is(swarm_kv.key.clone(), swarm_kv.mod_revision));
+        let mut compares = vec![
+            Compare::mod_revision_is(keys.record.key.clone(), keys.record.mod_revision),
+            Compare::missing(self.keys.holder(&record.task_id)),
+        ];
         // The claim key must not exist: a claim that lapsed is gone already.
-        txn.compares.push(Compare::new(
+        compares.push(Compare::new(
             self.keys.claim(&record.task_id),
             CompareOp::Equal,
             CompareTarget::CreateRevision(keys.claim.as_ref().map_or(0, |c| c.create_revision)),
         ));
-        let resp = match self.store.txn(txn).await {
-            Ok(resp) => resp,
-            Err(KvError::LeaseNotFound(id)) if id == lease => {
-                self.leases.forget(lease);
-                return Ok(None);
+        let claim = PreparedClaim { record, witness, compares, ops, lease, deadline_ms };
+        Ok(ClaimPlan::Ready(Box::new(claim)))
+    }
+
+    /// What a claim txn's store error means: a claim lease that expired under
+    /// us is forgotten and the caller tries again (`Ok`); the swarm's own
+    /// lease gone means it is not registered.
+    pub(crate) fn claim_txn_failed(
+        &self,
+        error: KvError,
+        claim_leases: &[LeaseId],
+        swarm_id: &str,
+    ) -> Result<(), CoreError> {
+        match error {
+            KvError::LeaseNotFound(id) if claim_leases.contains(&id) => {
+                self.leases.forget(id);
+                Ok(())
             }
-            Err(KvError::LeaseNotFound(_)) => return Err(CoreError::NotRegistered(swarm.swarm_id)),
-            Err(e) => return Err(e.into()),
-        };
-        if !resp.succeeded {
-            return Ok(None);
+            KvError::LeaseNotFound(_) => Err(CoreError::NotRegistered(swarm_id.into())),
+            e => Err(e.into()),
         }
-        self.witness_log.log(witness, resp.revision);
-        let claim = Claim { task: record, token: resp.revision, deadline_ms };
-        Ok(Some(ClaimOutcome::Claimed(Box::new(claim))))
+    }
+
+    /// The ready queues whose capability sets `swarm` holds in full.
+    pub(crate) async fn claimable_queues(
+        &self,
+        swarm: &SwarmRecord,
+    ) -> Result<Vec<String>, CoreError> {
+        let capsets = self.store.range(RangeRequest::prefix(self.keys.capsets())).await?;
+        let mut queues = Vec::new();
+        for kv in &capsets.kvs {
+            let caps: Vec<String> = decode(kv)?;
+            if caps.iter().all(|c| swarm.capabilities.contains(c)) {
+                queues.push(capset_id(&caps));
+            }
+        }
+        Ok(queues)
+    }
+
+    /// The ready tasks among `heads` (the answer of `queue_heads`), best
+    /// first (priority, then age, then id), leaving out those in `skip`.
+    pub(crate) fn candidates(&self, heads: &[Vec<KeyValue>], skip: &[String]) -> Vec<Candidate> {
+        let mut candidates = Vec::new();
+        for kv in heads.iter().flatten() {
+            if let Some(Key::Ready { rank, created, task_id, .. }) = self.keys.parse(&kv.key)
+                && !skip.iter().any(|s| s == task_id)
+            {
+                candidates.push(Candidate {
+                    rank: rank.into(),
+                    created: created.into(),
+                    task_id: task_id.into(),
+                });
+            }
+        }
+        candidates.sort();
+        candidates
     }
 
     /// The highest-priority, oldest ready task whose required capabilities the
@@ -172,47 +290,32 @@ impl Coordinator {
             .get(swarm_id)
             .await?
             .ok_or_else(|| CoreError::NotRegistered(swarm_id.into()))?;
-        let capsets = self.store.range(RangeRequest::prefix(self.keys.capsets())).await?;
-        let mut queues = Vec::new();
-        for kv in &capsets.kvs {
-            let caps: Vec<String> = decode(kv)?;
-            if caps.iter().all(|c| swarm.capabilities.contains(c)) {
-                queues.push(capset_id(&caps));
-            }
-        }
+        let queues = self.claimable_queues(&swarm).await?;
         if queues.is_empty() {
             return Ok(None);
         }
         // Tasks this call found taken or backing off: never tried twice, so a
         // high-priority task in retry backoff does not hide the ones below it.
         let mut passed: Vec<String> = Vec::new();
+        // Windows are read again once if they held nothing this call could take.
+        let mut refill = false;
         for round in 0..MAX_CAS_ROUNDS {
-            let mut txn = TxnRequest::new();
-            for queue in &queues {
-                let head =
-                    RangeRequest::prefix(self.keys.ready_queue(queue)).with_limit(QUEUE_HEAD);
-                txn = txn.and_then(TxnOp::Range(head));
-            }
-            let resp = self.store.txn(txn).await?;
-            let mut candidates: Vec<(&str, &str, &str)> = Vec::new();
-            for kv in ranges(&resp.responses).into_iter().flatten() {
-                if let Some(Key::Ready { rank, created, task_id, .. }) = self.keys.parse(&kv.key)
-                    && !passed.iter().any(|p| p == task_id)
-                {
-                    candidates.push((rank, created, task_id));
-                }
-            }
+            let (heads, fresh) = self.queue_heads(&queues, QUEUE_HEAD, refill).await?;
+            let candidates = self.candidates(&heads, &passed);
             if candidates.is_empty() {
-                return Ok(None);
+                if fresh {
+                    return Ok(None);
+                }
+                refill = true;
+                continue;
             }
-            candidates.sort();
             // Spread: pick among the best few, more of them as contention shows,
             // but only among tasks ranked like the best, so a higher priority is
             // always served first (lower ranks wait for the next read).
-            let best_rank = candidates[0].0;
-            let equals = candidates.iter().take_while(|c| c.0 == best_rank).count();
+            let best_rank = &candidates[0].rank;
+            let equals = candidates.iter().take_while(|c| &c.rank == best_rank).count();
             let spread = (4 << round.min(3)).min(equals);
-            let (_, _, task_id) = candidates[rand::random_range(0..spread)];
+            let task_id = &candidates[rand::random_range(0..spread)].task_id;
             match self.claim_task(swarm_id, task_id).await? {
                 ClaimOutcome::Claimed(claim) => return Ok(Some(*claim)),
                 ClaimOutcome::Finished { .. }

@@ -11,11 +11,13 @@ use ifc_kv::KvStore;
 use crate::config::CoreConfig;
 use crate::keys::Keys;
 use crate::lease_bucket::LeaseBuckets;
+use crate::queue_head::QueueWindows;
 use crate::swarm::{SwarmRecord, SwarmRegistry, SwarmSession};
 use crate::witness::{self, Tampering, WitnessLogger, WitnessRecord, WitnessSink};
 use crate::{CoreError, validate};
 
-/// The coordinator over one store. Stateless apart from a lease cache: any
+/// The coordinator over one store. Stateless apart from a lease cache and
+/// each ready queue's read window (both hints, never trusted for a write): any
 /// number of coordinators may share a store.
 pub struct Coordinator {
     pub(crate) store: Arc<dyn KvStore>,
@@ -24,6 +26,7 @@ pub struct Coordinator {
     pub(crate) swarms: SwarmRegistry,
     pub(crate) leases: LeaseBuckets,
     pub(crate) witness_log: WitnessSink,
+    pub(crate) queue_windows: QueueWindows,
 }
 
 impl Coordinator {
@@ -36,6 +39,7 @@ impl Coordinator {
             config,
             leases: LeaseBuckets::default(),
             witness_log: WitnessSink::default(),
+            queue_windows: QueueWindows::default(),
         }
     }
 

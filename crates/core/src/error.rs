@@ -16,6 +16,24 @@ pub enum CoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An item of a batch is malformed. Nothing of the batch was written.
+    #[error("item {index}: invalid {field}: {reason}")]
+    InvalidItem {
+        /// The item's place in the batch, from 0.
+        index: usize,
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A batch holds more items than one call takes. Nothing was written.
+    #[error("a batch holds at most {max} items, not {given}")]
+    BatchTooLarge {
+        /// The most one batch holds.
+        max: usize,
+        /// How many it held.
+        given: usize,
+    },
     /// The swarm is not registered (never was, left, or its lease lapsed).
     #[error("swarm {0} is not registered")]
     NotRegistered(String),
@@ -151,4 +169,15 @@ pub enum CoreError {
         /// Why it could not be decoded.
         reason: String,
     },
+}
+
+impl CoreError {
+    /// This error as the fault of item `index` of a batch: a malformed field
+    /// becomes [`CoreError::InvalidItem`]; anything else stays as it is.
+    pub(crate) fn at_item(self, index: usize) -> CoreError {
+        match self {
+            CoreError::Invalid { field, reason } => CoreError::InvalidItem { index, field, reason },
+            other => other,
+        }
+    }
 }

@@ -127,6 +127,7 @@ impl Coordinator {
                 swarm_lease: swarm.lease,
                 lease,
                 deadline_ms: ack_deadline_ms,
+                counter_shard: 0,
             };
             ops.extend(txn::claim_ops(&self.keys, &record, &claim)?);
             let inbox = self.keys.inbox_entry(swarm_id, &task_id);

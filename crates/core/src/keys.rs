@@ -18,6 +18,28 @@ pub enum Counter {
     Failed,
 }
 
+impl Counter {
+    /// The counter's name in its keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::Claimed => "claimed",
+            Counter::Completed => "completed",
+            Counter::Failed => "failed",
+        }
+    }
+
+    /// Whether `key_name` (the last part of a `stats/` key) is one of this
+    /// counter's shards.
+    pub fn is_shard(self, key_name: &str) -> bool {
+        let name = self.name();
+        key_name == name
+            || key_name
+                .strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|n| n.parse::<usize>().is_ok())
+    }
+}
+
 impl Keys {
     /// Keys under `{namespace}/`.
     pub fn new(namespace: &str) -> Self {
@@ -140,14 +162,21 @@ impl Keys {
         format!("{}meta/finished-index", self.root)
     }
 
-    /// A swarm counter.
+    /// A swarm counter (its first shard).
     pub fn counter(&self, swarm_id: &str, counter: Counter) -> String {
-        let name = match counter {
-            Counter::Claimed => "claimed",
-            Counter::Completed => "completed",
-            Counter::Failed => "failed",
-        };
-        format!("{}stats/{swarm_id}/{name}", self.root)
+        self.counter_shard(swarm_id, counter, 0)
+    }
+
+    /// One shard of a swarm counter: shard 0 is `stats/{swarm}/{name}`, shard
+    /// `n` is `stats/{swarm}/{name}.{n}`. A txn may put a key only once, and a
+    /// put adds one to its version, so a txn that counts several claims puts
+    /// one shard per claim; the count is the sum of the shards' versions.
+    pub fn counter_shard(&self, swarm_id: &str, counter: Counter, shard: usize) -> String {
+        let name = counter.name();
+        match shard {
+            0 => format!("{}stats/{swarm_id}/{name}", self.root),
+            n => format!("{}stats/{swarm_id}/{name}.{n}", self.root),
+        }
     }
 
     /// Prefix of a swarm's counters.
@@ -399,6 +428,10 @@ mod tests {
             ),
             (keys.finished_index_complete(), Key::FinishedIndexComplete),
             (keys.counter("s", Counter::Failed), Key::Counter { swarm_id: "s", counter: "failed" }),
+            (
+                keys.counter_shard("s", Counter::Claimed, 3),
+                Key::Counter { swarm_id: "s", counter: "claimed.3" },
+            ),
             (keys.witness_record("task/t", 7), Key::WitnessRecord { chain: "task/t", seq: 7 }),
             (keys.witness_head("task/t"), Key::WitnessHead { chain: "task/t" }),
             (keys.witness_checkpoint("task/t"), Key::WitnessCheckpoint { chain: "task/t" }),
@@ -414,6 +447,8 @@ mod tests {
         assert_eq!(keys.parse(b"other/swarms/s"), None);
         assert_eq!(keys.parse(b"prod/tasks/t/unknown"), None);
         assert_eq!(keys.parse(b"prod/swarms/a/b"), None);
+        assert!(Counter::Claimed.is_shard("claimed") && Counter::Claimed.is_shard("claimed.11"));
+        assert!(!Counter::Claimed.is_shard("claimed.x") && !Counter::Failed.is_shard("claimed"));
         let user = format!("{}../tasks/t/record", keys.user_kv());
         assert_eq!(keys.parse(user.as_bytes()), None, "a user key is never a coordinator key");
     }

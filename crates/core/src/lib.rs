@@ -5,7 +5,8 @@
 //! The design (key layout, claim protocol, lease rules, state machine, witness
 //! chains) is in `docs/design.md`, "Coordinator core". Where things are:
 //! [`Coordinator`] (`coordinator.rs`) is the facade; each domain noun has its
-//! file (`task`, `claim`, `lapse`, `inbox`, `blocker`, `events`, `witness`),
+//! file (`task`, `claim`, `lapse`, `inbox`, `blocker`, `events`, `witness`;
+//! `task_batch` and `claim_batch` for their batches),
 //! and the txn building blocks they share are in `txn.rs`.
 
 #![deny(missing_docs)]
@@ -13,6 +14,7 @@
 mod acting;
 mod blocker;
 mod claim;
+mod claim_batch;
 mod codec;
 mod config;
 mod coordinator;
@@ -24,10 +26,12 @@ mod lapse;
 mod lease_bucket;
 mod operator;
 mod paging;
+mod queue_head;
 mod reaper;
 mod retention;
 pub mod swarm;
 pub mod task;
+mod task_batch;
 mod txn;
 pub mod user_kv;
 pub mod validate;
@@ -45,13 +49,15 @@ pub use error::CoreError;
 pub use events::CoreStream;
 pub use ifc_api::{
     Blocker, BlockerEvent, BlockerInfo, BlockerState, Claim, ClaimOutcome, CoordinationEvent,
-    HelperCandidate, InboxItem, QueueCounts, Swarm, SwarmStats, TaskPage, WitnessQuery,
+    HelperCandidate, InboxItem, MAX_BATCH_TASKS, MAX_CLAIM_BATCH, QueueCounts, Swarm, SwarmStats,
+    TaskPage, WitnessQuery,
 };
 pub use keys::capset_id;
 pub use reaper::Reaper;
 pub use retention::{Pruner, Retention, parse_period};
 pub use swarm::{SwarmRecord, SwarmRegistry, SwarmSession};
-pub use task::{Attempt, AttemptOutcome, NewTask, TaskRecord, TaskState, TaskView};
+pub use task::{Attempt, AttemptOutcome, CreateOutcome, NewTask, TaskRecord, TaskState, TaskView};
+pub use task_batch::BatchAnswer;
 pub use witness::{Tampering, WitnessLogger, WitnessOp, WitnessRecord};
 
 /// Milliseconds since the Unix epoch (record timestamps; never used for ordering,

@@ -313,9 +313,13 @@ impl SwarmRegistry {
             return Ok(None);
         };
         let swarm: SwarmRecord = decode(swarm)?;
+        // A counter is the sum of its shards' versions (see `Keys::counter_shard`).
         let count = |c: Counter| {
-            let key = self.keys.counter(swarm_id, c).into_bytes();
-            counters.iter().find(|kv| kv.key == key).map_or(0, |kv| kv.version)
+            let shard = |kv: &&KeyValue| match self.keys.parse(&kv.key) {
+                Some(Key::Counter { counter, .. }) => c.is_shard(counter),
+                _ => false,
+            };
+            counters.iter().filter(shard).map(|kv| kv.version).sum()
         };
         let current_claims = self.held_ids(holding);
         Ok(Some(SwarmStats {

@@ -2,7 +2,7 @@
 //! reading, listing and cancelling them.
 
 use ifc_api::TaskPage;
-use ifc_kv::{Compare, KeyRange, RangeRequest, TxnRequest, prefix_end};
+use ifc_kv::{Compare, KeyRange, RangeRequest, TxnOp, TxnRequest, prefix_end};
 use serde_json::json;
 
 pub use ifc_api::{Attempt, AttemptOutcome, NewTask, TaskRecord, TaskState, TaskView};
@@ -13,7 +13,7 @@ use crate::codec::{decode, encode};
 use crate::config::{MAX_ATTEMPTS_CEILING, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS};
 use crate::keys::{Key, capset_id, task_chain};
 use crate::txn::{self, MAX_CAS_ROUNDS, delete, put, range_op, ranges};
-use crate::witness::{Entry, Head, WitnessOp};
+use crate::witness::{Entry, Head, WitnessOp, WitnessRecord};
 use crate::{Coordinator, CoreError, now_ms, validate};
 
 fn canonical_capabilities(mut caps: Vec<String>) -> Vec<String> {
@@ -22,14 +22,78 @@ fn canonical_capabilities(mut caps: Vec<String>) -> Vec<String> {
     caps
 }
 
+/// What creating a task came to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CreateOutcome {
+    /// It is new.
+    Created(TaskRecord),
+    /// It existed already with the same content (an idempotent retry): the
+    /// task as it stands.
+    Exists(TaskRecord),
+}
+
+impl CreateOutcome {
+    /// The task, however it came.
+    pub fn into_record(self) -> TaskRecord {
+        match self {
+            CreateOutcome::Created(record) | CreateOutcome::Exists(record) => record,
+        }
+    }
+}
+
+/// A checked new task and what creates it (see [`Coordinator::prepare_create`]).
+pub(crate) struct PreparedTask {
+    /// As the caller gave it (an existing task is compared with it).
+    pub new: NewTask,
+    /// Its ready record.
+    pub record: TaskRecord,
+    /// Its `task_created` record, logged once the txn commits.
+    pub witness: WitnessRecord,
+    /// Ops that write the record, its indexes and its witness record.
+    pub ops: Vec<TxnOp>,
+    /// Its capability set's key and definition: put once per txn, however
+    /// many of the txn's tasks share it.
+    pub capset: (String, Vec<u8>),
+    /// Bytes of keys and values its ops carry (txns are packed by it).
+    pub bytes: usize,
+}
+
+impl PreparedTask {
+    /// What a create of this task means when `existing` (its record) is there.
+    fn settle_existing(&self, existing: &ifc_kv::KeyValue) -> Result<CreateOutcome, CoreError> {
+        let existing: TaskRecord = decode(existing)?;
+        let (max_attempts, caps) = (self.record.max_attempts, &self.record.required_capabilities);
+        if existing.same_spec(&self.new, max_attempts, caps) {
+            Ok(CreateOutcome::Exists(existing))
+        } else {
+            Err(CoreError::TaskExists(self.new.task_id.clone()))
+        }
+    }
+}
+
+fn no_answer() -> CoreError {
+    CoreError::Store(ifc_kv::KvError::Backend("a create got no answer".into()))
+}
+
 impl Coordinator {
     /// Creates a task, ready to claim. Creating the same id with the same content
     /// again returns the existing task; with other content it is
     /// [`CoreError::TaskExists`].
     pub async fn create_task(&self, new: NewTask) -> Result<TaskRecord, CoreError> {
+        let task = self.prepare_create(new)?;
+        match self.create_together(vec![task]).await.pop() {
+            Some(outcome) => outcome.map(CreateOutcome::into_record),
+            None => Err(no_answer()),
+        }
+    }
+
+    /// Checks a new task and builds everything that creates it: its record,
+    /// its `task_created` witness record and the ops that write them and its
+    /// indexes. The one place a task's creation is built (a batch builds each
+    /// of its tasks here too).
+    pub(crate) fn prepare_create(&self, new: NewTask) -> Result<PreparedTask, CoreError> {
         let record = self.new_record(&new)?;
-        let (caps, max_attempts) = (record.required_capabilities.clone(), record.max_attempts);
-        let timeout_ms = record.timeout_ms;
+        let caps = record.required_capabilities.clone();
         let capset = capset_id(&caps);
         let (witness, mut ops) = Entry {
             op: WitnessOp::TaskCreated,
@@ -39,41 +103,88 @@ impl Coordinator {
             token: None,
             outcome: TaskState::Ready.as_str().into(),
             detail: json!({"task_type": new.task_type, "priority": new.priority,
-                "required_capabilities": caps, "max_attempts": max_attempts, "timeout_ms": timeout_ms}),
+                "required_capabilities": caps, "max_attempts": record.max_attempts,
+                "timeout_ms": record.timeout_ms}),
         }
         .seal(&self.keys, &task_chain(&new.task_id), &Head::empty())?;
-        let task_key = self.keys.task(&new.task_id);
         ops.extend([
-            put(task_key.clone(), encode(&record)?),
+            put(self.keys.task(&new.task_id), encode(&record)?),
             put(
                 self.keys.ready(&capset, record.priority, record.created_at_ms, &record.task_id),
                 Vec::new(),
             ),
-            put(self.keys.capset(&capset), encode(&caps)?),
             put(self.keys.state_entry(TaskState::Ready.as_str(), &record.task_id), Vec::new()),
         ]);
-        let txn = TxnRequest {
-            compares: vec![Compare::missing(task_key.clone())],
-            success: ops,
-            failure: vec![range_op(KeyRange::key(task_key))],
-        };
-        let resp = self.store.txn(txn).await?;
-        if resp.succeeded {
-            self.witness_log.log(witness, resp.revision);
-            return Ok(record);
+        let capset = (self.keys.capset(&capset), encode(&caps)?);
+        let bytes = ops.iter().map(txn::op_bytes).sum::<usize>() + capset.0.len() + capset.1.len();
+        Ok(PreparedTask { new, record, witness, ops, capset, bytes })
+    }
+
+    /// Creates `tasks` in one txn: each must be missing, and one that exists
+    /// already is settled as a single create settles it (the same content is
+    /// [`CreateOutcome::Exists`], other content [`CoreError::TaskExists`]); the
+    /// rest go again without it. One answer per task, in order. The caller
+    /// keeps the txn inside the store's limits (ops, bytes).
+    pub(crate) async fn create_together(
+        &self,
+        tasks: Vec<PreparedTask>,
+    ) -> Vec<Result<CreateOutcome, CoreError>> {
+        let mut answers: Vec<Option<Result<CreateOutcome, CoreError>>> =
+            tasks.iter().map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..tasks.len()).collect();
+        for _ in 0..MAX_CAS_ROUNDS {
+            if pending.is_empty() {
+                break;
+            }
+            let mut txn = TxnRequest::new();
+            let mut capsets: Vec<&str> = Vec::new();
+            for &i in &pending {
+                let task = &tasks[i];
+                let task_key = self.keys.task(&task.record.task_id);
+                txn.compares.push(Compare::missing(task_key.clone()));
+                txn.success.extend(task.ops.iter().cloned());
+                txn.failure.push(range_op(KeyRange::key(task_key)));
+                // A branch may put a key only once: one definition per set.
+                if !capsets.contains(&task.capset.0.as_str()) {
+                    capsets.push(&task.capset.0);
+                    txn.success.push(put(task.capset.0.clone(), task.capset.1.clone()));
+                }
+            }
+            let resp = match self.store.txn(txn).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    for &i in &pending {
+                        answers[i] = Some(Err(CoreError::Store(e.clone())));
+                    }
+                    break;
+                }
+            };
+            if resp.succeeded {
+                for &i in &pending {
+                    self.witness_log.log(tasks[i].witness.clone(), resp.revision);
+                    answers[i] = Some(Ok(CreateOutcome::Created(tasks[i].record.clone())));
+                }
+                pending.clear();
+                break;
+            }
+            // Settle the tasks that exist; the others go again without them.
+            let found = ranges(&resp.responses);
+            let mut still = Vec::new();
+            for (&i, kvs) in pending.iter().zip(found) {
+                match kvs.first() {
+                    Some(kv) => answers[i] = Some(tasks[i].settle_existing(kv)),
+                    None => still.push(i),
+                }
+            }
+            pending = still;
         }
-        let existing: TaskRecord = match ranges(&resp.responses).first().and_then(|kvs| kvs.first())
-        {
-            Some(kv) => decode(kv)?,
-            // It was there at the compare and gone at the read: cancelled
-            // and removed under us.
-            None => return Err(CoreError::Contended(format!("task {}", new.task_id))),
-        };
-        if existing.same_spec(&new, max_attempts, &caps) {
-            Ok(existing)
-        } else {
-            Err(CoreError::TaskExists(new.task_id))
+        for i in pending {
+            // It was there at the compare and gone at the read, every time:
+            // created and removed under us.
+            let task_id = &tasks[i].record.task_id;
+            answers[i] = Some(Err(CoreError::Contended(format!("task {task_id}"))));
         }
+        answers.into_iter().map(|a| a.unwrap_or_else(|| Err(no_answer()))).collect()
     }
 
     /// Checks a new task and builds its ready record.

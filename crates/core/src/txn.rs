@@ -23,6 +23,20 @@ use crate::{CoreError, now_ms};
 /// How many times an operation re-reads after losing a compare-and-swap.
 pub(crate) const MAX_CAS_ROUNDS: usize = 16;
 
+/// Bytes of keys and values one txn that writes several tasks carries at
+/// most. etcd refuses a request over 1.5 MiB (`--max-request-bytes`); this
+/// leaves room for its framing. A task larger than this (metadata up to the
+/// JSON limit) goes in a txn of its own.
+pub(crate) const TXN_BYTES: usize = 1 << 20;
+
+/// Bytes of keys and values an op carries (reads and deletes: a key's worth).
+pub(crate) fn op_bytes(op: &TxnOp) -> usize {
+    match op {
+        TxnOp::Put(put) => put.key.len() + put.value.len(),
+        TxnOp::Delete(_) | TxnOp::Range(_) => 128,
+    }
+}
+
 /// The claim key's value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClaimValue {
@@ -135,6 +149,50 @@ pub(crate) async fn snapshot(
         head: Head::from_kv(read.get(1).and_then(|kvs| kvs.first()))?,
         swarm: read.get(2).and_then(|kvs| kvs.first().cloned()),
     })
+}
+
+/// What a snapshot of several tasks and one swarm read (see [`snapshot_reads`]).
+pub(crate) struct Snapshots {
+    /// Each task's keys (`None`: no such task) and chain head, in the order asked.
+    pub tasks: Vec<(Option<TaskKeys>, Head)>,
+    pub swarm: Option<KeyValue>,
+}
+
+/// The reads of a snapshot of several tasks (each its keys and chain head)
+/// and a swarm, for one read-only txn or a txn's failure branch: what
+/// [`snapshot`] reads of one task, for many.
+pub(crate) fn snapshot_reads(
+    keys: &Keys,
+    task_ids: &[&str],
+    swarm_id: &str,
+    serializable: bool,
+) -> Vec<TxnOp> {
+    let read =
+        |range: KeyRange| TxnOp::Range(RangeRequest { serializable, ..RangeRequest::new(range) });
+    let mut reads = Vec::with_capacity(2 * task_ids.len() + 1);
+    for task_id in task_ids {
+        reads.push(read(KeyRange::prefix(keys.task_dir(task_id))));
+        reads.push(read(KeyRange::key(keys.witness_head(&task_chain(task_id)))));
+    }
+    reads.push(read(KeyRange::key(keys.swarm(swarm_id))));
+    reads
+}
+
+/// The answers to [`snapshot_reads`] of `task_ids`.
+pub(crate) fn read_snapshots(
+    keys: &Keys,
+    task_ids: &[&str],
+    responses: &[TxnOpResponse],
+) -> Result<Snapshots, CoreError> {
+    let read = ranges(responses);
+    let mut tasks = Vec::with_capacity(task_ids.len());
+    for (i, task_id) in task_ids.iter().enumerate() {
+        let dir = read.get(2 * i).copied().unwrap_or_default();
+        let head = read.get(2 * i + 1).and_then(|kvs| kvs.first());
+        tasks.push((task_keys(keys, task_id, dir), Head::from_kv(head)?));
+    }
+    let swarm = read.get(2 * task_ids.len()).and_then(|kvs| kvs.first().cloned());
+    Ok(Snapshots { tasks, swarm })
 }
 
 /// The task as it stands: a claim whose keys are gone reads as lapsed.
@@ -275,6 +333,9 @@ pub(crate) struct NewClaim<'a> {
     /// The claim (or push) lease.
     pub lease: LeaseId,
     pub deadline_ms: i64,
+    /// Which shard of the swarm's claim counter this claim counts on: claims
+    /// written in one txn each take their own (see `Keys::counter_shard`).
+    pub counter_shard: usize,
 }
 
 /// Ops that write a claim: the record, the state index, the claim key on its
@@ -297,7 +358,7 @@ pub(crate) fn claim_ops(
         put_on(keys.claim(task_id), encode(&value)?, claim.lease),
         put_on(keys.holder(task_id), swarm_id, claim.swarm_lease),
         put_on(keys.holding_entry(swarm_id, task_id), Vec::new(), claim.swarm_lease),
-        put(keys.counter(swarm_id, Counter::Claimed), Vec::new()),
+        put(keys.counter_shard(swarm_id, Counter::Claimed, claim.counter_shard), Vec::new()),
     ])
 }
 

@@ -23,6 +23,7 @@ ifc_testkit::on_each_backend!(
     an_expired_swarm_returns_its_claims_through_the_reaper,
     claim_next_follows_priority_age_and_capabilities,
     a_higher_priority_is_always_served_first,
+    a_nodes_queue_window_never_hides_a_task,
     concurrent_claim_next_callers_get_different_tasks,
     create_is_idempotent_for_the_same_content,
     cancel_ends_a_task_and_fences_its_owner,
@@ -336,6 +337,51 @@ async fn a_higher_priority_is_always_served_first(store: TestStore) {
     let next = slow.claim_next("w").await.unwrap().expect("the normal task");
     assert_eq!(next.task.task_id, "normal");
     assert!(slow.claim_next("w").await.unwrap().is_none(), "the urgent one is backing off");
+}
+
+/// claim_next reads a queue within a window of its first keys (see
+/// `queue_head.rs`): a task that sorts before the window's end (a higher
+/// priority) is still served first, and once another node has taken what the
+/// window held, the node reads on past it, down to the lowest priority.
+async fn a_nodes_queue_window_never_hides_a_task(store: TestStore) {
+    let (a, _) = coordinator(&store, CoreConfig::default());
+    let (b, _) = coordinator(&store, CoreConfig::default());
+    a.register_swarm("w", Vec::new(), json!(null), None).await.unwrap();
+    // More tasks than one window holds (1,024).
+    let creators: Vec<_> = (0..16)
+        .map(|chunk| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                for i in (chunk..1100).step_by(16) {
+                    a.create_task(task(&format!("deep-{i:04}"))).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for creator in creators {
+        creator.await.unwrap();
+    }
+    let mut claimed = HashSet::new();
+    let first = a.claim_next("w").await.unwrap().expect("a ready task");
+    claimed.insert(first.task.task_id);
+
+    a.create_task(NewTask { priority: 5, ..task("urgent") }).await.unwrap();
+    a.create_task(NewTask { priority: -1, ..task("low") }).await.unwrap();
+    let urgent = a.claim_next("w").await.unwrap().expect("the urgent task");
+    assert_eq!(urgent.task.task_id, "urgent");
+
+    // Another node takes most of what a's window holds.
+    for _ in 0..1000 {
+        let claim = b.claim_next("w").await.unwrap().expect("a ready task");
+        assert!(claimed.insert(claim.task.task_id.clone()), "{} twice", claim.task.task_id);
+    }
+    let mut last = None;
+    while let Some(claim) = a.claim_next("w").await.unwrap() {
+        assert!(claimed.insert(claim.task.task_id.clone()), "{} twice", claim.task.task_id);
+        last = Some(claim.task.task_id);
+    }
+    assert_eq!(claimed.len(), 1101, "every deep task and the low one, each once");
+    assert_eq!(last.as_deref(), Some("low"), "the lowest priority comes last");
 }
 
 async fn concurrent_claim_next_callers_get_different_tasks(store: TestStore) {

@@ -124,6 +124,48 @@ async fn workflow(backend: Backend) {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("task_id"));
     assert_eq!(ifc(&served, &["task", "list", "--state", "bogus"], None).status.code(), Some(2));
+
+    // Many tasks from a file of JSON lines, in batches; a rerun is safe.
+    let file = served.dir.path().join("tasks.jsonl");
+    let lines: Vec<String> = (0..5)
+        .map(|i| format!(r#"{{"task_id": "many-{i}", "task_type": "review", "priority": {i}}}"#))
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let created = json(&ifc(
+        &served,
+        &["task", "create-many", file, "--batch-size", "2", "-o", "json"],
+        None,
+    ));
+    let statuses: Vec<&str> =
+        created.as_array().unwrap().iter().map(|a| a["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["created"; 5]);
+    assert_eq!(created[4]["task_id"], "many-4");
+    let again = ifc(&served, &["task", "create-many", file], None);
+    assert!(again.status.success());
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "created 0, existed 5, failed 0");
+    // A task whose id is taken by other content fails alone: exit 4, named.
+    std::fs::write(
+        served.dir.path().join("changed.jsonl"),
+        r#"{"task_id": "many-0", "task_type": "other"}"#,
+    )
+    .unwrap();
+    let changed_file = served.dir.path().join("changed.jsonl");
+    let changed = ifc(&served, &["task", "create-many", changed_file.to_str().unwrap()], None);
+    assert_eq!(changed.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&changed.stdout).contains("many-0 (item 0)"));
+    // A bad task refuses its batch whole, named by its place in the input: exit 2.
+    let bad_file = served.dir.path().join("bad.jsonl");
+    std::fs::write(&bad_file, "{\"task_id\": \"ok-1\", \"task_type\": \"t\"}\n{\"task_id\": \"a/b\", \"task_type\": \"t\"}")
+        .unwrap();
+    let bad = ifc(&served, &["task", "create-many", bad_file.to_str().unwrap()], None);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("(item 1 of the input)"));
+    assert_eq!(
+        ifc(&served, &["task", "owner", "ok-1"], None).status.code(),
+        Some(3),
+        "nothing created"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,6 +192,7 @@ fn every_command_has_an_example_in_its_help() {
     let commands: &[&[&str]] = &[
         &["serve"],
         &["task", "create"],
+        &["task", "create-many"],
         &["task", "claim"],
         &["task", "next"],
         &["task", "complete"],

@@ -37,7 +37,8 @@ impl IntoResponse for AppError {
 impl From<CoreError> for AppError {
     fn from(e: CoreError) -> Self {
         let code = match &e {
-            CoreError::Invalid { .. } => ErrorCode::InvalidArgument,
+            CoreError::Invalid { .. } | CoreError::InvalidItem { .. } => ErrorCode::InvalidArgument,
+            CoreError::BatchTooLarge { .. } => ErrorCode::PayloadTooLarge,
             CoreError::NotRegistered(_) => ErrorCode::SwarmNotRegistered,
             CoreError::Contended(_) => ErrorCode::Contended,
             CoreError::SwarmTaken(_) => ErrorCode::SwarmTaken,
@@ -92,12 +93,16 @@ impl From<CoreError> for AppError {
                  read the state before retrying"
                     .to_string()
             }
-            ErrorCode::PayloadTooLarge => {
+            ErrorCode::PayloadTooLarge if matches!(e, CoreError::Store(_)) => {
                 format!("the stored record would be too large for the store: {e}")
             }
             _ => e.to_string(),
         };
-        AppError::new(code, message)
+        let error = ApiError::new(code, message);
+        match e {
+            CoreError::InvalidItem { index, .. } => AppError(error.at_item(index)),
+            _ => AppError(error),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::header;
 use axum::http::request::Parts;
 use ifc_api::ErrorCode;
 use serde::de::DeserializeOwned;
@@ -28,6 +29,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
         Json::<T>::from_request(req, state).await.map(|Json(v)| Body(v)).map_err(AppError::from)
+    }
+}
+
+/// A JSON body that may be left out entirely (no body): then `T::default()`.
+/// A body that is there is read as [`Body`] reads it.
+pub struct BodyOrDefault<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for BodyOrDefault<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let headers = req.headers();
+        let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+        let no_body = match length {
+            Some(length) => length.trim() == "0",
+            None => !headers.contains_key(header::TRANSFER_ENCODING),
+        };
+        if no_body {
+            return Ok(BodyOrDefault(T::default()));
+        }
+        Body::<T>::from_request(req, state).await.map(|Body(v)| BodyOrDefault(v))
     }
 }
 

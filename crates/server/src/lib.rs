@@ -57,6 +57,7 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::swarms::routes())
         .merge(routes::tasks::routes())
+        .merge(routes::batches::routes())
         .merge(routes::witness::routes())
         .merge(routes::inbox::routes())
         .merge(routes::blockers::routes())

@@ -67,13 +67,15 @@ class _Http:
         return response.json()
 
 
-def _new_task(task: NewTaskLike) -> Dict[str, Any]:
-    if isinstance(task, m.NewTask):
-        model = task
-    else:
-        model = m.NewTask.model_validate(dict(task))
-    check_id("task_id", model.task_id)
+def _new_task_body(task: NewTaskLike) -> Dict[str, Any]:
+    model = task if isinstance(task, m.NewTask) else m.NewTask.model_validate(dict(task))
     return model.model_dump(exclude_none=True)
+
+
+def _new_task(task: NewTaskLike) -> Dict[str, Any]:
+    body = _new_task_body(task)
+    check_id("task_id", body["task_id"])
+    return body
 
 
 class _Common:
@@ -135,6 +137,13 @@ class SwarmClient(_Common):
         """Claims the best ready task this swarm can do, or ``None``."""
         body = await self._call("POST", f"{self._me()}/claim-next")
         return None if body.get("claim") is None else m.Claim.model_validate(body["claim"])
+
+    async def claim_batch(self, max: int = 32) -> List[m.Claim]:
+        """Claims up to ``max`` (1..100) of the best ready tasks this swarm can
+        do in one request, best first, each its own claim with its own token
+        and deadline; fewer, or none, when fewer are ready."""
+        body = await self._call("POST", f"{self._me()}/claim-batch", json={"max": max})
+        return [m.Claim.model_validate(c) for c in body["claims"]]
 
     async def renew(self, task_id: str, token: int) -> int:
         """Extends a claim; its new deadline (ms since the epoch)."""
@@ -289,6 +298,16 @@ class Client(_Common):
         """Creates a task (idempotent for the same id and content)."""
         body = await self._call("POST", "/v1/tasks", json=_new_task(task))
         return m.TaskRecord.model_validate(body)
+
+    async def create_tasks(self, tasks: Sequence[NewTaskLike]) -> List[m.BatchItem]:
+        """Creates up to 1,000 tasks in one request: one :class:`BatchItem` per
+        task, in order. A bad item refuses the whole batch with
+        ``InvalidArgumentError`` whose ``index`` names it, and nothing is
+        created; more than 1,000 is ``PayloadTooLargeError``."""
+        body = await self._call(
+            "POST", "/v1/tasks/batch", json={"tasks": [_new_task_body(t) for t in tasks]}
+        )
+        return [m.BatchItem.model_validate(r) for r in body["results"]]
 
     async def list_tasks(
         self, state: m.TaskState, after: Optional[str] = None, limit: Optional[int] = None

@@ -16,19 +16,26 @@ class CoordinatorError(Exception):
     """Any failure the coordinator reports (the seed's base exception).
 
     ``code`` is the service's stable error code (``None`` for failures this
-    package detects itself before sending anything), ``status`` the HTTP status.
+    package detects itself before sending anything), ``status`` the HTTP status,
+    ``index`` the item at fault when a batch was refused for one of its items.
     """
 
     code: Optional[str] = None
 
     def __init__(
-        self, message: str, *, code: Optional[str] = None, status: Optional[int] = None
+        self,
+        message: str,
+        *,
+        code: Optional[str] = None,
+        status: Optional[int] = None,
+        index: Optional[int] = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.status = status
+        self.index = index
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}" if self.code else self.message
@@ -298,5 +305,6 @@ def error_from_response(status: int, body: Any) -> CoordinatorError:
         code = body["code"]
         message = str(body.get("message", ""))
         cls = ERROR_CLASSES.get(code, CoordinatorError)
-        return cls(message, code=code, status=status)
+        index = body.get("index")
+        return cls(message, code=code, status=status, index=index if isinstance(index, int) else None)
     return CoordinatorError(f"HTTP {status}: {str(body)[:200]}", status=status)

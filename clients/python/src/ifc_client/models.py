@@ -50,6 +50,7 @@ class NewTask(Model):
     required_capabilities: List[str] = Field(default_factory=list)
     priority: int = 0
     max_attempts: Optional[int] = None
+    timeout_ms: Optional[int] = None
 
 
 class TaskRecord(Model):
@@ -103,6 +104,25 @@ class ClaimOutcome(Model):
         if body.get("outcome") == "claimed":
             return cls(outcome="claimed", claim=Claim.model_validate(body))
         return cls.model_validate(body)
+
+
+class ErrorBody(Model):
+    """The service's error shape, ``{code, message}`` (and ``index`` when a
+    batch was refused for one of its items)."""
+
+    code: str
+    message: str
+    index: Optional[int] = None
+
+
+class BatchItem(Model):
+    """One task's answer in a batch create, at the task's place in the
+    request: ``status`` is ``created``, ``exists`` (the same content was there
+    already: a retried batch changes nothing) or ``error`` (with ``error``)."""
+
+    status: Literal["created", "exists", "error"]
+    task: Optional[TaskRecord] = None
+    error: Optional[ErrorBody] = None
 
 
 class SwarmStats(Model):

@@ -9,7 +9,7 @@ use ifc_kv::KvStore;
 use ifc_kv_embedded::{EmbeddedOptions, EmbeddedStore};
 
 use crate::report::{Report, verdict};
-use crate::{python, realtime};
+use crate::{batches, python, realtime};
 
 pub async fn run(report: &mut Report, scale: usize, work: &Path) -> Result<()> {
     report.section(
@@ -58,6 +58,35 @@ pub async fn run(report: &mut Report, scale: usize, work: &Path) -> Result<()> {
         verdict(rate >= 20_000.0),
         push.p99,
         verdict(push.p99 <= 2000.0),
+    ));
+    batch_rows(report, scale, work).await
+}
+
+/// Batch rows, on a store of their own so the claims find only their tasks.
+async fn batch_rows(report: &mut Report, scale: usize, work: &Path) -> Result<()> {
+    const CREATE_CLIENTS: usize = 4;
+    const CLAIM_CLIENTS: usize = 16;
+    let store: Arc<dyn KvStore> =
+        Arc::new(EmbeddedStore::open(work.join("http-batches"), EmbeddedOptions::default())?);
+    let server = realtime::local_server(store, 1_000).await?;
+    let total = 10_000 * scale;
+    let (created, create) =
+        batches::http_create_batches(&server, total, 1_000, CREATE_CLIENTS).await?;
+    let (claimed, claim) = batches::http_claim_batches(&server, total, 32, CLAIM_CLIENTS).await?;
+    report.line(&format!(
+        "\nBatches ({total} tasks): created 1,000 to a request by {CREATE_CLIENTS} clients, \
+         then claimed 32 to a request by {CLAIM_CLIENTS} swarms until none were left. \
+         Latency is per request.\n"
+    ));
+    report.latency_table(&[
+        ("HTTP create, batches of 1,000", create, None),
+        ("HTTP claim, batches of 32", claim, None),
+    ]);
+    report.line(&format!(
+        "\nVerdict: batch create {created:.0} tasks/s (≥ 100,000: {}); batch claim \
+         {claimed:.0} tasks/s (≥ 50,000: {}).",
+        verdict(created >= 100_000.0),
+        verdict(claimed >= 50_000.0),
     ));
     Ok(())
 }

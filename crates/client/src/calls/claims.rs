@@ -1,13 +1,13 @@
-//! Claim calls, as a swarm: claim, claim_next, renew, complete, fail.
+//! Claim calls, as a swarm: claim, claim_next, claim_batch, renew, complete, fail.
 
 use ifc_api::{
-    Claim, ClaimOutcome, ClaimRequest, CompleteRequest, FailRequest, NextClaim, ReleaseRequest,
-    RenewRequest, Renewed, TaskRecord,
+    Claim, ClaimBatch, ClaimBatchRequest, ClaimOutcome, ClaimRequest, CompleteRequest, FailRequest,
+    NextClaim, ReleaseRequest, RenewRequest, Renewed, TaskRecord,
 };
 
 use crate::client::encode;
 use crate::error::check_id;
-use crate::{Client, ClientError};
+use crate::{ClaimGuard, Client, ClientError};
 
 impl Client {
     /// The seed's `claim_task`, as this swarm.
@@ -22,6 +22,17 @@ impl Client {
         let next: NextClaim =
             self.post(&format!("/v1/swarms/{}/claim-next", encode(self.me()?)), &()).await?;
         Ok(next.claim)
+    }
+
+    /// Claims up to `max` (1 ..= 100) of the best ready tasks this swarm can
+    /// do in one request, best first, each held by its own [`ClaimGuard`]
+    /// that renews it until complete, fail, release or drop. Fewer, or none,
+    /// when fewer are ready.
+    pub async fn claim_batch(&self, max: u32) -> Result<Vec<ClaimGuard>, ClientError> {
+        let request = ClaimBatchRequest { max: Some(max) };
+        let path = format!("/v1/swarms/{}/claim-batch", encode(self.me()?));
+        let batch: ClaimBatch = self.post(&path, &request).await?;
+        Ok(batch.claims.iter().map(|claim| self.hold(claim)).collect())
     }
 
     /// Extends a claim; returns the new deadline (ms since the epoch).

@@ -12,6 +12,7 @@ mod queues;
 mod stream;
 mod swarm;
 mod task;
+mod task_batch;
 mod time;
 mod witness;
 mod worker;

@@ -1,4 +1,5 @@
-//! `ifc task …`: create, claim, complete, fail, renew and inspect tasks.
+//! `ifc task …`: create (one, or many: `task_batch.rs`), claim, complete, fail,
+//! renew and inspect tasks.
 
 use anyhow::Result;
 use ifc_client::{Claim, ClaimOutcome, NewTask, TaskPage, TaskRecord, TaskState, TaskView};
@@ -44,6 +45,20 @@ enum Task {
         /// server's claim timeout). A claimer renews it while it works.
         #[arg(long)]
         timeout_ms: Option<u64>,
+    },
+    /// Creates many tasks from a file or stdin (admin): a JSON array of tasks,
+    /// or one task per line, each as `POST /v1/tasks` takes it (`task_id`,
+    /// `task_type`, `metadata`, `required_capabilities`, `priority`,
+    /// `max_attempts`, `timeout_ms`). Sent in batches; prints how many were
+    /// created, existed already (running again is safe) or failed, and why.
+    ///
+    /// Example: `ifc task create-many tasks.jsonl --batch-size 500`
+    CreateMany {
+        /// The file of tasks; stdin if absent or `-`.
+        file: Option<std::path::PathBuf>,
+        /// Tasks per request (1 ..= 1,000); a batch is also kept under 1 MiB.
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
     },
     /// Claims a task (as a swarm); prints `export IFC_CLAIM_TOKEN=…`. Exit 4 if
     /// another swarm holds it.
@@ -171,6 +186,9 @@ async fn run(c: &Connection, command: Task) -> Result<i32> {
             };
             let record = c.admin()?.create_task(task).await?;
             c.print(&record, created);
+        }
+        Task::CreateMany { file, batch_size } => {
+            return super::task_batch::create_many(c, file, batch_size).await;
         }
         Task::Claim { task_id } => match c.swarm()?.claim_task(&task_id).await? {
             ClaimOutcome::Claimed(claim) => c.print(&*claim, claimed),

@@ -2,6 +2,7 @@
 //! body) → one core call → wire type; each file hands [`crate::router`] its
 //! routes with their OpenAPI entries.
 
+pub(crate) mod batches;
 pub(crate) mod blockers;
 pub(crate) mod events;
 pub(crate) mod inbox;
