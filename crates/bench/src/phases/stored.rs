@@ -166,12 +166,15 @@ async fn claim_vs_stored(
         };
         create_tasks(&c, created..size, 32, format!("seeding {size} tasks"), task).await?;
         created = size;
+        // A quarter of the queue at most for each kind of claim, so the queue
+        // is still deep (and a list page full) when it is probed.
+        let claims = probes.min(size / 4).max(1);
         let mut h = histogram();
-        for p in 0..probes {
-            // Spread the probes over the whole key space with stride size/probes,
-            // offset by the round: with strides of 10, 100, 1000 the rounds
-            // never meet, so every probe claims a task nobody claimed before.
-            let id = format!("stored-{}", (p * (size / probes).max(1) + round) % size);
+        for p in 0..claims {
+            // Spread the probes over the whole key space with stride size/claims,
+            // offset by the round, so a probe rarely meets a task claimed before
+            // (one that was is answered AlreadyClaimed, also a full read).
+            let id = format!("stored-{}", (p * (size / claims).max(1) + round) % size);
             let t = Instant::now();
             match c.claim_task("prober", &id).await? {
                 ClaimOutcome::Claimed(_) | ClaimOutcome::AlreadyClaimed { .. } => {}
@@ -180,10 +183,9 @@ async fn claim_vs_stored(
             record(&mut h, t);
         }
         let claim_task = summary(&h);
-        // Each claim_next takes the head of the queue: the queue stays deep
-        // (probes ≤ the smallest size), only its head moves.
+        // Each claim_next takes the head of the queue: only its head moves.
         let mut h = histogram();
-        for _ in 0..probes.min(size / 2) {
+        for _ in 0..claims {
             let t = Instant::now();
             c.claim_next("prober").await?.ok_or_else(|| anyhow::anyhow!("queue empty"))?;
             record(&mut h, t);
