@@ -240,11 +240,14 @@ impl Coordinator {
         }
     }
 
-    /// The ready queues whose capability sets `swarm` holds in full.
-    pub(crate) async fn claimable_queues(
-        &self,
-        swarm: &SwarmRecord,
-    ) -> Result<Vec<String>, CoreError> {
+    /// The ready queues whose capability sets the registered swarm holds in
+    /// full.
+    pub(crate) async fn claimable_queues(&self, swarm_id: &str) -> Result<Vec<String>, CoreError> {
+        let swarm = self
+            .swarms
+            .get(swarm_id)
+            .await?
+            .ok_or_else(|| CoreError::NotRegistered(swarm_id.into()))?;
         let capsets = self.store.range(RangeRequest::prefix(self.keys.capsets())).await?;
         let mut queues = Vec::new();
         for kv in &capsets.kvs {
@@ -285,12 +288,7 @@ impl Coordinator {
     /// higher one was ready.
     pub async fn claim_next(&self, swarm_id: &str) -> Result<Option<Claim>, CoreError> {
         validate::id("swarm_id", swarm_id)?;
-        let swarm = self
-            .swarms
-            .get(swarm_id)
-            .await?
-            .ok_or_else(|| CoreError::NotRegistered(swarm_id.into()))?;
-        let queues = self.claimable_queues(&swarm).await?;
+        let queues = self.claimable_queues(swarm_id).await?;
         if queues.is_empty() {
             return Ok(None);
         }

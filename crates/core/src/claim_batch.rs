@@ -70,12 +70,7 @@ impl Coordinator {
             let reason = format!("must be 1 ..= {MAX_CLAIM_BATCH}, not {max}");
             return Err(CoreError::Invalid { field: "max", reason });
         }
-        let swarm = self
-            .swarms
-            .get(swarm_id)
-            .await?
-            .ok_or_else(|| CoreError::NotRegistered(swarm_id.into()))?;
-        let queues = self.claimable_queues(&swarm).await?;
+        let queues = self.claimable_queues(swarm_id).await?;
         if queues.is_empty() {
             return Ok(Vec::new());
         }
