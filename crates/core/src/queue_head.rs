@@ -50,12 +50,12 @@ impl QueueWindows {
 }
 
 impl Coordinator {
-    /// The first keys of each of `queues`, in order: at most `head` (at most
-    /// [`WINDOW`]) from a window, up to `WINDOW` when the window was read
-    /// again. `refill`
-    /// reads every window again (the caller found nothing it could take in
-    /// what the windows held). Also says whether every queue was read afresh
-    /// (then an empty answer is the queues' own, not a window's).
+    /// The first keys of each of `queues`, in order: at most `head` (itself at
+    /// most [`WINDOW`]) from a window, up to `WINDOW` when the window was read
+    /// again. `refill_all` reads every window again (the caller found nothing
+    /// it could take in what the windows held). Also says whether every queue
+    /// was read afresh (then an empty answer is the queues' own, not a
+    /// window's).
     pub(crate) async fn queue_heads(
         &self,
         queues: &[String],
