@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Dict, List
+from dataclasses import dataclass
+from typing import Dict, List, Optional
 
 import httpx
 
@@ -28,6 +29,14 @@ LAPSES = {"task_requeued", "task_dead_lettered"}
 ENDS_CLAIM = {"task_completed", "task_failed", "task_requeued", "task_dead_lettered",
               "task_cancelled", "push_declined", "push_expired"}
 BEGINS_CLAIM = {"task_claimed", "task_pushed"}
+
+
+@dataclass
+class Election:
+    """When a phase's etcd leader was killed, and when the others named a new one
+    (time.monotonic(), as the workload's calls are stamped)."""
+    killed: float
+    elected: float
 
 
 def witness_records(node: str, token: str) -> List[dict]:
@@ -139,9 +148,12 @@ def check(history: History, node: str, token: str,
     return problems
 
 
-def phase_table(history: History, phases: List[str], records: List[dict]) -> List[dict]:
+def phase_table(history: History, phases: List[str], records: List[dict],
+                elections: Optional[Dict[str, Election]] = None) -> List[dict]:
     """Per phase: requests, failures by kind, the longest gap between successful writes,
-    and the stale writes refused."""
+    and the stale writes refused; for a phase that killed the leader, its failures
+    split by whether they were sent before or after the new leader was elected."""
+    elections = elections or {}
     stale = stale_completes(history, records)
     rows = []
     for phase in phases:
@@ -156,10 +168,25 @@ def phase_table(history: History, phases: List[str], records: List[dict]) -> Lis
         kinds: Dict[str, int] = defaultdict(int)
         for c in failed:
             kinds[c.code or str(c.status)] += 1
-        rows.append({"phase": phase, "requests": len(calls), "ok": sum(c.ok for c in calls),
-                     "failed": len(failed), "kinds": dict(kinds), "moved": moved, "gap_s": gap,
-                     "stale": dict(stale.get(phase, {}))})
+        row = {"phase": phase, "requests": len(calls), "ok": sum(c.ok for c in calls),
+               "failed": len(failed), "kinds": dict(kinds), "moved": moved, "gap_s": gap,
+               "stale": dict(stale.get(phase, {}))}
+        if phase in elections:
+            row["election"] = election_split(elections[phase], failed)
+        rows.append(row)
     return rows
+
+
+def election_split(election: Election, failed: List[Call]) -> dict:
+    """A request sent before the new leader was elected may fail (it met the
+    election); one sent after it must not."""
+    after = [c for c in failed if c.start >= election.elected]
+    return {"elected_after_s": election.elected - election.killed,
+            "failed_before": len(failed) - len(after), "failed_after": len(after),
+            "failures": [{"op": c.op, "code": c.code or str(c.status),
+                          "sent_ms": (c.start - election.killed) * 1000,
+                          "answered_ms": (c.end - election.killed) * 1000}
+                         for c in sorted(failed, key=lambda c: c.start)]}
 
 
 def business_refusal(call: Call) -> bool:

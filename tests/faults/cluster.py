@@ -130,13 +130,13 @@ class EtcdCluster:
             m.start()
         self.wait_leader()
 
-    def wait_leader(self, timeout: float = 30.0) -> "EtcdMember":
+    def wait_leader(self, timeout: float = 30.0, poll: float = 0.05) -> "EtcdMember":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             leader = self.leader()
             if leader is not None:
                 return leader
-            time.sleep(0.05)
+            time.sleep(poll)
         raise RuntimeError("etcd elected no leader")
 
     def leader(self) -> Optional[EtcdMember]:

@@ -11,6 +11,10 @@ use tonic::Code;
 
 use crate::members::Members;
 
+/// How long an attempt in flight when a new leader is reported may still
+/// answer before it is abandoned (see [`Members::call`]).
+const LEADER_CHANGE_GRACE: Duration = Duration::from_millis(250);
+
 /// What a failed attempt says about the request.
 pub(crate) enum Failure {
     /// etcd answered with a definite error: the request's answer.
@@ -162,10 +166,11 @@ impl Members {
     /// `attempt_timeout`, the whole within `deadline`. Rounds repeat with a
     /// short pause while no member can serve (an election).
     ///
-    /// A request that may be resent is also resent as soon as a new leader is
+    /// A request that may be resent is also resent soon after a new leader is
     /// reported: whatever an attempt was waiting on (the old leader itself, or
     /// a follower's forward to it) will not answer, so waiting out the attempt
-    /// timeout would only add to the election's gap.
+    /// timeout would only add to the election's gap. The attempt gets
+    /// [`LEADER_CHANGE_GRACE`] first: it may have been sent after the election.
     pub(crate) async fn call<T, F, Fut>(
         &self,
         resend: Resend,
@@ -195,12 +200,20 @@ impl Members {
                 };
                 let waited = remaining.min(attempt_timeout);
                 let bounded = tokio::time::timeout(waited, sent);
+                tokio::pin!(bounded);
                 let outcome = if resend == Resend::Never {
                     Some(bounded.await)
                 } else {
                     tokio::select! {
-                        outcome = bounded => Some(outcome),
-                        Ok(()) = leader.changed() => None,
+                        outcome = &mut bounded => Some(outcome),
+                        // We learn of an election up to a probe interval late: an
+                        // attempt sent after it is answered within moments, and
+                        // abandoning it would make its own write look like a
+                        // stranger's to the resend (an ambiguous answer). Only
+                        // an attempt still waiting after the grace is given up.
+                        Ok(()) = leader.changed() => {
+                            tokio::time::timeout(LEADER_CHANGE_GRACE, &mut bounded).await.ok()
+                        }
                     }
                 };
                 let failure = match outcome {
