@@ -64,8 +64,10 @@ pub async fn run(
     let options = EmbeddedOptions { history_retention: HISTORY, ..EmbeddedOptions::default() };
     let embedded: Arc<dyn KvStore> = Arc::new(EmbeddedStore::open(&dir, options)?);
     let size_dir = dir.clone();
+    let mut rates = Vec::new();
     let (samples, rate) = soak(embedded, tasks, "soak", move || Some(dir_size(&size_dir))).await?;
     add_row(&mut rows, "embedded", tasks, &samples, rate);
+    rates.push(rate);
     curves.push(("embedded", curve(&samples)));
 
     let etcd = BenchEtcd::start(None).await;
@@ -74,8 +76,26 @@ pub async fn run(
     let (samples, rate) =
         soak(store, etcd_tasks, &ns("soak"), move || db.as_deref().map(file_size)).await?;
     add_row(&mut rows, "etcd", etcd_tasks, &samples, rate);
+    rates.push(rate);
     curves.push(("etcd", curve(&samples)));
     report.text.push_str(&rows);
+
+    // Whether the pruner can keep up at all: one pass over finished tasks, timed.
+    let alone = if smoke { 1_000 } else { 20_000 };
+    let embedded: Arc<dyn KvStore> =
+        Arc::new(EmbeddedStore::open(&work.join("prune-alone"), EmbeddedOptions::default())?);
+    let embedded_rate = prune_alone(embedded, alone, "prune-alone").await?;
+    let etcd_rate =
+        prune_alone(Arc::new(connect_compacting(&etcd).await?), alone, &ns("prune-alone")).await?;
+    let _ = write!(
+        report.text,
+        "\nThe pruner alone: {alone} tasks finished with retention off, then one prune pass \
+         over all of them, timed. It keeps up while it prunes faster than tasks finish.\n\n\
+         | backend | tasks pruned/s, one pass | soak's tasks/s |\n|---|---|---|\n\
+         | embedded | {embedded_rate:.0} | {:.0} |\n| etcd | {etcd_rate:.0} | {:.0} |\n",
+        rates[0], rates[1]
+    );
+    println!("pruner alone: embedded {embedded_rate:.0} tasks/s, etcd {etcd_rate:.0} tasks/s");
     if etcd::external_endpoints().is_some() {
         report.line(
             "\netcd is an external cluster here: its file is not ours to measure, and this \
@@ -83,6 +103,73 @@ pub async fn run(
         );
     }
     Ok(curves)
+}
+
+/// Spawns the create → claim → complete loops for `tasks` tasks, counting
+/// each finished task in `done`.
+fn finish_tasks(
+    c: &Arc<Coordinator>,
+    tasks: usize,
+    done: &Arc<AtomicUsize>,
+    bar: &indicatif::ProgressBar,
+) -> Vec<tokio::task::JoinHandle<Result<()>>> {
+    (0..WORKERS)
+        .map(|w| {
+            let (c, done, bar) = (c.clone(), done.clone(), bar.clone());
+            tokio::spawn(async move {
+                let swarm = format!("soak-{w}");
+                for t in (w..tasks).step_by(WORKERS) {
+                    let id = format!("soak-{t}");
+                    c.create_task(NewTask {
+                        task_id: id.clone(),
+                        task_type: "soak".into(),
+                        metadata: serde_json::json!({"n": t, "prompt": "summarise the document"}),
+                        required_capabilities: Vec::new(),
+                        priority: 0,
+                        max_attempts: None,
+                        timeout_ms: None,
+                    })
+                    .await?;
+                    let ClaimOutcome::Claimed(claim) = c.claim_task(&swarm, &id).await? else {
+                        anyhow::bail!("task {id} was not claimable");
+                    };
+                    c.complete_task(&swarm, &id, claim.token, serde_json::json!({"ok": true}))
+                        .await?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    bar.inc(1);
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect()
+}
+
+/// The pruner alone: `tasks` tasks finished with retention off, then one
+/// timed prune pass over all of them. Returns tasks pruned per second, which
+/// the soak's rate must stay under for the pruner to keep up.
+async fn prune_alone(store: Arc<dyn KvStore>, tasks: usize, namespace: &str) -> Result<f64> {
+    let config = CoreConfig {
+        namespace: namespace.into(),
+        claim_timeout_ms: 600_000,
+        swarm_ttl_secs: 3600,
+        ..CoreConfig::default()
+    };
+    let c = Arc::new(Coordinator::new(store, config));
+    for w in 0..WORKERS {
+        c.register_swarm(&format!("soak-{w}"), Vec::new(), serde_json::Value::Null, None).await?;
+    }
+    let bar = progress(tasks, format!("pruner alone: finishing {tasks} tasks"));
+    for l in finish_tasks(&c, tasks, &Arc::new(AtomicUsize::new(0)), &bar) {
+        l.await??;
+    }
+    bar.finish_and_clear();
+    let keep = Duration::from_secs(1);
+    tokio::time::sleep(keep + Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let pruned = c.prune_finished(&Retention { keep, every: keep, archive: None }).await? as usize;
+    let rate = pruned as f64 / started.elapsed().as_secs_f64();
+    anyhow::ensure!(pruned == tasks, "one prune pass removed {pruned} of {tasks} finished tasks");
+    Ok(rate)
 }
 
 /// An etcd store that compacts history itself, as `--etcd-owns-cluster` does;
@@ -118,33 +205,7 @@ async fn soak(
     let done = Arc::new(AtomicUsize::new(0));
     let bar = progress(tasks, format!("soak: {tasks} tasks with retention"));
     let started = Instant::now();
-    let mut loops = Vec::new();
-    for w in 0..WORKERS {
-        let (c, done, bar) = (c.clone(), done.clone(), bar.clone());
-        loops.push(tokio::spawn(async move {
-            let swarm = format!("soak-{w}");
-            for t in (w..tasks).step_by(WORKERS) {
-                let id = format!("soak-{t}");
-                c.create_task(NewTask {
-                    task_id: id.clone(),
-                    task_type: "soak".into(),
-                    metadata: serde_json::json!({"n": t, "prompt": "summarise the document"}),
-                    required_capabilities: Vec::new(),
-                    priority: 0,
-                    max_attempts: None,
-                    timeout_ms: None,
-                })
-                .await?;
-                let ClaimOutcome::Claimed(claim) = c.claim_task(&swarm, &id).await? else {
-                    anyhow::bail!("task {id} was not claimable");
-                };
-                c.complete_task(&swarm, &id, claim.token, serde_json::json!({"ok": true})).await?;
-                done.fetch_add(1, Ordering::Relaxed);
-                bar.inc(1);
-            }
-            anyhow::Ok(())
-        }));
-    }
+    let loops = finish_tasks(&c, tasks, &done, &bar);
     let mut samples = Samples::new();
     let step = (tasks / 50).max(1);
     let mut next = 0;
