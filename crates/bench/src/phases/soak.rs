@@ -83,7 +83,7 @@ pub async fn run(
     // Whether the pruner can keep up at all: one pass over finished tasks, timed.
     let alone = if smoke { 1_000 } else { 20_000 };
     let embedded: Arc<dyn KvStore> =
-        Arc::new(EmbeddedStore::open(&work.join("prune-alone"), EmbeddedOptions::default())?);
+        Arc::new(EmbeddedStore::open(work.join("prune-alone"), EmbeddedOptions::default())?);
     let embedded_rate = prune_alone(embedded, alone, "prune-alone").await?;
     let etcd_rate =
         prune_alone(Arc::new(connect_compacting(&etcd).await?), alone, &ns("prune-alone")).await?;
