@@ -10,11 +10,14 @@
 //! stays as it was finished) and its chain head's, so racing nodes are
 //! harmless (the loser's archive copy is a duplicate the check accepts).
 //!
-//! The audit trail survives: a pruned chain leaves a checkpoint (seq and hash
-//! of its last record) from which `verify` proves whatever the chain gets
-//! later, and, if an archive directory is set, the chain's records are first
-//! appended there ([`crate::witness_archive`]) where `ifc witness verify
-//! --archive` checks that they chain up to the checkpoint.
+//! The audit trail survives where it is kept: with an archive directory set,
+//! a chain's records are first appended there ([`crate::witness_archive`])
+//! and the pruned chain leaves a checkpoint (seq and hash of its last record)
+//! against which `ifc witness verify --archive` checks that the archived
+//! records chain up to it (so a truncated archive shows). Without an archive
+//! nothing of the task stays: a task's chain is pruned whole, so a checkpoint
+//! would prove nothing that remains, and one per task forever was the one
+//! thing that still grew (about 200 bytes per task on etcd).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -200,12 +203,15 @@ impl Coordinator {
                 return Ok(0);
             }
         }
-        if batch.len() > 1 && self.store.txn(self.removal_txn(batch)?).await?.succeeded {
+        let checkpoint = retention.archive.is_some();
+        if batch.len() > 1 && self.store.txn(self.removal_txn(batch, checkpoint)?).await?.succeeded
+        {
             return Ok(batch.len() as u64);
         }
         let mut removed = 0;
         for removal in batch {
-            if self.store.txn(self.removal_txn(std::slice::from_ref(removal))?).await?.succeeded {
+            let alone = self.removal_txn(std::slice::from_ref(removal), checkpoint)?;
+            if self.store.txn(alone).await?.succeeded {
                 removed += 1;
             } else {
                 self.mend_entry(&removal.due).await?;
@@ -214,17 +220,23 @@ impl Coordinator {
         Ok(removed)
     }
 
-    /// One txn removing every task of `batch`, each guarded.
-    fn removal_txn(&self, batch: &[Removal]) -> Result<TxnRequest, CoreError> {
+    /// One txn removing every task of `batch`, each guarded; each chain
+    /// leaves a checkpoint if `checkpoint` (its records were archived).
+    fn removal_txn(&self, batch: &[Removal], checkpoint: bool) -> Result<TxnRequest, CoreError> {
         let mut txn = TxnRequest { compares: Vec::new(), success: Vec::new(), failure: Vec::new() };
         for removal in batch {
-            self.add_removal(removal, &mut txn)?;
+            self.add_removal(removal, checkpoint, &mut txn)?;
         }
         Ok(txn)
     }
 
     /// Adds one task's guarded removal to `txn`.
-    fn add_removal(&self, removal: &Removal, txn: &mut TxnRequest) -> Result<(), CoreError> {
+    fn add_removal(
+        &self,
+        removal: &Removal,
+        checkpoint: bool,
+        txn: &mut TxnRequest,
+    ) -> Result<(), CoreError> {
         let (task_id, state) = (removal.due.task_id.as_str(), removal.due.state);
         let chain = task_chain(task_id);
         let task_key = self.keys.task(task_id);
@@ -239,10 +251,16 @@ impl Coordinator {
             TxnOp::Delete(DeleteRequest::key(removal.due.entry.key.clone())),
             TxnOp::Delete(DeleteRequest::prefix(self.keys.witness_records(&chain))),
             TxnOp::Delete(DeleteRequest::key(removal.head_key.clone())),
-            TxnOp::Put(PutRequest::new(
-                self.keys.witness_checkpoint(&chain),
-                encode(&removal.head)?,
-            )),
+            // Without one, an earlier checkpoint of this id (pruned with an
+            // archive, then used again) goes too: nothing of the task stays.
+            if checkpoint {
+                TxnOp::Put(PutRequest::new(
+                    self.keys.witness_checkpoint(&chain),
+                    encode(&removal.head)?,
+                ))
+            } else {
+                TxnOp::Delete(DeleteRequest::key(self.keys.witness_checkpoint(&chain)))
+            },
         ]);
         Ok(())
     }

@@ -194,8 +194,12 @@ async fn a_pass_prunes_only_what_is_due_in_batches(store: TestStore) {
         archive: None,
     };
     assert_eq!(c.prune_finished(&retention).await.unwrap(), 40, "all the old ones, in one pass");
+    let kv = store.kv();
     for id in &old {
         assert!(matches!(c.get_task(id).await, Err(CoreError::TaskNotFound(_))), "{id}");
+        // No archive: no checkpoint either, so storage is bounded by what is kept.
+        let chain = kv.range(RangeRequest::prefix(c.keys().witness_chain(&format!("task/{id}"))));
+        assert!(chain.await.unwrap().kvs.is_empty(), "nothing of {id}'s chain stays");
     }
     assert!(c.get_task("young").await.is_ok(), "a task finished within `keep` stays");
     assert_eq!(finished_index(&store, &c).await, [pair("young", "completed")]);
