@@ -17,7 +17,10 @@
 //! records chain up to it (so a truncated archive shows). Without an archive
 //! nothing of the task stays: a task's chain is pruned whole, so a checkpoint
 //! would prove nothing that remains, and one per task forever was the one
-//! thing that still grew (about 200 bytes per task on etcd).
+//! thing that still grew. (An older checkpoint of a reused id is left alone:
+//! the archive's copy of that chain ends at it.) The archive is configured on
+//! every node or none: a chain removed by a node without one leaves no
+//! checkpoint for a copy another node archived before losing the race.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -251,24 +254,25 @@ impl Coordinator {
             TxnOp::Delete(DeleteRequest::key(removal.due.entry.key.clone())),
             TxnOp::Delete(DeleteRequest::prefix(self.keys.witness_records(&chain))),
             TxnOp::Delete(DeleteRequest::key(removal.head_key.clone())),
-            // Without one, an earlier checkpoint of this id (pruned with an
-            // archive, then used again) goes too: nothing of the task stays.
-            if checkpoint {
-                TxnOp::Put(PutRequest::new(
-                    self.keys.witness_checkpoint(&chain),
-                    encode(&removal.head)?,
-                ))
-            } else {
-                TxnOp::Delete(DeleteRequest::key(self.keys.witness_checkpoint(&chain)))
-            },
         ]);
+        // Without an archive an earlier checkpoint of this id (pruned with
+        // one, then used again) stays: the archive's copy must end at it.
+        if checkpoint {
+            txn.success.push(TxnOp::Put(PutRequest::new(
+                self.keys.witness_checkpoint(&chain),
+                encode(&removal.head)?,
+            )));
+        }
         Ok(())
     }
 
-    /// After a refused removal: an index entry whose record was rewritten
-    /// since the task finished is written again (so its revision guards the
-    /// next pass), one whose task is gone or no longer finished is dropped.
-    /// Either only if the entry is still as read.
+    /// After a refused removal: an entry whose task is gone or no longer
+    /// finished is dropped; one whose record was rewritten since it finished
+    /// is written again with the record, in one txn, so their revisions match
+    /// again and guard the next pass (the entry alone would never match the
+    /// record, and the task would never be pruned). An entry still matching
+    /// its record stays as it is: its chain's head moved, and the next pass
+    /// reads the chain again. Each only if the entry is still as read.
     async fn mend_entry(&self, due: &Due) -> Result<(), CoreError> {
         let task_kv = self.store.range(RangeRequest::key(self.keys.task(&due.task_id))).await?;
         let record = match task_kv.kvs.first() {
@@ -282,16 +286,22 @@ impl Coordinator {
                     self.keys.finished_entry(at, &due.task_id).as_bytes() == entry_key
                 })
         });
-        let op = if still_due {
-            TxnOp::Put(PutRequest::new(entry_key.clone(), due.entry.value.clone()))
-        } else {
-            TxnOp::Delete(DeleteRequest::key(entry_key.clone()))
+        let mut compares =
+            vec![Compare::mod_revision_is(entry_key.clone(), due.entry.mod_revision)];
+        let success = match task_kv.kvs.first() {
+            Some(kv) if still_due => {
+                if kv.mod_revision == due.entry.mod_revision {
+                    return Ok(());
+                }
+                compares.push(Compare::mod_revision_is(kv.key.clone(), kv.mod_revision));
+                vec![
+                    TxnOp::Put(PutRequest::new(kv.key.clone(), kv.value.clone())),
+                    TxnOp::Put(PutRequest::new(entry_key, due.entry.value.clone())),
+                ]
+            }
+            _ => vec![TxnOp::Delete(DeleteRequest::key(entry_key))],
         };
-        let mut compares = vec![Compare::mod_revision_is(entry_key, due.entry.mod_revision)];
-        if let (true, Some(kv)) = (still_due, task_kv.kvs.first()) {
-            compares.push(Compare::mod_revision_is(kv.key.clone(), kv.mod_revision));
-        }
-        self.store.txn(TxnRequest { compares, success: vec![op], failure: Vec::new() }).await?;
+        self.store.txn(TxnRequest { compares, success, failure: Vec::new() }).await?;
         Ok(())
     }
 

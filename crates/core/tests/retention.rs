@@ -21,6 +21,7 @@ ifc_testkit::on_each_backend!(
     finished_tasks_are_indexed_by_when_they_finished,
     a_pass_prunes_only_what_is_due_in_batches,
     tasks_finished_before_the_index_are_indexed_then_pruned,
+    a_task_rewritten_after_it_finished_is_pruned_on_the_next_pass,
 );
 
 fn task(id: &str) -> NewTask {
@@ -231,4 +232,31 @@ async fn tasks_finished_before_the_index_are_indexed_then_pruned(store: TestStor
     assert!(matches!(c.get_task("older").await, Err(CoreError::TaskNotFound(_))));
     let marker = kv.range(RangeRequest::key(c.keys().finished_index_complete())).await.unwrap();
     assert_eq!(marker.kvs.len(), 1, "done once: later passes read only the marker");
+}
+
+async fn a_task_rewritten_after_it_finished_is_pruned_on_the_next_pass(store: TestStore) {
+    let (c, _) = coordinator(&store, CoreConfig::default());
+    let kv = store.kv();
+    c.register_swarm("s", caps(&[]), json!(null), None).await.unwrap();
+    complete(&c, "plain").await;
+    complete(&c, "rewritten").await;
+    // Its record written again after it finished: a revision its index entry
+    // does not have, so the removal's guard refuses it.
+    let key = c.keys().task("rewritten");
+    let stored = kv.range(RangeRequest::key(key.clone())).await.unwrap().kvs.remove(0);
+    kv.put(PutRequest::new(key, stored.value)).await.unwrap();
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let retention =
+        Retention { keep: Duration::from_millis(1), every: Duration::from_secs(1), archive: None };
+    assert_eq!(c.prune_finished(&retention).await.unwrap(), 1, "the plain one; the other refused");
+    assert!(c.get_task("rewritten").await.is_ok());
+    assert_eq!(
+        c.prune_finished(&retention).await.unwrap(),
+        1,
+        "the refusal mended the entry with its record, so the next pass may remove it"
+    );
+    assert!(matches!(c.get_task("rewritten").await, Err(CoreError::TaskNotFound(_))));
+    assert!(finished_index(&store, &c).await.is_empty());
+    assert!(c.verify_witness().await.unwrap().is_empty());
 }
