@@ -72,27 +72,30 @@ pub fn verdict(met: bool) -> &'static str {
 pub const READING_NOTES: &str = "\n## Reading these numbers\n\n\
 - **Embedded single writer vs the fsync floor.** A commit is one write-ahead-log \
 record (page-aligned, overwriting preallocated blocks) and one `fdatasync`, like the \
-floor. What remains on top: the batch's redb commit without fsync (page writes into the \
-OS cache), the hop to the writer thread and back, and every 2 s a checkpoint (a durable \
-redb commit) that the next request waits behind. The ratio moves from run to run on \
-this disk: 1.5× at best and 2.7× at worst so far (the floor itself between about 90 \
-and 130 µs). Group commit carries throughput: 64 writers share each \
-fsync.\n\
+floor; the write is then applied to an in-memory overlay, and a flusher commits the \
+overlay to redb every 100 ms in the background, so no request waits behind a \
+checkpoint. What remains on top: the hops to the log thread and back, encoding, and \
+the overlay's apply. The ratio moves from run to run and machine to machine: 1.5× at \
+best and 2.7× at worst so far (the floor itself between about 90 and 150 µs). Group \
+commit carries throughput: 64 writers share each fsync.\n\
 - **etcd p99.** The contract's own cost shows at p50 (about 1%). At p99 both columns \
 are etcd's fsync tail on a shared disk; the ratio moves by ±10% between runs of the \
 same binary, so a p99 verdict from one run is noise-bound.\n\
-- **claim_task on etcd vs a raw CAS.** A claim is a member-local read of the task's keys \
-and its witness-chain head, then one txn that compares three keys and writes about a \
-dozen (record, claim, holder, indexes, counter, witness record and head). The raw CAS \
-writes one key. The read is needed for the per-task hash chain and the record's \
-content; the extra keys cost etcd apply time. About 2× is the price of an audited, \
-indexed claim; it is still well under the seed's 5 ms p95.\n\
-- **Claims per second.** In process the embedded store reaches 6,000–11,000 claims/s \
-(it varies between runs) \
-with 16+ claimers and is bound by CPU on this 2-core machine (JSON records, witness \
-hashing and a dozen writes per claim, all on two cores shared with the clients), not \
-by the disk: the same store takes 60,000+ plain writes/s. Through HTTP the client, the \
-server and the store share those two cores. The 20,000/s targets are missed.\n\
+- **claim_task on etcd vs a raw CAS.** A claim is a member-local read of the task's \
+keys and its witness-chain head, then one txn that compares three keys and writes \
+about a dozen (record, claim, holder, indexes, counter, witness record and head). The \
+raw CAS writes one key. The read is needed for the per-task hash chain and the \
+record's content; the extra keys cost etcd apply time. About 2× is the price of an \
+audited, indexed claim; it is still well under the seed's 5 ms p95.\n\
+- **Claims per second.** In process the embedded store has reached 4,000–11,000 \
+claims/s with 16+ claimers, depending on the run and the machine (this run's machine \
+is named above), and is bound by CPU on these 2 cores (JSON records, witness hashing \
+and a dozen writes per claim, all on two cores shared with the clients), not by the \
+disk: the same store takes 60,000+ plain writes/s. Through HTTP the client, the server \
+and the store share those two cores. The 20,000/s targets are missed. Claims in \
+batches are slower per task than single claims under contention: each group of claims \
+is one all-or-nothing txn, and 16 swarms taking 32 at a time from one queue head keep \
+losing groups to each other.\n\
 - **Push and blocker delivery on etcd vs put → watch.** Ours includes the push's read \
 and its larger txn (the floor writes one key), and the watch delivers a revision with \
 a dozen events. The seed's 10 ms p95 is met several times over.\n\
@@ -102,14 +105,18 @@ stream's cost in the server is hyper's per-connection state (an 8 KiB write buff
 8–16 KiB of read buffer, the connection task); the store watcher behind it costs about \
 2.7 KB, as the in-process embedded rows show. axum rebuilds its route table for every \
 connection unless it is handed `into_make_service()`; that alone cost about 18 KB per \
-stream before it was fixed. In process on etcd, a subscription is one etcd watch, about \
-30 KB.\n\
-- **Many stored tasks.** A claim reads one task's keys by key, so its p50 stays flat from \
-10,000 to 1,000,000 tasks on both backends. On etcd the tail grows with the \
-database: etcd's commits and its periodic snapshots touch more pages as the file grows, \
-and our etcd store compacts history beyond 100,000 revisions every minute, as it does \
-in production, so compactions run during seeding and probing. 1,000 probes put the p99 \
-at the tenth-slowest claim.\n";
+stream before it was fixed. In process on etcd, a subscription is one etcd watch, \
+about 30 KB.\n\
+- **Many stored tasks.** A claim reads one task's keys by key, and claim_next reads \
+each queue within a window of its first 1,024 keys, so on the embedded store \
+claim_task, claim_next and a list page stay flat from 1,000 to 1,000,000 tasks. On \
+etcd a claim's p50 about doubles by a million tasks and the tail grows with the \
+database: etcd's commits and its periodic snapshots touch more pages as the file \
+grows, and our etcd store compacts history beyond 100,000 revisions every minute, as \
+it does in production, so compactions run during seeding and probing. A `list_tasks` \
+page on etcd still grows with the queue: etcd 3.4 walks every key of a limited range \
+in its index before cutting it to the page. 1,000 probes put the p99 at the \
+tenth-slowest claim.\n";
 
 /// The charts' links, when the report is written next to them.
 pub const CHARTS: &str = "\n## Charts\n\n![claims vs concurrency](bench/claims-vs-concurrency.svg)\
