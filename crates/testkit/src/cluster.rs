@@ -41,6 +41,22 @@ impl EtcdCluster {
     /// Starts `size` members and waits until the cluster serves a quorum read.
     /// Panics with an install hint if `etcd` is not on `PATH`.
     pub async fn start(size: usize) -> EtcdCluster {
+        // Ports are picked free, then released for etcd to bind: another
+        // process may take one meanwhile (seen in CI). Such a start is tried
+        // again on fresh ports.
+        for _ in 0..4 {
+            let mut cluster = EtcdCluster::spawn_all(size);
+            match cluster.wait_serving_or_exit(cluster.endpoints()).await {
+                Ok(()) => return cluster,
+                Err(log) if log.contains("address already in use") => continue,
+                Err(log) => panic!("{log}"),
+            }
+        }
+        panic!("etcd members kept finding their ports taken (4 tries)");
+    }
+
+    /// Spawns `size` members on free ports, without waiting.
+    fn spawn_all(size: usize) -> EtcdCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let members: Vec<ClusterMember> = (0..size)
             .map(|i| ClusterMember {
@@ -61,7 +77,6 @@ impl EtcdCluster {
         for i in 0..size {
             cluster.spawn(i);
         }
-        cluster.wait_serving(cluster.endpoints()).await;
         cluster
     }
 
@@ -159,13 +174,20 @@ impl EtcdCluster {
     }
 
     fn signal(&self, i: usize, signal: &str) {
-        let Some(child) = &self.members[i].child else { return };
+        assert!(self.try_signal(i, signal), "kill {signal} etcd member {i} failed");
+    }
+
+    /// Sends `signal` to member `i`; false if it failed (the member exited
+    /// and was reaped, as after a failed start).
+    fn try_signal(&self, i: usize, signal: &str) -> bool {
+        let Some(child) = &self.members[i].child else { return true };
         let status = Command::new("kill")
             .arg(signal)
             .arg(child.id().to_string())
+            .stderr(Stdio::null())
             .status()
             .expect("run kill(1)");
-        assert!(status.success(), "kill {signal} etcd member {i} failed");
+        status.success()
     }
 
     fn spawn(&mut self, i: usize) {
@@ -200,6 +222,14 @@ impl EtcdCluster {
 
     /// Waits until a linearizable read through these endpoints succeeds.
     async fn wait_serving(&mut self, endpoints: Vec<String>) {
+        if let Err(log) = self.wait_serving_or_exit(endpoints).await {
+            panic!("{log}");
+        }
+    }
+
+    /// Waits until a linearizable read through these endpoints succeeds, or
+    /// a member exits (its log is the error).
+    async fn wait_serving_or_exit(&mut self, endpoints: Vec<String>) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let mut options = EtcdOptions::new(endpoints.clone());
@@ -207,14 +237,14 @@ impl EtcdCluster {
             options.request_timeout = Duration::from_secs(2);
             options.attempt_timeout = Duration::from_secs(1);
             if EtcdStore::connect(options).await.is_ok() {
-                return;
+                return Ok(());
             }
             for (i, member) in self.members.iter_mut().enumerate() {
                 if let Some(child) = member.child.as_mut()
                     && let Ok(Some(status)) = child.try_wait()
                 {
                     let log = std::fs::read_to_string(&member.log).unwrap_or_default();
-                    panic!("etcd member {i} exited with {status}:\n{log}");
+                    return Err(format!("etcd member {i} exited with {status}:\n{log}"));
                 }
             }
             if Instant::now() > deadline {
@@ -234,7 +264,7 @@ impl Drop for EtcdCluster {
     fn drop(&mut self) {
         for i in 0..self.members.len() {
             // SIGKILL ends a frozen process too; thawing first is only tidy.
-            self.thaw(i);
+            self.try_signal(i, "-CONT");
             self.kill(i);
         }
     }
