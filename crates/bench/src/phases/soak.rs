@@ -146,10 +146,9 @@ fn finish_tasks(
         .collect()
 }
 
-/// The pruner alone: `tasks` tasks finished with retention off, then one
-/// timed prune pass over all of them. Returns tasks pruned per second, which
-/// the soak's rate must stay under for the pruner to keep up.
-async fn prune_alone(store: Arc<dyn KvStore>, tasks: usize, namespace: &str) -> Result<f64> {
+/// A coordinator on `namespace` with the loops' swarms registered; claims
+/// and swarms that cannot lapse during a run.
+async fn coordinator(store: Arc<dyn KvStore>, namespace: &str) -> Result<Arc<Coordinator>> {
     let config = CoreConfig {
         namespace: namespace.into(),
         claim_timeout_ms: 600_000,
@@ -157,15 +156,23 @@ async fn prune_alone(store: Arc<dyn KvStore>, tasks: usize, namespace: &str) -> 
         ..CoreConfig::default()
     };
     let c = Arc::new(Coordinator::new(store, config));
+    for w in 0..WORKERS {
+        c.register_swarm(&format!("soak-{w}"), Vec::new(), serde_json::Value::Null, None).await?;
+    }
+    Ok(c)
+}
+
+/// The pruner alone: `tasks` tasks finished with retention off, then one
+/// timed prune pass over all of them. Returns tasks pruned per second, which
+/// the soak's rate must stay under for the pruner to keep up.
+async fn prune_alone(store: Arc<dyn KvStore>, tasks: usize, namespace: &str) -> Result<f64> {
+    let c = coordinator(store, namespace).await?;
     let keep = Duration::from_secs(1);
     let retention = Retention { keep, every: keep, archive: None };
     // A first pass on the empty namespace marks its finished-time index
     // complete, as a running pruner has long since; otherwise the timed pass
     // would first walk every finished task to index it.
     c.prune_finished(&retention).await?;
-    for w in 0..WORKERS {
-        c.register_swarm(&format!("soak-{w}"), Vec::new(), serde_json::Value::Null, None).await?;
-    }
     let bar = progress(tasks, format!("pruner alone: finishing {tasks} tasks"));
     for l in finish_tasks(&c, tasks, &Arc::new(AtomicUsize::new(0)), &bar) {
         l.await??;
@@ -197,18 +204,9 @@ async fn soak(
     namespace: &str,
     size: impl Fn() -> Option<u64> + Send + 'static,
 ) -> Result<(Samples, f64)> {
-    let config = CoreConfig {
-        namespace: namespace.into(),
-        claim_timeout_ms: 600_000,
-        swarm_ttl_secs: 3600,
-        ..CoreConfig::default()
-    };
-    let c = Arc::new(Coordinator::new(store, config));
+    let c = coordinator(store, namespace).await?;
     let retention = Retention { keep: KEEP, every: Duration::from_secs(1), archive: None };
     let _pruner = Pruner::spawn(c.clone(), retention);
-    for w in 0..WORKERS {
-        c.register_swarm(&format!("soak-{w}"), Vec::new(), serde_json::Value::Null, None).await?;
-    }
     let done = Arc::new(AtomicUsize::new(0));
     let bar = progress(tasks, format!("soak: {tasks} tasks with retention"));
     let started = Instant::now();
