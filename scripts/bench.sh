@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The full benchmark run, by hand (~40 min on 2 cores): installs the peers it
+# The full benchmark run, by hand (~90 min on 2 cores; the etcd soak is ~50): installs the peers it
 # compares against (Postgres, Redis) if missing, builds release, and writes
 # docs/BENCHMARKS.md and its charts. CI runs only `ifc-bench --smoke`.
 #
 #   scripts/bench.sh                 # the whole report
-#   scripts/bench.sh --only peers    # one phase, printed, no report written
+#   scripts/bench.sh --only peers    # one phase, printed
+#   scripts/bench.sh --only soak --out docs/SOAK.md   # one phase, its own report
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()

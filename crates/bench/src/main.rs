@@ -43,9 +43,11 @@ struct Args {
     /// million-task phase needs a backend quota above etcd's default 2 GiB.
     #[arg(long = "etcd", value_name = "URL")]
     etcd: Vec<String>,
-    /// Run only these phases (repeatable); for quick reruns, so no report is
-    /// written (the report holds one whole run).
-    #[arg(long, value_enum, conflicts_with = "out")]
+    /// Run only these phases (repeatable). With `--out`, the report holds
+    /// just these phases and names the command, and its charts are written
+    /// beside the full report's under names of their own (`<report>-*.svg`),
+    /// so a partial rerun never overwrites the full run's charts.
+    #[arg(long, value_enum)]
     only: Vec<Phase>,
 }
 
@@ -140,32 +142,49 @@ async fn main() -> Result<()> {
     if let Some(out) = &args.out {
         let dir = out.parent().unwrap_or(Path::new(".")).join("bench");
         std::fs::create_dir_all(&dir)?;
-        chart::line_chart(
-            &dir.join("claims-vs-concurrency.svg"),
-            "Embedded claims/s vs concurrent claimers",
-            "concurrent claimers",
-            "claims per second",
-            &[("embedded", claim_curve), ("etcd", etcd_curve)],
-        )?;
-        chart::line_chart(
-            &dir.join("rss-vs-subscriptions.svg"),
-            "RSS growth vs idle subscriptions",
-            "subscriptions",
-            "MB",
-            &[
-                ("in process, embedded", rss_curves.embedded),
-                ("in process, etcd", rss_curves.etcd),
-                ("SSE, ifc serve over idle", rss_curves.http),
-            ],
-        )?;
-        chart::linear_chart(
-            &dir.join("size-under-retention.svg"),
-            "Store size on disk with retention on",
-            "tasks completed (thousands)",
-            "MB on disk",
-            &soak_curves,
-        )?;
-        report.text.push_str(report::CHARTS);
+        // The full report's charts keep their names; a partial one's are prefixed.
+        let prefix = match (args.only.is_empty(), out.file_stem()) {
+            (false, Some(stem)) => format!("{}-", stem.to_string_lossy().to_lowercase()),
+            _ => String::new(),
+        };
+        let mut charts = String::from("\n## Charts\n");
+        let mut add = |title: &str, name: &str| {
+            let file = format!("{prefix}{name}.svg");
+            charts.push_str(&format!("\n![{title}](bench/{file})\n"));
+            dir.join(file)
+        };
+        if args.runs(Phase::Embedded) || args.runs(Phase::Etcd) {
+            chart::line_chart(
+                &add("claims vs concurrency", "claims-vs-concurrency"),
+                "Embedded claims/s vs concurrent claimers",
+                "concurrent claimers",
+                "claims per second",
+                &[("embedded", claim_curve), ("etcd", etcd_curve)],
+            )?;
+        }
+        if args.runs(Phase::Subscriptions) {
+            chart::line_chart(
+                &add("RSS vs subscriptions", "rss-vs-subscriptions"),
+                "RSS growth vs idle subscriptions",
+                "subscriptions",
+                "MB",
+                &[
+                    ("in process, embedded", rss_curves.embedded),
+                    ("in process, etcd", rss_curves.etcd),
+                    ("SSE, ifc serve over idle", rss_curves.http),
+                ],
+            )?;
+        }
+        if args.runs(Phase::Soak) {
+            chart::linear_chart(
+                &add("Store size with retention on", "size-under-retention"),
+                "Store size on disk with retention on",
+                "tasks completed (thousands)",
+                "MB on disk",
+                &soak_curves,
+            )?;
+        }
+        report.text.push_str(&charts);
     }
     report.text.push_str(report::READING_NOTES);
 

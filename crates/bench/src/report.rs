@@ -117,8 +117,3 @@ it does in production, so compactions run during seeding and probing. A `list_ta
 page on etcd still grows with the queue: etcd 3.4 walks every key of a limited range \
 in its index before cutting it to the page. 1,000 probes put the p99 at the \
 tenth-slowest claim.\n";
-
-/// The charts' links, when the report is written next to them.
-pub const CHARTS: &str = "\n## Charts\n\n![claims vs concurrency](bench/claims-vs-concurrency.svg)\
-\n\n![RSS vs subscriptions](bench/rss-vs-subscriptions.svg)\
-\n\n![Store size with retention on](bench/size-under-retention.svg)\n";
