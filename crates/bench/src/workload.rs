@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use ifc_core::{ClaimOutcome, Coordinator, CoreConfig, NewTask};
+use ifc_core::{ClaimOutcome, Coordinator, CoreConfig, NewTask, Reaper};
 use ifc_kv::KvStore;
 
 use crate::etcd::ns;
@@ -21,13 +21,15 @@ pub fn progress(len: usize, message: String) -> indicatif::ProgressBar {
     bar
 }
 
-/// A coordinator with `swarms` registered swarms and `tasks` ready tasks.
+/// A coordinator with `swarms` registered swarms and `tasks` ready tasks,
+/// running its reaper as a node of `ifc serve` does (the reaper's watch also
+/// feeds the node's snapshot cache); the reaper stops when dropped.
 pub async fn seeded_coordinator(
     store: Arc<dyn KvStore>,
     swarms: usize,
     tasks: usize,
     namespace: &str,
-) -> Result<Arc<Coordinator>> {
+) -> Result<(Arc<Coordinator>, Reaper)> {
     let config = CoreConfig {
         namespace: ns(namespace),
         max_swarms: swarms.max(1),
@@ -36,6 +38,7 @@ pub async fn seeded_coordinator(
         ..CoreConfig::default()
     };
     let c = Arc::new(Coordinator::new(store, config));
+    let reaper = Reaper::spawn(c.clone());
     for s in 0..swarms {
         c.register_swarm(&format!("s{s}"), Vec::new(), serde_json::Value::Null, None).await?;
     }
@@ -49,7 +52,7 @@ pub async fn seeded_coordinator(
         timeout_ms: None,
     };
     create_tasks(&c, 0..tasks, 16, format!("creating {tasks} tasks"), task).await?;
-    Ok(c)
+    Ok((c, reaper))
 }
 
 /// Creates the task `task(t)` for every `t` in `ids` through `create_task`,
@@ -88,7 +91,8 @@ pub async fn concurrent_claims(
     per_claimer: usize,
     namespace: &str,
 ) -> Result<(f64, Summary)> {
-    let c = seeded_coordinator(store, claimers, claimers * per_claimer, namespace).await?;
+    let (c, _reaper) =
+        seeded_coordinator(store, claimers, claimers * per_claimer, namespace).await?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..claimers {

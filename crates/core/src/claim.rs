@@ -14,7 +14,7 @@ use crate::keys::{Counter, Key, capset_id, task_chain};
 use crate::queue_head::QUEUE_HEAD;
 use crate::swarm::SwarmRecord;
 use crate::task::{AttemptOutcome, TaskRecord, TaskState};
-use crate::txn::{self, ClaimValue, MAX_CAS_ROUNDS, NewClaim, TaskKeys, put, put_on};
+use crate::txn::{self, ClaimValue, Freshness, MAX_CAS_ROUNDS, NewClaim, TaskKeys, put, put_on};
 use crate::witness::{Entry, Head, WitnessOp, WitnessRecord};
 use crate::{Coordinator, CoreError, now_ms, validate};
 
@@ -85,20 +85,27 @@ impl Coordinator {
         validate::id("swarm_id", swarm_id)?;
         validate::id("task_id", task_id)?;
         for round in 0..MAX_CAS_ROUNDS {
-            let serializable = round == 0;
-            let snap =
-                txn::snapshot(&*self.store, &self.keys, task_id, Some(swarm_id), serializable)
-                    .await?;
+            // The first attempt trusts this node's copy or a serializable
+            // read; a refusal or a failed compare reads again, linearizably.
+            let first = round == 0;
+            let freshness = if first { Freshness::Cached } else { Freshness::Linearizable };
+            let snap = self.snapshot(task_id, Some(swarm_id), freshness).await?;
             let (keys, swarm_kv) = match (snap.keys, snap.swarm) {
                 (Some(keys), Some(swarm)) => (keys, swarm),
                 // Confirm a negative answer on a linearizable read.
-                _ if serializable => continue,
+                _ if first => continue,
                 (None, _) => return Err(CoreError::TaskNotFound(task_id.into())),
                 (_, None) => return Err(CoreError::NotRegistered(swarm_id.into())),
             };
             match self.try_claim(&swarm_kv, &keys, &snap.head).await {
                 Ok(Some(ClaimOutcome::Claimed(claim))) => return Ok(ClaimOutcome::Claimed(claim)),
-                Ok(Some(_)) | Err(CoreError::Incapable { .. }) if serializable => continue,
+                // A refusal, or a swarm lease gone: a cached swarm record may
+                // be older than the swarm's re-registration.
+                Ok(Some(_)) | Err(CoreError::Incapable { .. } | CoreError::NotRegistered(_))
+                    if first =>
+                {
+                    continue;
+                }
                 Ok(Some(outcome)) => return Ok(outcome),
                 Ok(None) => continue,
                 Err(e) => return Err(e),
@@ -437,12 +444,15 @@ impl Coordinator {
         validate::id("swarm_id", swarm_id)?;
         validate::id("task_id", task_id)?;
         for round in 0..MAX_CAS_ROUNDS {
-            let serializable = round == 0;
-            let snap = txn::snapshot(&*self.store, &self.keys, task_id, None, serializable).await?;
+            // The first attempt trusts this node's copy or a serializable
+            // read; a refusal or a failed compare reads again, linearizably.
+            let first = round == 0;
+            let freshness = if first { Freshness::Cached } else { Freshness::Linearizable };
+            let snap = self.snapshot(task_id, None, freshness).await?;
             let keys = match snap.keys {
                 Some(keys) => keys,
                 // Confirm a refusal on a linearizable read.
-                None if serializable => continue,
+                None if first => continue,
                 None => return Err(CoreError::TaskNotFound(task_id.into())),
             };
             let mut record: TaskRecord = decode(&keys.record)?;
@@ -451,7 +461,7 @@ impl Coordinator {
                 return Ok(record);
             }
             if txn::check_fence(swarm_id, task_id, token, &keys).is_err() {
-                if serializable {
+                if first {
                     continue;
                 }
                 return Err(self.refusal(swarm_id, task_id, token).await);

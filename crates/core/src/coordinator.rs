@@ -12,7 +12,9 @@ use crate::config::CoreConfig;
 use crate::keys::Keys;
 use crate::lease_bucket::LeaseBuckets;
 use crate::queue_head::QueueWindows;
+use crate::snapshot_cache::SnapshotCache;
 use crate::swarm::{SwarmRecord, SwarmRegistry, SwarmSession};
+use crate::txn::{self, Freshness, Snapshot};
 use crate::witness::{self, Tampering, WitnessLogger, WitnessRecord, WitnessSink};
 use crate::{CoreError, validate};
 
@@ -27,6 +29,7 @@ pub struct Coordinator {
     pub(crate) leases: LeaseBuckets,
     pub(crate) witness_log: WitnessSink,
     pub(crate) queue_windows: QueueWindows,
+    pub(crate) snapshots: SnapshotCache,
 }
 
 impl Coordinator {
@@ -36,10 +39,14 @@ impl Coordinator {
             keys: Keys::new(&config.namespace),
             swarms: SwarmRegistry::new(store.clone(), config.clone()),
             store,
-            config,
             leases: LeaseBuckets::default(),
             witness_log: WitnessSink::default(),
             queue_windows: QueueWindows::default(),
+            snapshots: SnapshotCache::new(
+                Keys::new(&config.namespace),
+                config.snapshot_cache_tasks,
+            ),
+            config,
         }
     }
 
@@ -63,6 +70,21 @@ impl Coordinator {
     /// The configuration.
     pub fn config(&self) -> &CoreConfig {
         &self.config
+    }
+
+    /// A task's keys, chain head and optionally a swarm (see [`txn::snapshot`]).
+    pub(crate) async fn snapshot(
+        &self,
+        task_id: &str,
+        swarm_id: Option<&str>,
+        freshness: Freshness,
+    ) -> Result<Snapshot, CoreError> {
+        txn::snapshot(&*self.store, &self.keys, &self.snapshots, task_id, swarm_id, freshness).await
+    }
+
+    /// What the reaper's watch of the namespace tells this node's cache.
+    pub(crate) fn snapshot_cache(&self) -> &SnapshotCache {
+        &self.snapshots
     }
 
     // ---- swarms ------------------------------------------------------------

@@ -16,7 +16,7 @@ use crate::codec::{decode, encode};
 use crate::events::{CoreStream, stream_error};
 use crate::keys::{capset_id, task_chain};
 use crate::swarm::SwarmRecord;
-use crate::txn::{self, ClaimValue, MAX_CAS_ROUNDS, NewClaim, delete, put, put_on};
+use crate::txn::{self, ClaimValue, Freshness, MAX_CAS_ROUNDS, NewClaim, delete, put, put_on};
 use crate::witness::{Entry, WitnessOp};
 use crate::{Coordinator, CoreError, now_ms, validate};
 
@@ -60,10 +60,19 @@ impl Coordinator {
         validate::id("swarm_id", swarm_id)?;
         let fresh = self.new_record(&task)?;
         let task_id = fresh.task_id.clone();
-        for _ in 0..MAX_CAS_ROUNDS {
-            let snap =
-                txn::snapshot(&*self.store, &self.keys, &task_id, Some(swarm_id), false).await?;
-            let swarm_kv = snap.swarm.ok_or_else(|| CoreError::NotRegistered(swarm_id.into()))?;
+        for round in 0..MAX_CAS_ROUNDS {
+            // The first attempt goes straight to its txn on this node's copy,
+            // taking a task it does not know as new (a push usually creates
+            // it); the txn's compares catch a wrong guess, and a refusal is
+            // confirmed on a linearizable read.
+            let first = round == 0;
+            let freshness = if first { Freshness::Assumed } else { Freshness::Linearizable };
+            let snap = self.snapshot(&task_id, Some(swarm_id), freshness).await?;
+            let swarm_kv = match snap.swarm {
+                Some(swarm_kv) => swarm_kv,
+                None if first => continue,
+                None => return Err(CoreError::NotRegistered(swarm_id.into())),
+            };
             let swarm: SwarmRecord = decode(&swarm_kv)?;
             let mut compares =
                 vec![Compare::mod_revision_is(swarm_kv.key.clone(), swarm_kv.mod_revision)];
@@ -83,6 +92,7 @@ impl Coordinator {
                     }
                     match view.state {
                         TaskState::Ready => {}
+                        _ if first => continue,
                         TaskState::Claimed => {
                             let owner = view.record.owner.unwrap_or_default();
                             return Err(CoreError::TaskClaimed { task_id, owner });
@@ -139,6 +149,8 @@ impl Coordinator {
                     self.leases.forget(lease);
                     continue;
                 }
+                // A copy of the swarm older than its re-registration: read again.
+                Err(KvError::LeaseNotFound(_)) if first => continue,
                 Err(KvError::LeaseNotFound(_)) => {
                     return Err(CoreError::NotRegistered(swarm_id.into()));
                 }
@@ -190,7 +202,7 @@ impl Coordinator {
         validate::id("swarm_id", swarm_id)?;
         validate::id("task_id", task_id)?;
         for _ in 0..MAX_CAS_ROUNDS {
-            let snap = txn::snapshot(&*self.store, &self.keys, task_id, None, false).await?;
+            let snap = self.snapshot(task_id, None, Freshness::Linearizable).await?;
             let keys = snap.keys.ok_or_else(|| CoreError::TaskNotFound(task_id.into()))?;
             let claim = match txn::check_fence(swarm_id, task_id, token, &keys) {
                 Ok(claim) => claim.clone(),

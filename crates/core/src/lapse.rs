@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::codec::encode;
 use crate::keys::{capset_id, task_chain};
 use crate::task::{AttemptOutcome, TaskRecord, TaskState};
-use crate::txn::{self, MAX_CAS_ROUNDS, TaskKeys, put};
+use crate::txn::{self, Freshness, MAX_CAS_ROUNDS, TaskKeys, put};
 use crate::witness::{Entry, Head, WitnessOp, WitnessRecord};
 use crate::{Coordinator, CoreError};
 
@@ -19,7 +19,7 @@ impl Coordinator {
     /// node may call it for any task at any time). Returns whether it wrote.
     pub async fn reap_task(&self, task_id: &str) -> Result<bool, CoreError> {
         for _ in 0..MAX_CAS_ROUNDS {
-            let snap = txn::snapshot(&*self.store, &self.keys, task_id, None, false).await?;
+            let snap = self.snapshot(task_id, None, Freshness::Linearizable).await?;
             let Some(keys) = snap.keys else { return Ok(false) };
             let view = txn::view(&keys)?;
             if !view.lapsed {
@@ -35,6 +35,19 @@ impl Coordinator {
             }
         }
         Ok(false)
+    }
+
+    /// Whether `task_id`'s claim may have lapsed, by this node's copy: false
+    /// only when the copy shows the task unclaimed or its claim live (as after
+    /// a complete, which deletes the claim too). The reaper asks before it
+    /// reads, so an ordinary complete costs no node a read. The copy is
+    /// current through the event that prompted the question: the reaper
+    /// feeds it each revision before acting on its deletes.
+    pub(crate) fn may_have_lapsed(&self, task_id: &str) -> bool {
+        let Some(task) = self.snapshots.task(task_id) else { return true };
+        let Some(record) = task.record else { return true };
+        let keys = TaskKeys { record, claim: task.claim, holder: task.holder };
+        txn::view(&keys).map_or(true, |view| view.lapsed)
     }
 
     /// Records every lapsed claim in the store: the start-up sweep, and what the

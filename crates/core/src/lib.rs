@@ -29,6 +29,9 @@ mod paging;
 mod queue_head;
 mod reaper;
 mod retention;
+mod snapshot_cache;
+#[cfg(test)]
+mod snapshot_cache_tests;
 pub mod swarm;
 pub mod task;
 mod task_batch;

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::codec::{decode, encode};
 use crate::keys::{capset_id, task_chain};
 use crate::task::{TaskRecord, TaskState};
-use crate::txn::{self, MAX_CAS_ROUNDS, put};
+use crate::txn::{self, Freshness, MAX_CAS_ROUNDS, put};
 use crate::witness::{Entry, WitnessOp};
 use crate::{Coordinator, CoreError, validate};
 
@@ -27,7 +27,7 @@ impl Coordinator {
     pub async fn retry_task(&self, task_id: &str) -> Result<TaskRecord, CoreError> {
         validate::id("task_id", task_id)?;
         for _ in 0..MAX_CAS_ROUNDS {
-            let snap = txn::snapshot(&*self.store, &self.keys, task_id, None, false).await?;
+            let snap = self.snapshot(task_id, None, Freshness::Linearizable).await?;
             let keys = snap.keys.ok_or_else(|| CoreError::TaskNotFound(task_id.into()))?;
             let view = txn::view(&keys)?;
             if view.lapsed {

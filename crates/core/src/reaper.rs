@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use ifc_kv::{EventKind, KvError, WatchRequest};
+use ifc_kv::{EventKind, KvError, RangeRequest, WatchRequest};
 use tokio::task::JoinHandle;
 
 use crate::Coordinator;
@@ -21,11 +21,14 @@ use crate::keys::Key;
 /// A running reaper; dropping it stops it.
 pub struct Reaper {
     task: JoinHandle<()>,
+    coordinator: Arc<Coordinator>,
 }
 
 impl Drop for Reaper {
     fn drop(&mut self) {
         self.task.abort();
+        // Its watch fed the snapshot cache: unfed, the cache would only go stale.
+        self.coordinator.snapshot_cache().stop();
     }
 }
 
@@ -33,7 +36,7 @@ impl Reaper {
     /// Sweeps the store once (lapses that happened while no reaper ran), then
     /// follows deletes until dropped.
     pub fn spawn(coordinator: Arc<Coordinator>) -> Reaper {
-        Reaper { task: tokio::spawn(run(coordinator)) }
+        Reaper { task: tokio::spawn(run(coordinator.clone())), coordinator }
     }
 }
 
@@ -50,6 +53,17 @@ async fn run(coordinator: Arc<Coordinator>) {
                 continue;
             }
         };
+        // The same watch keeps this node's snapshot cache current, from the
+        // store's revision now (the watch began at or before it).
+        let cache = coordinator.snapshot_cache();
+        match coordinator
+            .store()
+            .range(RangeRequest::key(coordinator.keys().root()).count_only())
+            .await
+        {
+            Ok(now) => cache.start(now.revision),
+            Err(e) => tracing::warn!(error = %e, "reaper: no revision; snapshot cache off"),
+        }
         if let Err(e) = coordinator.reap_all().await {
             tracing::warn!(error = %e, "reaper: sweep failed");
         }
@@ -62,11 +76,14 @@ async fn run(coordinator: Arc<Coordinator>) {
                     break;
                 }
             };
+            cache.apply(&batch);
             for event in batch.events.iter().filter(|e| e.kind == EventKind::Delete) {
                 let result = match coordinator.keys().parse(&event.kv.key) {
                     Some(
                         Key::Claim(task_id) | Key::Holder(task_id) | Key::Holding { task_id, .. },
-                    ) => coordinator.reap_task(task_id).await.map(drop),
+                    ) if coordinator.may_have_lapsed(task_id) => {
+                        coordinator.reap_task(task_id).await.map(drop)
+                    }
                     Some(Key::Swarm(swarm_id)) => {
                         coordinator.reap_swarm(swarm_id).await.map(|expired| {
                             if expired {
@@ -85,6 +102,7 @@ async fn run(coordinator: Arc<Coordinator>) {
                 }
             }
         }
+        cache.stop();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -12,7 +12,7 @@ pub use crate::txn::ClaimValue;
 use crate::codec::{decode, encode};
 use crate::config::{MAX_ATTEMPTS_CEILING, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS};
 use crate::keys::{Key, capset_id, task_chain};
-use crate::txn::{self, MAX_CAS_ROUNDS, delete, put, range_op, ranges};
+use crate::txn::{self, Freshness, MAX_CAS_ROUNDS, delete, put, range_op, ranges};
 use crate::witness::{Entry, Head, WitnessOp, WitnessRecord};
 use crate::{Coordinator, CoreError, now_ms, validate};
 
@@ -309,7 +309,7 @@ impl Coordinator {
     pub async fn cancel_task(&self, task_id: &str) -> Result<TaskRecord, CoreError> {
         validate::id("task_id", task_id)?;
         for _ in 0..MAX_CAS_ROUNDS {
-            let snap = txn::snapshot(&*self.store, &self.keys, task_id, None, false).await?;
+            let snap = self.snapshot(task_id, None, Freshness::Linearizable).await?;
             let keys = snap.keys.ok_or_else(|| CoreError::TaskNotFound(task_id.into()))?;
             let view = txn::view(&keys)?;
             let mut record = view.record.clone();

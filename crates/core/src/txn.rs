@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{decode, encode};
 use crate::config::{ERROR_TEXT_LIMIT, HISTORY_LIMIT, TRUNCATED_MARKER};
 use crate::keys::{Counter, Keys, capset_id, task_chain};
+use crate::snapshot_cache::{CachedTask, SnapshotCache};
 use crate::witness::Head;
 use crate::{CoreError, now_ms};
 
@@ -123,17 +124,54 @@ pub(crate) async fn read_task(
     Ok(task_keys(keys, task_id, &resp.kvs))
 }
 
+/// How fresh a [`snapshot`] must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Freshness {
+    /// This node's watch-fed copy if it has one, else a serializable read:
+    /// for a first attempt whose every input is also a compare of its txn.
+    Cached,
+    /// As `Cached`, but a task this node does not know is taken as absent
+    /// (no read) when it knows the swarm: for a push, which usually creates
+    /// the task; a wrong guess fails the txn's `missing` compares.
+    Assumed,
+    /// A linearizable read: to confirm a negative answer, or after a
+    /// compare failed.
+    Linearizable,
+}
+
 /// Reads a task's keys, its chain head and optionally a swarm, in one
-/// snapshot. A serializable read is fine here: every write that follows is
-/// guarded by compare-and-swap, and negative answers are confirmed on a
-/// linearizable read before they are returned.
+/// snapshot. A cached or serializable read is fine for a first attempt: every
+/// write that follows is guarded by compare-and-swap, and negative answers
+/// are confirmed on a linearizable read before they are returned. What the
+/// store answers refreshes the cache.
 pub(crate) async fn snapshot(
     store: &dyn KvStore,
     keys: &Keys,
+    cache: &SnapshotCache,
     task_id: &str,
     swarm_id: Option<&str>,
-    serializable: bool,
+    freshness: Freshness,
 ) -> Result<Snapshot, CoreError> {
+    if freshness != Freshness::Linearizable {
+        let task = match cache.task(task_id) {
+            Some(task) => Some(task),
+            None if freshness == Freshness::Assumed => Some(CachedTask::default()),
+            None => None,
+        };
+        let swarm = match swarm_id {
+            Some(swarm_id) => cache.swarm(swarm_id).map(Some),
+            None => Some(None),
+        };
+        if let (Some(task), Some(swarm)) = (task, swarm) {
+            let keys = task.record.map(|record| TaskKeys {
+                record,
+                claim: task.claim,
+                holder: task.holder,
+            });
+            return Ok(Snapshot { keys, head: Head::from_kv(task.head.as_ref())?, swarm });
+        }
+    }
+    let serializable = freshness != Freshness::Linearizable;
     let read =
         |range: KeyRange| TxnOp::Range(RangeRequest { serializable, ..RangeRequest::new(range) });
     let mut txn = TxnRequest::new()
@@ -144,11 +182,22 @@ pub(crate) async fn snapshot(
     }
     let resp = store.txn(txn).await?;
     let read = ranges(&resp.responses);
-    Ok(Snapshot {
-        keys: task_keys(keys, task_id, read.first().copied().unwrap_or_default()),
-        head: Head::from_kv(read.get(1).and_then(|kvs| kvs.first()))?,
+    let dir = read.first().copied().unwrap_or_default();
+    let head = read.get(1).and_then(|kvs| kvs.first());
+    let snap = Snapshot {
+        keys: task_keys(keys, task_id, dir),
+        head: Head::from_kv(head)?,
         swarm: read.get(2).and_then(|kvs| kvs.first().cloned()),
-    })
+    };
+    let cached = snap.keys.as_ref().map(|k| CachedTask {
+        record: Some(k.record.clone()),
+        claim: k.claim.clone(),
+        holder: k.holder.clone(),
+        head: head.cloned(),
+        ..CachedTask::default()
+    });
+    cache.fill(resp.revision, task_id, cached, swarm_id, snap.swarm.as_ref());
+    Ok(snap)
 }
 
 /// What a snapshot of several tasks and one swarm read (see [`snapshot_reads`]).

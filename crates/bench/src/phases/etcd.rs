@@ -88,7 +88,7 @@ async fn claim_vs_raw_cas(
     store: Arc<dyn KvStore>,
     n: usize,
 ) -> Result<(Summary, Summary)> {
-    let c = seeded_coordinator(store, 1, n, "bench-cas").await?;
+    let (c, _reaper) = seeded_coordinator(store, 1, n, "bench-cas").await?;
     interleave(
         n,
         async |i| match c.claim_task("s0", &format!("t{i}")).await? {

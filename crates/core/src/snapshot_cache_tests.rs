@@ -1,0 +1,248 @@
+//! The snapshot cache on real stores, both backends: a claim of a task this
+//! node saw created is one txn, and a stale copy never changes an answer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ifc_kv::{
+    DeleteRequest, DeleteResponse, KvError, KvStore, Lease, LeaseId, LeaseStatus, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, Revision, StoreHealth, TxnRequest, TxnResponse,
+    WatchRequest, WatchStream,
+};
+use ifc_testkit::TestStore;
+use serde_json::json;
+
+use crate::txn::Freshness;
+use crate::{ClaimOutcome, Coordinator, CoreConfig, CoreError, NewTask, Reaper};
+
+ifc_testkit::on_each_backend!(
+    a_claim_and_a_complete_of_a_task_this_node_saw_created_are_one_txn_each,
+    a_stale_copy_changes_no_answer,
+);
+
+tokio::task_local! {
+    /// Set around the one call whose store requests are counted (the
+    /// reaper's own reads, on its own task, are not).
+    static COUNTED: ();
+}
+
+fn counted() -> bool {
+    COUNTED.try_with(|_| ()).is_ok()
+}
+
+/// The test store, counting the reads and txns of [`COUNTED`] calls.
+struct Counting {
+    inner: Arc<dyn KvStore>,
+    reads: AtomicUsize,
+    txns: AtomicUsize,
+    /// Reads and txns of everything else (the reaper's).
+    others: AtomicUsize,
+}
+
+impl Counting {
+    fn new(inner: Arc<dyn KvStore>) -> Self {
+        let zero = AtomicUsize::new;
+        Counting { inner, reads: zero(0), txns: zero(0), others: zero(0) }
+    }
+
+    fn count(&self, counter: &AtomicUsize) {
+        let counter = if counted() { counter } else { &self.others };
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn take(&self) -> (usize, usize) {
+        (self.reads.swap(0, Ordering::SeqCst), self.txns.swap(0, Ordering::SeqCst))
+    }
+}
+
+#[async_trait]
+impl KvStore for Counting {
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, KvError> {
+        self.count(&self.reads);
+        self.inner.range(req).await
+    }
+    async fn put(&self, req: PutRequest) -> Result<PutResponse, KvError> {
+        self.inner.put(req).await
+    }
+    async fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse, KvError> {
+        self.inner.delete(req).await
+    }
+    async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, KvError> {
+        self.count(&self.txns);
+        self.inner.txn(req).await
+    }
+    async fn watch(&self, req: WatchRequest) -> Result<WatchStream, KvError> {
+        self.inner.watch(req).await
+    }
+    async fn lease_grant(&self, ttl_secs: i64) -> Result<Lease, KvError> {
+        self.inner.lease_grant(ttl_secs).await
+    }
+    async fn lease_keep_alive(&self, id: LeaseId) -> Result<i64, KvError> {
+        self.inner.lease_keep_alive(id).await
+    }
+    async fn lease_revoke(&self, id: LeaseId) -> Result<Revision, KvError> {
+        self.inner.lease_revoke(id).await
+    }
+    async fn lease_time_to_live(&self, id: LeaseId) -> Result<Option<LeaseStatus>, KvError> {
+        self.inner.lease_time_to_live(id).await
+    }
+    async fn compact(&self, revision: Revision) -> Result<(), KvError> {
+        self.inner.compact(revision).await
+    }
+    async fn health(&self) -> StoreHealth {
+        self.inner.health().await
+    }
+}
+
+fn task(id: &str) -> NewTask {
+    NewTask {
+        task_id: id.into(),
+        task_type: "review".into(),
+        metadata: json!(null),
+        required_capabilities: Vec::new(),
+        priority: 0,
+        max_attempts: None,
+        timeout_ms: None,
+    }
+}
+
+async fn known(c: &Coordinator, task_id: &str, swarm_id: &str) {
+    for _ in 0..2000 {
+        if c.snapshots.task(task_id).is_some() && c.snapshots.swarm(swarm_id).is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the watch never brought task {task_id} and swarm {swarm_id} into the cache");
+}
+
+async fn a_claim_and_a_complete_of_a_task_this_node_saw_created_are_one_txn_each(store: TestStore) {
+    let counting = Arc::new(Counting::new(store.kv()));
+    let c = Arc::new(Coordinator::new(counting.clone(), CoreConfig::default()));
+    let _reaper = Reaper::spawn(c.clone());
+    // The reaper's watch must be running before the task is created.
+    for _ in 0..2000 {
+        if c.snapshots.is_live() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    c.register_swarm("s", Vec::new(), json!(null), None).await.unwrap();
+    c.create_task(task("t")).await.unwrap();
+    known(&c, "t", "s").await;
+    counting.take();
+    counting.others.store(0, Ordering::SeqCst);
+    let ClaimOutcome::Claimed(claim) = COUNTED.scope((), c.claim_task("s", "t")).await.unwrap()
+    else {
+        panic!("not claimed")
+    };
+    assert_eq!(counting.take(), (0, 1), "(reads, txns) of a claim of a known task");
+    // The claim's own events reach the cache before the complete needs them.
+    for _ in 0..2000 {
+        if c.snapshots.task("t").is_some_and(|t| t.claim.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    counting.take();
+    COUNTED.scope((), c.complete_task("s", "t", claim.token, json!({"ok": true}))).await.unwrap();
+    assert_eq!(counting.take(), (0, 1), "(reads, txns) of a complete of a known claim");
+    // The complete deleted the claim; the reaper sees that in its copy and
+    // does not read the task to check for a lapse.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(counting.others.load(Ordering::SeqCst), 0, "the reaper's reads after a complete");
+
+    // A push of a new task to a known swarm goes straight to its txn.
+    counting.take();
+    COUNTED.scope((), c.push_task_to_swarm("s", task("pushed"))).await.unwrap();
+    assert_eq!(counting.take(), (0, 1), "(reads, txns) of a push of a new task");
+
+    // Without the cache the same claim reads first.
+    let config =
+        CoreConfig { snapshot_cache_tasks: 0, namespace: "off".into(), ..CoreConfig::default() };
+    let off = Arc::new(Coordinator::new(counting.clone(), config));
+    let _off_reaper = Reaper::spawn(off.clone());
+    off.register_swarm("s", Vec::new(), json!(null), None).await.unwrap();
+    off.create_task(task("t")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    counting.take();
+    let ClaimOutcome::Claimed(_) = COUNTED.scope((), off.claim_task("s", "t")).await.unwrap()
+    else {
+        panic!("not claimed")
+    };
+    assert_eq!(counting.take(), (0, 2), "(reads, txns) of a claim without the cache");
+}
+
+/// Fills `a`'s copy of the task and both swarms from the store as it is now.
+async fn copy(a: &Coordinator, task_id: &str) {
+    a.snapshot(task_id, Some("s1"), Freshness::Linearizable).await.unwrap();
+    a.snapshot(task_id, Some("s2"), Freshness::Linearizable).await.unwrap();
+    assert!(a.snapshots.task(task_id).is_some(), "the read filled the copy");
+}
+
+/// A node whose copy is older than the store (its watch is not feeding it,
+/// as when events lag) answers as the store does.
+async fn a_stale_copy_changes_no_answer(store: TestStore) {
+    let a = Coordinator::new(store.kv(), CoreConfig::default());
+    let b = Coordinator::new(
+        store.kv(),
+        CoreConfig { snapshot_cache_tasks: 0, ..CoreConfig::default() },
+    );
+    let now = store.kv().range(RangeRequest::key("ifc/")).await.unwrap().revision;
+    a.snapshots.start(now);
+    for swarm in ["s1", "s2"] {
+        a.register_swarm(swarm, Vec::new(), json!(null), None).await.unwrap();
+    }
+
+    // Ready in A's copy, finished in the store.
+    a.create_task(task("done")).await.unwrap();
+    copy(&a, "done").await;
+    let ClaimOutcome::Claimed(claim) = b.claim_task("s1", "done").await.unwrap() else {
+        panic!("not claimed")
+    };
+    b.complete_task("s1", "done", claim.token, json!(1)).await.unwrap();
+    let outcome = a.claim_task("s2", "done").await.unwrap();
+    assert!(matches!(outcome, ClaimOutcome::Finished { .. }), "{outcome:?}");
+    let fresh = a.snapshots.task("done").expect("refilled by the linearizable read");
+    assert!(fresh.record.unwrap().mod_revision > claim.token, "the copy is current again");
+
+    // Claimed in A's copy, released in the store: A's claim succeeds.
+    a.create_task(task("released")).await.unwrap();
+    let ClaimOutcome::Claimed(claim) = b.claim_task("s1", "released").await.unwrap() else {
+        panic!("not claimed")
+    };
+    copy(&a, "released").await;
+    b.release_claim("s1", "released", claim.token).await.unwrap();
+    let outcome = a.claim_task("s2", "released").await.unwrap();
+    assert!(matches!(outcome, ClaimOutcome::Claimed(_)), "{outcome:?}");
+
+    // Claimed with token T in A's copy, reclaimed in the store: completing with
+    // T is refused as replaced or not claimed, as the store says, never taken.
+    a.create_task(task("moved")).await.unwrap();
+    let ClaimOutcome::Claimed(old) = b.claim_task("s1", "moved").await.unwrap() else {
+        panic!("not claimed")
+    };
+    copy(&a, "moved").await;
+    b.release_claim("s1", "moved", old.token).await.unwrap();
+    let ClaimOutcome::Claimed(new) = b.claim_task("s1", "moved").await.unwrap() else {
+        panic!("not reclaimed")
+    };
+    let refused = a.complete_task("s1", "moved", old.token, json!(1)).await.unwrap_err();
+    assert!(
+        matches!(refused, CoreError::ClaimReplaced { .. } | CoreError::NotClaimed { .. }),
+        "{refused:?}"
+    );
+    b.complete_task("s1", "moved", new.token, json!(2)).await.unwrap();
+
+    // A push takes a task A does not know as new: wrong here, the task is
+    // claimed, and the answer says so.
+    b.create_task(task("unknown")).await.unwrap();
+    let ClaimOutcome::Claimed(_) = b.claim_task("s1", "unknown").await.unwrap() else {
+        panic!("not claimed")
+    };
+    a.snapshots.forget("unknown");
+    let refused = a.push_task_to_swarm("s2", task("unknown")).await.unwrap_err();
+    assert!(matches!(refused, CoreError::TaskClaimed { .. }), "{refused:?}");
+}
