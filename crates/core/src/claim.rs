@@ -340,9 +340,18 @@ impl Coordinator {
     ) -> Result<i64, CoreError> {
         validate::id("swarm_id", swarm_id)?;
         validate::id("task_id", task_id)?;
-        let keys = txn::read_task(&*self.store, &self.keys, task_id)
-            .await?
-            .ok_or_else(|| CoreError::TaskNotFound(task_id.into()))?;
+        // This node's copy when it shows the claim live (the txn's fences
+        // check it again); else the store, which also explains a refusal.
+        let cached = self.snapshots.task(task_id).and_then(|t| {
+            let keys = TaskKeys { record: t.record?, claim: t.claim, holder: t.holder };
+            txn::check_fence(swarm_id, task_id, token, &keys).is_ok().then_some(keys)
+        });
+        let keys = match cached {
+            Some(keys) => keys,
+            None => txn::read_task(&*self.store, &self.keys, task_id)
+                .await?
+                .ok_or_else(|| CoreError::TaskNotFound(task_id.into()))?,
+        };
         let record: TaskRecord = decode(&keys.record)?;
         let claim = match txn::check_fence(swarm_id, task_id, token, &keys) {
             Ok(claim) => claim,

@@ -18,7 +18,7 @@ use crate::txn::Freshness;
 use crate::{ClaimOutcome, Coordinator, CoreConfig, CoreError, NewTask, Reaper};
 
 ifc_testkit::on_each_backend!(
-    a_claim_and_a_complete_of_a_task_this_node_saw_created_are_one_txn_each,
+    a_claim_renew_complete_and_push_on_a_known_task_are_one_txn_each,
     a_stale_copy_changes_no_answer,
 );
 
@@ -118,7 +118,7 @@ async fn known(c: &Coordinator, task_id: &str, swarm_id: &str) {
     panic!("the watch never brought task {task_id} and swarm {swarm_id} into the cache");
 }
 
-async fn a_claim_and_a_complete_of_a_task_this_node_saw_created_are_one_txn_each(store: TestStore) {
+async fn a_claim_renew_complete_and_push_on_a_known_task_are_one_txn_each(store: TestStore) {
     let counting = Arc::new(Counting::new(store.kv()));
     let c = Arc::new(Coordinator::new(counting.clone(), CoreConfig::default()));
     let _reaper = Reaper::spawn(c.clone());
@@ -146,6 +146,9 @@ async fn a_claim_and_a_complete_of_a_task_this_node_saw_created_are_one_txn_each
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    counting.take();
+    COUNTED.scope((), c.renew_claim("s", "t", claim.token)).await.unwrap();
+    assert_eq!(counting.take(), (0, 1), "(reads, txns) of a renew of a known claim");
     counting.take();
     COUNTED.scope((), c.complete_task("s", "t", claim.token, json!({"ok": true}))).await.unwrap();
     assert_eq!(counting.take(), (0, 1), "(reads, txns) of a complete of a known claim");
@@ -229,6 +232,11 @@ async fn a_stale_copy_changes_no_answer(store: TestStore) {
     let ClaimOutcome::Claimed(new) = b.claim_task("s1", "moved").await.unwrap() else {
         panic!("not reclaimed")
     };
+    let refused = a.renew_claim("s1", "moved", old.token).await.unwrap_err();
+    assert!(
+        matches!(refused, CoreError::ClaimReplaced { .. } | CoreError::NotClaimed { .. }),
+        "{refused:?}"
+    );
     let refused = a.complete_task("s1", "moved", old.token, json!(1)).await.unwrap_err();
     assert!(
         matches!(refused, CoreError::ClaimReplaced { .. } | CoreError::NotClaimed { .. }),
