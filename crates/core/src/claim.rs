@@ -343,7 +343,12 @@ impl Coordinator {
         // This node's copy when it shows the claim live (the txn's fences
         // check it again); else the store, which also explains a refusal.
         let cached = self.snapshots.task(task_id).and_then(|t| {
-            let keys = TaskKeys { record: t.record?, claim: t.claim, holder: t.holder };
+            let owned = |kv: Option<std::sync::Arc<KeyValue>>| kv.map(|kv| (*kv).clone());
+            let keys = TaskKeys {
+                record: owned(t.record)?,
+                claim: owned(t.claim),
+                holder: owned(t.holder),
+            };
             txn::check_fence(swarm_id, task_id, token, &keys).is_ok().then_some(keys)
         });
         let keys = match cached {

@@ -40,9 +40,10 @@ pub struct CoreConfig {
     pub retry_backoff_ms: u64,
     /// Attempts a task gets when its creator does not say.
     pub default_max_attempts: u32,
-    /// Tasks this node keeps a watch-fed copy of, so a claim or complete
-    /// needs no read before its txn (0: off). See `snapshot_cache.rs`.
-    pub snapshot_cache_tasks: usize,
+    /// Bytes of tasks this node keeps a watch-fed copy of, so a claim,
+    /// renew, complete or push needs no read before its txn (0: off). See
+    /// `snapshot_cache.rs`.
+    pub snapshot_cache_bytes: usize,
 }
 
 impl Default for CoreConfig {
@@ -56,7 +57,7 @@ impl Default for CoreConfig {
             push_timeout_ms: 10_000,
             retry_backoff_ms: 0,
             default_max_attempts: 3,
-            snapshot_cache_tasks: 20_000,
+            snapshot_cache_bytes: 64 << 20,
         }
     }
 }

@@ -44,7 +44,7 @@ impl Coordinator {
             queue_windows: QueueWindows::default(),
             snapshots: SnapshotCache::new(
                 Keys::new(&config.namespace),
-                config.snapshot_cache_tasks,
+                config.snapshot_cache_bytes,
             ),
             config,
         }

@@ -46,7 +46,12 @@ impl Coordinator {
     pub(crate) fn may_have_lapsed(&self, task_id: &str) -> bool {
         let Some(task) = self.snapshots.task(task_id) else { return true };
         let Some(record) = task.record else { return true };
-        let keys = TaskKeys { record, claim: task.claim, holder: task.holder };
+        let owned = |kv: Option<std::sync::Arc<ifc_kv::KeyValue>>| kv.map(|kv| (*kv).clone());
+        let keys = TaskKeys {
+            record: (*record).clone(),
+            claim: owned(task.claim),
+            holder: owned(task.holder),
+        };
         txn::view(&keys).map_or(true, |view| view.lapsed)
     }
 

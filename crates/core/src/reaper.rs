@@ -17,18 +17,31 @@ use tokio::task::JoinHandle;
 
 use crate::Coordinator;
 use crate::keys::Key;
+use crate::snapshot_cache::SnapshotCache;
 
 /// A running reaper; dropping it stops it.
 pub struct Reaper {
     task: JoinHandle<()>,
-    coordinator: Arc<Coordinator>,
 }
 
 impl Drop for Reaper {
     fn drop(&mut self) {
+        // The run's `Feeding` guard stops the snapshot cache as it unwinds.
         self.task.abort();
-        // Its watch fed the snapshot cache: unfed, the cache would only go stale.
-        self.coordinator.snapshot_cache().stop();
+    }
+}
+
+/// This reaper's watch feeding the node's snapshot cache; when dropped (the
+/// watch broke, or the reaper stopped), the cache stops serving, since
+/// unfed it would only go stale.
+struct Feeding<'a> {
+    cache: &'a SnapshotCache,
+    generation: u64,
+}
+
+impl Drop for Feeding<'_> {
+    fn drop(&mut self) {
+        self.cache.stop(self.generation);
     }
 }
 
@@ -36,7 +49,7 @@ impl Reaper {
     /// Sweeps the store once (lapses that happened while no reaper ran), then
     /// follows deletes until dropped.
     pub fn spawn(coordinator: Arc<Coordinator>) -> Reaper {
-        Reaper { task: tokio::spawn(run(coordinator.clone())), coordinator }
+        Reaper { task: tokio::spawn(run(coordinator)) }
     }
 }
 
@@ -53,20 +66,20 @@ async fn run(coordinator: Arc<Coordinator>) {
                 continue;
             }
         };
-        // The same watch keeps this node's snapshot cache current, from the
-        // store's revision now (the watch began at or before it).
-        let cache = coordinator.snapshot_cache();
-        match coordinator
-            .store()
-            .range(RangeRequest::key(coordinator.keys().root()).count_only())
-            .await
-        {
-            Ok(now) => cache.start(now.revision),
-            Err(e) => tracing::warn!(error = %e, "reaper: no revision; snapshot cache off"),
-        }
         if let Err(e) = coordinator.reap_all().await {
             tracing::warn!(error = %e, "reaper: sweep failed");
         }
+        // The same watch keeps this node's snapshot cache current, from the
+        // store's revision now (the watch began before it).
+        let cache = coordinator.snapshot_cache();
+        let root_key = RangeRequest::key(coordinator.keys().root()).count_only();
+        let feeding = match coordinator.store().range(root_key).await {
+            Ok(now) => Some(Feeding { cache, generation: cache.start(now.revision) }),
+            Err(e) => {
+                tracing::warn!(error = %e, "reaper: no revision; snapshot cache off");
+                None
+            }
+        };
         while let Some(batch) = stream.next().await {
             let batch = match batch {
                 Ok(batch) => batch,
@@ -76,7 +89,9 @@ async fn run(coordinator: Arc<Coordinator>) {
                     break;
                 }
             };
-            cache.apply(&batch);
+            if let Some(feeding) = &feeding {
+                cache.apply(feeding.generation, &batch);
+            }
             for event in batch.events.iter().filter(|e| e.kind == EventKind::Delete) {
                 let result = match coordinator.keys().parse(&event.kv.key) {
                     Some(
@@ -102,7 +117,7 @@ async fn run(coordinator: Arc<Coordinator>) {
                 }
             }
         }
-        cache.stop();
+        drop(feeding);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -164,7 +164,7 @@ async fn a_claim_renew_complete_and_push_on_a_known_task_are_one_txn_each(store:
 
     // Without the cache the same claim reads first.
     let config =
-        CoreConfig { snapshot_cache_tasks: 0, namespace: "off".into(), ..CoreConfig::default() };
+        CoreConfig { snapshot_cache_bytes: 0, namespace: "off".into(), ..CoreConfig::default() };
     let off = Arc::new(Coordinator::new(counting.clone(), config));
     let _off_reaper = Reaper::spawn(off.clone());
     off.register_swarm("s", Vec::new(), json!(null), None).await.unwrap();
@@ -191,7 +191,7 @@ async fn a_stale_copy_changes_no_answer(store: TestStore) {
     let a = Coordinator::new(store.kv(), CoreConfig::default());
     let b = Coordinator::new(
         store.kv(),
-        CoreConfig { snapshot_cache_tasks: 0, ..CoreConfig::default() },
+        CoreConfig { snapshot_cache_bytes: 0, ..CoreConfig::default() },
     );
     let now = store.kv().range(RangeRequest::key("ifc/")).await.unwrap().revision;
     a.snapshots.start(now);

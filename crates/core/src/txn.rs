@@ -7,6 +7,8 @@
 //! Hot path shape: one read (a read-only txn of a few ranges) then one write
 //! txn. A lost CAS re-reads and decides again, at most [`MAX_CAS_ROUNDS`] times.
 
+use std::sync::Arc;
+
 use ifc_api::{Attempt, AttemptOutcome, TaskRecord, TaskState, TaskView};
 use ifc_kv::{
     Compare, CompareOp, CompareTarget, DeleteRequest, KeyRange, KeyValue, KvStore, LeaseId,
@@ -163,12 +165,14 @@ pub(crate) async fn snapshot(
             None => Some(None),
         };
         if let (Some(task), Some(swarm)) = (task, swarm) {
-            let keys = task.record.map(|record| TaskKeys {
+            let owned = |kv: Option<Arc<KeyValue>>| kv.map(Arc::unwrap_or_clone);
+            let head = Head::from_kv(task.head.as_deref())?;
+            let keys = owned(task.record).map(|record| TaskKeys {
                 record,
-                claim: task.claim,
-                holder: task.holder,
+                claim: owned(task.claim),
+                holder: owned(task.holder),
             });
-            return Ok(Snapshot { keys, head: Head::from_kv(task.head.as_ref())?, swarm });
+            return Ok(Snapshot { keys, head, swarm: owned(swarm) });
         }
     }
     let serializable = freshness != Freshness::Linearizable;
@@ -189,11 +193,12 @@ pub(crate) async fn snapshot(
         head: Head::from_kv(head)?,
         swarm: read.get(2).and_then(|kvs| kvs.first().cloned()),
     };
+    let shared = |kv: Option<&KeyValue>| kv.cloned().map(Arc::new);
     let cached = snap.keys.as_ref().map(|k| CachedTask {
-        record: Some(k.record.clone()),
-        claim: k.claim.clone(),
-        holder: k.holder.clone(),
-        head: head.cloned(),
+        record: shared(Some(&k.record)),
+        claim: shared(k.claim.as_ref()),
+        holder: shared(k.holder.as_ref()),
+        head: shared(head),
         ..CachedTask::default()
     });
     cache.fill(resp.revision, task_id, cached, swarm_id, snap.swarm.as_ref());

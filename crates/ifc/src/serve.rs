@@ -71,12 +71,12 @@ pub struct ServeArgs {
     #[arg(long, env = "IFC_MAX_JSON_BYTES", default_value_t = 1 << 20,
           value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
     max_json_bytes: u64,
-    /// Tasks this node keeps a copy of, fed by its watch of the namespace, so a
-    /// claim, complete or push goes straight to its one txn (0: off; about
-    /// 1 KB each).
-    #[arg(long, env = "IFC_SNAPSHOT_CACHE_TASKS", default_value_t = 20_000,
-          value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
-    snapshot_cache_tasks: u64,
+    /// MiB of tasks this node keeps a copy of, fed by its watch of the
+    /// namespace, so a claim, renew, complete or push goes straight to its one
+    /// txn (0: off).
+    #[arg(long, env = "IFC_SNAPSHOT_CACHE_MB", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(0..=65_536))]
+    snapshot_cache_mb: u64,
     /// TLS certificate chain (PEM); with --tls-key, the service speaks HTTPS.
     #[arg(long, env = "IFC_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -335,7 +335,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         push_timeout_ms: args.push_timeout_ms,
         retry_backoff_ms: args.retry_backoff_ms,
         default_max_attempts: args.max_attempts,
-        snapshot_cache_tasks: args.snapshot_cache_tasks as usize,
+        snapshot_cache_bytes: (args.snapshot_cache_mb as usize) << 20,
     };
     let counted = metrics.clone();
     let core = Arc::new(
