@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use ifc_core::{BlockerInfo, ClaimOutcome, Coordinator, CoreConfig, NewTask};
+use ifc_core::{BlockerInfo, ClaimOutcome, Coordinator, CoreConfig, NewTask, Reaper};
 use ifc_kv::KvStore;
 
 use crate::etcd::ns;
@@ -35,6 +35,14 @@ fn coordinator(store: Arc<dyn KvStore>, max_swarms: usize) -> Arc<Coordinator> {
         ..CoreConfig::default()
     };
     Arc::new(Coordinator::new(store, config))
+}
+
+/// A coordinator with its reaper, as a node of `ifc serve` runs it (the
+/// reaper's watch also feeds the node's snapshot cache).
+fn node(store: Arc<dyn KvStore>, max_swarms: usize) -> (Arc<Coordinator>, Reaper) {
+    let c = coordinator(store, max_swarms);
+    let reaper = Reaper::spawn(c.clone());
+    (c, reaper)
 }
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -87,7 +95,7 @@ pub async fn put_watch_floor(raw: &mut etcd_client::Client, n: usize) -> Result<
 
 /// push_task_to_swarm, timed until the swarm's inbox stream yields it.
 pub async fn push_delivery(store: Arc<dyn KvStore>, n: usize) -> Result<Summary> {
-    let c = coordinator(store, 10);
+    let (c, _reaper) = node(store, 10);
     c.register_swarm("push-target", Vec::new(), serde_json::Value::Null, None).await?;
     let mut inbox = c.inbox("push-target", 0).await?;
     let mut h = histogram();
@@ -103,7 +111,7 @@ pub async fn push_delivery(store: Arc<dyn KvStore>, n: usize) -> Result<Summary>
 /// detect_blocker, timed until the orchestrator's stream yields it (helper
 /// candidates included).
 pub async fn blocker_delivery(store: Arc<dyn KvStore>, n: usize) -> Result<Summary> {
-    let c = coordinator(store, 10);
+    let (c, _reaper) = node(store, 10);
     c.register_swarm("reporter", vec!["x".into()], serde_json::Value::Null, None).await?;
     c.register_swarm("helper", vec!["x".into()], serde_json::Value::Null, None).await?;
     let mut blockers = c.blockers(None).await?;
@@ -260,17 +268,23 @@ pub struct LocalServer {
     pub url: String,
     pub admin: ifc_client::Client,
     _task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _reaper: Reaper,
 }
 
 pub async fn local_server(store: Arc<dyn KvStore>, max_swarms: usize) -> Result<LocalServer> {
-    let core = coordinator(store, max_swarms);
+    let (core, reaper) = node(store, max_swarms);
     let state =
         ifc_server::AppState::new(core, "bench-admin", Arc::new(ifc_server::Metrics::default()));
     let router = ifc_server::router(state, 4 << 20);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let task = tokio::spawn(ifc_server::serve(listener, router, std::future::pending()));
-    Ok(LocalServer { admin: ifc_client::Client::new(&url, "bench-admin"), url, _task: task })
+    Ok(LocalServer {
+        admin: ifc_client::Client::new(&url, "bench-admin"),
+        url,
+        _task: task,
+        _reaper: reaper,
+    })
 }
 
 /// One HTTP client claiming distinct tasks one after another.
@@ -438,7 +452,7 @@ pub async fn seed_table(
     n: usize,
     tag: &str,
 ) -> Result<Vec<(&'static str, Summary)>> {
-    let c = coordinator(store.clone(), 100);
+    let (c, _reaper) = node(store.clone(), 100);
     c.register_swarm(&format!("seed-{tag}"), Vec::new(), serde_json::Value::Null, None).await?;
     let swarm = format!("seed-{tag}");
     let (mut create, mut claim, mut complete) = (histogram(), histogram(), histogram());
