@@ -95,7 +95,11 @@ impl StorageBackend for FaultyFile {
 }
 
 /// Opens the database through the fault-injecting backend.
-pub fn open(path: &Path, switch: FaultSwitch) -> Result<Database, DatabaseError> {
+pub fn open(
+    builder: &redb::Builder,
+    path: &Path,
+    switch: FaultSwitch,
+) -> Result<Database, DatabaseError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -104,5 +108,5 @@ pub fn open(path: &Path, switch: FaultSwitch) -> Result<Database, DatabaseError>
         .open(path)
         .map_err(|e| DatabaseError::Storage(e.into()))?;
     let file = FileBackend::new(file)?;
-    Database::builder().create_with_backend(FaultyFile { file, switch })
+    builder.create_with_backend(FaultyFile { file, switch })
 }

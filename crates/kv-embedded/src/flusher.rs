@@ -145,6 +145,8 @@ fn commit(db: &Database, layer: &Layer, seq: u64) -> Result<(), String> {
     let err = |e: redb::Error| e.to_string();
     let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
     txn.set_durability(Durability::Immediate).map_err(|e| err(e.into()))?;
+    // Allocator state with every commit: a crash reopens without a full repair.
+    txn.set_quick_repair(true);
     {
         let mut tables = Tables::open(&txn)?;
         let data = layer.read();

@@ -28,7 +28,7 @@ mod writer;
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -117,6 +117,8 @@ struct Shared {
     /// The compaction point of the last durable batch, for watch start checks.
     compact_revision: AtomicI64,
     limits: Limits,
+    /// redb ran a full repair when this store opened (see `open`).
+    repaired_on_open: bool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -217,6 +219,13 @@ impl std::fmt::Debug for EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// Whether redb ran a full repair (a walk of the whole file) when this
+    /// store opened: only after a crash of a file whose last commit was made
+    /// before quick repair.
+    pub fn repaired_on_open(&self) -> bool {
+        self.inner.shared.repaired_on_open
+    }
+
     /// Opens (creating if needed) the store in `dir`. Fails with
     /// [`KvError::Locked`] if another process (or another handle in this one)
     /// has it open.
@@ -226,9 +235,16 @@ impl EmbeddedStore {
             .map_err(|e| KvError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let lock = lock_dir(dir)?;
         let path = dir.join(DATA_FILE);
+        // Every commit records redb's allocator state (quick repair), so a
+        // crash needs no full repair, which walks the whole file; this
+        // notices if one ran anyway (a file from before, or a redb change).
+        let repaired = Arc::new(AtomicBool::new(false));
+        let mut builder = Database::builder();
+        let flag = repaired.clone();
+        builder.set_repair_callback(move |_| flag.store(true, Ordering::Relaxed));
         let db = match &options.fault_switch {
-            Some(switch) => faults::open(&path, switch.clone()),
-            None => Database::create(&path),
+            Some(switch) => faults::open(&builder, &path, switch.clone()),
+            None => builder.create(&path),
         }
         .map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => KvError::Locked(path.display().to_string()),
@@ -246,7 +262,11 @@ impl EmbeddedStore {
             hub: Hub::new(state.revision),
             compact_revision: AtomicI64::new(state.compact_revision),
             limits: options.limits,
+            repaired_on_open: repaired.load(Ordering::Relaxed),
         });
+        if repaired.load(Ordering::Relaxed) {
+            tracing::warn!(path = %path.display(), "the data file was not closed cleanly: repaired it");
+        }
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
@@ -387,7 +407,8 @@ fn lock_dir(dir: &Path) -> Result<File, KvError> {
 /// then a legacy `wal.log` is no longer needed.
 fn replay(db: &Database, wal: &mut wal::Wal) -> Result<(), KvError> {
     // Create the tables on first open so readers never meet a missing one.
-    let txn = db.begin_write().map_err(backend)?;
+    let mut txn = db.begin_write().map_err(backend)?;
+    txn.set_quick_repair(true);
     let applied = {
         txn.open_table(KV).map_err(backend)?;
         txn.open_table(HISTORY).map_err(backend)?;
@@ -407,7 +428,8 @@ fn replay(db: &Database, wal: &mut wal::Wal) -> Result<(), KvError> {
         return remove_legacy(wal);
     };
     tracing::info!(records = records.len(), "replaying the write-ahead log");
-    let txn = db.begin_write().map_err(backend)?;
+    let mut txn = db.begin_write().map_err(backend)?;
+    txn.set_quick_repair(true);
     {
         let mut tables = flusher::Tables::open(&txn).map_err(KvError::Backend)?;
         for (_, mutations) in records {
