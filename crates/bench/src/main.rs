@@ -49,6 +49,16 @@ struct Args {
     /// so a partial rerun never overwrites the full run's charts.
     #[arg(long, value_enum)]
     only: Vec<Phase>,
+    /// The soak on these backends only (repeatable; default both).
+    #[arg(long, value_enum)]
+    soak_on: Vec<Backend>,
+}
+
+/// A store backend, for `--soak-on`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+enum Backend {
+    Embedded,
+    Etcd,
 }
 
 /// The benchmark's phases, in the order they run.
@@ -134,7 +144,10 @@ async fn main() -> Result<()> {
         phases::stored::run(&mut report, args.smoke, work).await?;
     }
     let soak_curves = if args.runs(Phase::Soak) {
-        phases::soak::run(&mut report, args.smoke, work).await?
+        let on = |b| args.soak_on.is_empty() || args.soak_on.contains(&b);
+        let backends =
+            phases::soak::Backends { embedded: on(Backend::Embedded), etcd: on(Backend::Etcd) };
+        phases::soak::run(&mut report, args.smoke, work, backends).await?
     } else {
         vec![]
     };
