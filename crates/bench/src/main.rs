@@ -156,8 +156,9 @@ async fn main() -> Result<()> {
         let dir = out.parent().unwrap_or(Path::new(".")).join("bench");
         std::fs::create_dir_all(&dir)?;
         // The full report's charts keep their names; a partial one's are prefixed.
-        let prefix = match (args.only.is_empty(), out.file_stem()) {
-            (false, Some(stem)) => format!("{}-", stem.to_string_lossy().to_lowercase()),
+        let partial = !args.only.is_empty() || !args.soak_on.is_empty();
+        let prefix = match (partial, out.file_stem()) {
+            (true, Some(stem)) => format!("{}-", stem.to_string_lossy().to_lowercase()),
             _ => String::new(),
         };
         let mut charts = String::from("\n## Charts\n");

@@ -34,7 +34,8 @@ pub async fn seeded_coordinator(
         namespace: ns(namespace),
         max_swarms: swarms.max(1),
         claim_timeout_ms: 60_000,
-        swarm_ttl_secs: 3600,
+        // Nothing heartbeats the bench's swarms; a day outlives any phase.
+        swarm_ttl_secs: 86_400,
         ..CoreConfig::default()
     };
     let c = Arc::new(Coordinator::new(store, config));

@@ -9,6 +9,7 @@
 //! lapse itself.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -22,12 +23,17 @@ use crate::snapshot_cache::SnapshotCache;
 /// A running reaper; dropping it stops it.
 pub struct Reaper {
     task: JoinHandle<()>,
+    coordinator: Arc<Coordinator>,
+    /// The snapshot cache generation its watch feeds (0: none yet).
+    feeding: Arc<AtomicU64>,
 }
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        // The run's `Feeding` guard stops the snapshot cache as it unwinds.
         self.task.abort();
+        // At once: the aborted task's `Feeding` guard runs only when tokio
+        // drops it, and until then the cache would be served unfed.
+        self.coordinator.snapshot_cache().stop(self.feeding.load(Ordering::Acquire));
     }
 }
 
@@ -49,11 +55,13 @@ impl Reaper {
     /// Sweeps the store once (lapses that happened while no reaper ran), then
     /// follows deletes until dropped.
     pub fn spawn(coordinator: Arc<Coordinator>) -> Reaper {
-        Reaper { task: tokio::spawn(run(coordinator)) }
+        let feeding = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(run(coordinator.clone(), feeding.clone()));
+        Reaper { task, coordinator, feeding }
     }
 }
 
-async fn run(coordinator: Arc<Coordinator>) {
+async fn run(coordinator: Arc<Coordinator>, generation: Arc<AtomicU64>) {
     let root = coordinator.keys().root().to_string();
     loop {
         // Watch before sweeping, so nothing falls between the two.
@@ -74,12 +82,15 @@ async fn run(coordinator: Arc<Coordinator>) {
         let cache = coordinator.snapshot_cache();
         let root_key = RangeRequest::key(coordinator.keys().root()).count_only();
         let feeding = match coordinator.store().range(root_key).await {
-            Ok(now) => Some(Feeding { cache, generation: cache.start(now.revision) }),
+            Ok(now) => Feeding { cache, generation: cache.start(now.revision) },
             Err(e) => {
-                tracing::warn!(error = %e, "reaper: no revision; snapshot cache off");
-                None
+                // Watch again rather than run a whole watch without the cache.
+                tracing::warn!(error = %e, "reaper: no revision; watching again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
         };
+        generation.store(feeding.generation, Ordering::Release);
         while let Some(batch) = stream.next().await {
             let batch = match batch {
                 Ok(batch) => batch,
@@ -89,9 +100,7 @@ async fn run(coordinator: Arc<Coordinator>) {
                     break;
                 }
             };
-            if let Some(feeding) = &feeding {
-                cache.apply(feeding.generation, &batch);
-            }
+            cache.apply(feeding.generation, &batch);
             for event in batch.events.iter().filter(|e| e.kind == EventKind::Delete) {
                 let result = match coordinator.keys().parse(&event.kv.key) {
                     Some(

@@ -24,7 +24,8 @@
 //! touched). Events at or before `as_of` are skipped. When the watch breaks,
 //! the cache is emptied and stays unused until a new watch runs.
 //!
-//! Bounded by bytes (keys and values), oldest entries out first.
+//! Tasks are bounded by bytes (keys and values), oldest entries out first;
+//! swarm records are held whole (their number is bounded by `max_swarms`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

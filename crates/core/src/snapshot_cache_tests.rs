@@ -20,6 +20,7 @@ use crate::{ClaimOutcome, Coordinator, CoreConfig, CoreError, NewTask, Reaper};
 ifc_testkit::on_each_backend!(
     a_claim_renew_complete_and_push_on_a_known_task_are_one_txn_each,
     a_stale_copy_changes_no_answer,
+    dropping_the_reaper_stops_the_cache_at_once,
 );
 
 tokio::task_local! {
@@ -253,4 +254,18 @@ async fn a_stale_copy_changes_no_answer(store: TestStore) {
     a.snapshots.forget("unknown");
     let refused = a.push_task_to_swarm("s2", task("unknown")).await.unwrap_err();
     assert!(matches!(refused, CoreError::TaskClaimed { .. }), "{refused:?}");
+}
+
+async fn dropping_the_reaper_stops_the_cache_at_once(store: TestStore) {
+    let c = Arc::new(Coordinator::new(store.kv(), CoreConfig::default()));
+    let reaper = Reaper::spawn(c.clone());
+    for _ in 0..2000 {
+        if c.snapshots.is_live() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(c.snapshots.is_live(), "the reaper's watch never started the cache");
+    drop(reaper);
+    assert!(!c.snapshots.is_live(), "an unfed cache must not be served");
 }

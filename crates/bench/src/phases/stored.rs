@@ -147,7 +147,8 @@ async fn claim_vs_stored(
     let config = CoreConfig {
         namespace: ns(namespace),
         claim_timeout_ms: 600_000,
-        swarm_ttl_secs: 3600,
+        // Nothing heartbeats the bench's swarms; a day outlives any phase.
+        swarm_ttl_secs: 86_400,
         ..CoreConfig::default()
     };
     let c = Arc::new(Coordinator::new(store, config));
