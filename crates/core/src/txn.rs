@@ -4,8 +4,9 @@
 //! the store and the key layout, so the coordinator and the registry can both
 //! use them.
 //!
-//! Hot path shape: one read (a read-only txn of a few ranges) then one write
-//! txn. A lost CAS re-reads and decides again, at most [`MAX_CAS_ROUNDS`] times.
+//! Hot path shape: one write txn, preceded by one read (a read-only txn of a
+//! few ranges) unless this node's snapshot cache knows the task. A lost CAS
+//! re-reads and decides again, at most [`MAX_CAS_ROUNDS`] times.
 
 use std::sync::Arc;
 
