@@ -109,14 +109,16 @@ fn task(id: &str) -> NewTask {
     }
 }
 
-async fn known(c: &Coordinator, task_id: &str, swarm_id: &str) {
+/// Polls `check` every 5 ms, failing the test after 10 s: the watch that
+/// feeds the cache runs on its own task.
+async fn until(what: &str, check: impl Fn() -> bool) {
     for _ in 0..2000 {
-        if c.snapshots.task(task_id).is_some() && c.snapshots.swarm(swarm_id).is_some() {
+        if check() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    panic!("the watch never brought task {task_id} and swarm {swarm_id} into the cache");
+    panic!("timed out waiting for: {what}");
 }
 
 async fn a_claim_renew_complete_and_push_on_a_known_task_are_one_txn_each(store: TestStore) {
@@ -124,15 +126,13 @@ async fn a_claim_renew_complete_and_push_on_a_known_task_are_one_txn_each(store:
     let c = Arc::new(Coordinator::new(counting.clone(), CoreConfig::default()));
     let _reaper = Reaper::spawn(c.clone());
     // The reaper's watch must be running before the task is created.
-    for _ in 0..2000 {
-        if c.snapshots.is_live() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until("the reaper's watch starts the cache", || c.snapshots.is_live()).await;
     c.register_swarm("s", Vec::new(), json!(null), None).await.unwrap();
     c.create_task(task("t")).await.unwrap();
-    known(&c, "t", "s").await;
+    until("the task and swarm reach the cache", || {
+        c.snapshots.task("t").is_some() && c.snapshots.swarm("s").is_some()
+    })
+    .await;
     counting.take();
     counting.others.store(0, Ordering::SeqCst);
     let ClaimOutcome::Claimed(claim) = COUNTED.scope((), c.claim_task("s", "t")).await.unwrap()
@@ -141,12 +141,10 @@ async fn a_claim_renew_complete_and_push_on_a_known_task_are_one_txn_each(store:
     };
     assert_eq!(counting.take(), (0, 1), "(reads, txns) of a claim of a known task");
     // The claim's own events reach the cache before the complete needs them.
-    for _ in 0..2000 {
-        if c.snapshots.task("t").is_some_and(|t| t.claim.is_some()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until("the claim reaches the cache", || {
+        c.snapshots.task("t").is_some_and(|t| t.claim.is_some())
+    })
+    .await;
     counting.take();
     COUNTED.scope((), c.renew_claim("s", "t", claim.token)).await.unwrap();
     assert_eq!(counting.take(), (0, 1), "(reads, txns) of a renew of a known claim");
@@ -259,13 +257,7 @@ async fn a_stale_copy_changes_no_answer(store: TestStore) {
 async fn dropping_the_reaper_stops_the_cache_at_once(store: TestStore) {
     let c = Arc::new(Coordinator::new(store.kv(), CoreConfig::default()));
     let reaper = Reaper::spawn(c.clone());
-    for _ in 0..2000 {
-        if c.snapshots.is_live() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(c.snapshots.is_live(), "the reaper's watch never started the cache");
+    until("the reaper's watch starts the cache", || c.snapshots.is_live()).await;
     drop(reaper);
     assert!(!c.snapshots.is_live(), "an unfed cache must not be served");
 }
