@@ -292,7 +292,9 @@ impl Coordinator {
     /// the whole pool), then tries one of the best few of the highest priority
     /// at random, so concurrent callers spread over the head instead of all
     /// fighting for its first key; a lower priority is never taken while a
-    /// higher one was ready.
+    /// higher one was ready (or being taken by another claim on this node).
+    /// Callers on one node never try the same task at once (see
+    /// `claims_in_flight`).
     pub async fn claim_next(&self, swarm_id: &str) -> Result<Option<Claim>, CoreError> {
         validate::id("swarm_id", swarm_id)?;
         let queues = self.claimable_queues(swarm_id).await?;
@@ -305,7 +307,9 @@ impl Coordinator {
         // Windows are read again once if they held nothing this call could take.
         let mut refill = false;
         for round in 0..MAX_CAS_ROUNDS {
-            let (heads, fresh) = self.queue_heads(&queues, QUEUE_HEAD, refill).await?;
+            // Past the tasks other claims on this node are taking.
+            let head = QUEUE_HEAD + i64::try_from(self.claims_in_flight.len()).unwrap_or(0);
+            let (heads, fresh) = self.queue_heads(&queues, head, refill).await?;
             let candidates = self.candidates(&heads, &passed);
             if candidates.is_empty() {
                 if fresh {
@@ -317,10 +321,18 @@ impl Coordinator {
             // Spread: pick among the best few, more of them as contention shows,
             // but only among tasks ranked like the best, so a higher priority is
             // always served first (lower ranks wait for the next read).
-            let best_rank = &candidates[0].rank;
-            let equals = candidates.iter().take_while(|c| &c.rank == best_rank).count();
-            let spread = (4 << round.min(3)).min(equals);
-            let task_id = &candidates[rand::random_range(0..spread)].task_id;
+            let taking = self.claims_in_flight.take(&candidates, |free| {
+                let best_rank = &free[0].rank;
+                let equals = free.iter().take_while(|c| &c.rank == best_rank).count();
+                let spread = (4 << round.min(3)).min(equals);
+                vec![free[rand::random_range(0..spread)].task_id.clone()]
+            });
+            let Some(task_id) = taking.tasks.first() else {
+                // Every task seen is being taken on this node: read again once
+                // those claims have had time to answer.
+                settle(round).await;
+                continue;
+            };
             match self.claim_task(swarm_id, task_id).await? {
                 ClaimOutcome::Claimed(claim) => return Ok(Some(*claim)),
                 ClaimOutcome::Finished { .. }
@@ -576,4 +588,10 @@ enum Ending {
     Fail(String),
     /// Given back unfinished: no attempt used.
     Release,
+}
+
+/// A pause before reading a queue again when every task read was being taken
+/// by other claims on this node: 1 ms, doubling per round up to 16 ms.
+pub(crate) async fn settle(round: usize) {
+    tokio::time::sleep(std::time::Duration::from_millis(1 << round.min(4))).await;
 }

@@ -21,7 +21,7 @@ use ifc_kv::validate::Limits;
 use ifc_kv::{Compare, KeyValue, LeaseId, TxnRequest};
 use rand::seq::index::sample;
 
-use crate::claim::{Candidate, ClaimPlan, PreparedClaim};
+use crate::claim::{Candidate, ClaimPlan, PreparedClaim, settle};
 use crate::codec::decode;
 use crate::swarm::SwarmRecord;
 use crate::txn::{self, MAX_CAS_ROUNDS, Snapshots, TXN_BYTES};
@@ -51,9 +51,11 @@ impl Coordinator {
     /// Claims up to `max` (1 ..= [`MAX_CLAIM_BATCH`]) ready tasks whose
     /// required capabilities the swarm holds, best first: a task is taken
     /// only once every ready task of a higher priority was taken (or found
-    /// taken or backing off); within one priority the older go first, spread
-    /// at random over a few times `max` of the oldest so that concurrent
-    /// callers meet less. Fewer than `max` (or none) when fewer are ready.
+    /// taken or backing off, or being taken by another claim on this node);
+    /// within one priority the older go first, spread at random over a few
+    /// times `max` of the oldest so that callers on other nodes meet less.
+    /// Callers on one node never try the same task at once (see
+    /// `claims_in_flight`). Fewer than `max` (or none) when fewer are ready.
     /// The claims come back best first.
     ///
     /// Each claim is its own, exactly as [`Coordinator::claim_next`] would
@@ -86,7 +88,9 @@ impl Coordinator {
             }
             // Wider as contention shows: 2, 4, then 8 times what is wanted.
             let spread = 2usize << round.min(2);
-            let head = i64::try_from(want * spread + passed.len()).unwrap_or(i64::MAX);
+            // Past what this call passed and what other claims on this node take.
+            let skipped = passed.len() + self.claims_in_flight.len();
+            let head = i64::try_from(want * spread + skipped).unwrap_or(i64::MAX);
             let (heads, fresh) = self.queue_heads(&queues, head, refill).await?;
             let candidates = self.candidates(&heads, &passed);
             if candidates.is_empty() {
@@ -97,8 +101,13 @@ impl Coordinator {
                 continue;
             }
             refill = false;
-            let chosen = choose(&candidates, want, spread);
-            let groups = chosen.chunks(per_group).map(|group| self.claim_group(swarm_id, group));
+            let taking = self.claims_in_flight.take(&candidates, |free| choose(free, want, spread));
+            if taking.tasks.is_empty() {
+                // Every task seen is being taken on this node.
+                settle(round).await;
+                continue;
+            }
+            let groups = taking.tasks.chunks(per_group).map(|g| self.claim_group(swarm_id, g));
             let mut failure = None;
             for outcome in join_all(groups).await {
                 won.extend(outcome.claims);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ifc_api::{SwarmStats, WitnessQuery};
 use ifc_kv::KvStore;
 
+use crate::claims_in_flight::ClaimsInFlight;
 use crate::config::CoreConfig;
 use crate::keys::Keys;
 use crate::lease_bucket::LeaseBuckets;
@@ -29,6 +30,7 @@ pub struct Coordinator {
     pub(crate) leases: LeaseBuckets,
     pub(crate) witness_log: WitnessSink,
     pub(crate) queue_windows: QueueWindows,
+    pub(crate) claims_in_flight: ClaimsInFlight,
     pub(crate) snapshots: SnapshotCache,
 }
 
@@ -42,6 +44,7 @@ impl Coordinator {
             leases: LeaseBuckets::default(),
             witness_log: WitnessSink::default(),
             queue_windows: QueueWindows::default(),
+            claims_in_flight: ClaimsInFlight::default(),
             snapshots: SnapshotCache::new(
                 Keys::new(&config.namespace),
                 config.snapshot_cache_bytes,

@@ -15,9 +15,14 @@ mod acting;
 mod blocker;
 mod claim;
 mod claim_batch;
+mod claims_in_flight;
+#[cfg(test)]
+mod claims_in_flight_tests;
 mod codec;
 mod config;
 mod coordinator;
+#[cfg(test)]
+mod counting_store;
 mod error;
 mod events;
 mod inbox;

@@ -2,18 +2,14 @@
 //! node saw created is one txn, and a stale copy never changes an answer.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use ifc_kv::{
-    DeleteRequest, DeleteResponse, KvError, KvStore, Lease, LeaseId, LeaseStatus, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, Revision, StoreHealth, TxnRequest, TxnResponse,
-    WatchRequest, WatchStream,
-};
+use ifc_kv::RangeRequest;
 use ifc_testkit::TestStore;
 use serde_json::json;
 
+use crate::counting_store::{COUNTED, Counting};
 use crate::txn::Freshness;
 use crate::{ClaimOutcome, Coordinator, CoreConfig, CoreError, NewTask, Reaper};
 
@@ -22,80 +18,6 @@ ifc_testkit::on_each_backend!(
     a_stale_copy_changes_no_answer,
     dropping_the_reaper_stops_the_cache_at_once,
 );
-
-tokio::task_local! {
-    /// Set around the one call whose store requests are counted (the
-    /// reaper's own reads, on its own task, are not).
-    static COUNTED: ();
-}
-
-fn counted() -> bool {
-    COUNTED.try_with(|_| ()).is_ok()
-}
-
-/// The test store, counting the reads and txns of [`COUNTED`] calls.
-struct Counting {
-    inner: Arc<dyn KvStore>,
-    reads: AtomicUsize,
-    txns: AtomicUsize,
-    /// Reads and txns of everything else (the reaper's).
-    others: AtomicUsize,
-}
-
-impl Counting {
-    fn new(inner: Arc<dyn KvStore>) -> Self {
-        let zero = AtomicUsize::new;
-        Counting { inner, reads: zero(0), txns: zero(0), others: zero(0) }
-    }
-
-    fn count(&self, counter: &AtomicUsize) {
-        let counter = if counted() { counter } else { &self.others };
-        counter.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn take(&self) -> (usize, usize) {
-        (self.reads.swap(0, Ordering::SeqCst), self.txns.swap(0, Ordering::SeqCst))
-    }
-}
-
-#[async_trait]
-impl KvStore for Counting {
-    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, KvError> {
-        self.count(&self.reads);
-        self.inner.range(req).await
-    }
-    async fn put(&self, req: PutRequest) -> Result<PutResponse, KvError> {
-        self.inner.put(req).await
-    }
-    async fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse, KvError> {
-        self.inner.delete(req).await
-    }
-    async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, KvError> {
-        self.count(&self.txns);
-        self.inner.txn(req).await
-    }
-    async fn watch(&self, req: WatchRequest) -> Result<WatchStream, KvError> {
-        self.inner.watch(req).await
-    }
-    async fn lease_grant(&self, ttl_secs: i64) -> Result<Lease, KvError> {
-        self.inner.lease_grant(ttl_secs).await
-    }
-    async fn lease_keep_alive(&self, id: LeaseId) -> Result<i64, KvError> {
-        self.inner.lease_keep_alive(id).await
-    }
-    async fn lease_revoke(&self, id: LeaseId) -> Result<Revision, KvError> {
-        self.inner.lease_revoke(id).await
-    }
-    async fn lease_time_to_live(&self, id: LeaseId) -> Result<Option<LeaseStatus>, KvError> {
-        self.inner.lease_time_to_live(id).await
-    }
-    async fn compact(&self, revision: Revision) -> Result<(), KvError> {
-        self.inner.compact(revision).await
-    }
-    async fn health(&self) -> StoreHealth {
-        self.inner.health().await
-    }
-}
 
 fn task(id: &str) -> NewTask {
     NewTask {
