@@ -9,6 +9,7 @@ use ifc_kv::{
 };
 use serde_json::json;
 
+use crate::claims_in_flight::wait_for_others;
 use crate::codec::{decode, encode};
 use crate::keys::{Counter, Key, capset_id, task_chain};
 use crate::queue_head::QUEUE_HEAD;
@@ -266,21 +267,39 @@ impl Coordinator {
         Ok(queues)
     }
 
-    /// The ready tasks among `heads` (the answer of `queue_heads`), best
-    /// first (priority, then age, then id), leaving out those in `skip`.
-    pub(crate) fn candidates(&self, heads: &[Vec<KeyValue>], skip: &[String]) -> Vec<Candidate> {
-        let mut candidates = Vec::new();
-        for kv in heads.iter().flatten() {
-            if let Some(Key::Ready { rank, created, task_id, .. }) = self.keys.parse(&kv.key)
-                && !skip.iter().any(|s| s == task_id)
-            {
-                candidates.push(Candidate {
-                    rank: rank.into(),
-                    created: created.into(),
-                    task_id: task_id.into(),
-                });
-            }
-        }
+    /// The ready tasks among `heads` (the answer of `queue_heads` asked for
+    /// `head` keys a queue), best first (priority, then age, then id), leaving
+    /// out those in `skip`. A queue that gave `head` keys or more may hold
+    /// better tasks than another queue's beyond its last key, so the answer
+    /// stops at the first such queue's last key: it is a true prefix of the
+    /// swarm's queues merged, and a caller choosing from it keeps strict
+    /// priority whichever of it it cannot take.
+    pub(crate) fn candidates(
+        &self,
+        heads: &[Vec<KeyValue>],
+        skip: &[String],
+        head: i64,
+    ) -> Vec<Candidate> {
+        let candidate = |kv: &KeyValue| match self.keys.parse(&kv.key) {
+            Some(Key::Ready { rank, created, task_id, .. }) => Some(Candidate {
+                rank: rank.into(),
+                created: created.into(),
+                task_id: task_id.into(),
+            }),
+            _ => None,
+        };
+        let cut = heads
+            .iter()
+            .filter(|kvs| i64::try_from(kvs.len()).unwrap_or(i64::MAX) >= head)
+            .filter_map(|kvs| kvs.last().and_then(candidate))
+            .min();
+        let mut candidates: Vec<Candidate> = heads
+            .iter()
+            .flatten()
+            .filter_map(candidate)
+            .filter(|c| cut.as_ref().is_none_or(|cut| c <= cut))
+            .filter(|c| !skip.contains(&c.task_id))
+            .collect();
         candidates.sort();
         candidates
     }
@@ -292,9 +311,10 @@ impl Coordinator {
     /// the whole pool), then tries one of the best few of the highest priority
     /// at random, so concurrent callers spread over the head instead of all
     /// fighting for its first key; a lower priority is never taken while a
-    /// higher one was ready (or being taken by another claim on this node).
+    /// higher one was ready, unless another claim on this node was taking it.
     /// Callers on one node never try the same task at once (see
-    /// `claims_in_flight`).
+    /// `claims_in_flight`); `None` may also mean that every ready task was
+    /// being taken by other claims on this node for about 0.7 s.
     pub async fn claim_next(&self, swarm_id: &str) -> Result<Option<Claim>, CoreError> {
         validate::id("swarm_id", swarm_id)?;
         let queues = self.claimable_queues(swarm_id).await?;
@@ -304,35 +324,45 @@ impl Coordinator {
         // Tasks this call found taken or backing off: never tried twice, so a
         // high-priority task in retry backoff does not hide the ones below it.
         let mut passed: Vec<String> = Vec::new();
-        // Windows are read again once if they held nothing this call could take.
+        // Windows are read again when they held nothing this call could take.
         let mut refill = false;
-        for round in 0..MAX_CAS_ROUNDS {
+        let (mut round, mut waits) = (0, 0);
+        while round < MAX_CAS_ROUNDS {
             // Past the tasks other claims on this node are taking.
-            let head = QUEUE_HEAD + i64::try_from(self.claims_in_flight.len()).unwrap_or(0);
+            let epoch = self.claims_in_flight.epoch();
+            let head = QUEUE_HEAD.saturating_add(self.claims_in_flight.len());
             let (heads, fresh) = self.queue_heads(&queues, head, refill).await?;
-            let candidates = self.candidates(&heads, &passed);
+            let candidates = self.candidates(&heads, &passed, head);
             if candidates.is_empty() {
                 if fresh {
                     return Ok(None);
                 }
                 refill = true;
+                round += 1;
                 continue;
             }
             // Spread: pick among the best few, more of them as contention shows,
-            // but only among tasks ranked like the best, so a higher priority is
-            // always served first (lower ranks wait for the next read).
-            let taking = self.claims_in_flight.take(&candidates, |free| {
+            // but only among tasks ranked like the best free one, so a higher
+            // priority is served first unless another claim on this node is
+            // taking it (lower ranks wait for the next read).
+            let taking = self.claims_in_flight.take(epoch, &candidates, |free| {
                 let best_rank = &free[0].rank;
                 let equals = free.iter().take_while(|c| &c.rank == best_rank).count();
                 let spread = (4 << round.min(3)).min(equals);
                 vec![free[rand::random_range(0..spread)].task_id.clone()]
             });
-            let Some(task_id) = taking.tasks.first() else {
-                // Every task seen is being taken on this node: read again once
-                // those claims have had time to answer.
-                settle(round).await;
+            let Some(task_id) = taking.tasks().first() else {
+                // Every task read is being taken on this node: read the whole
+                // windows, then wait for those claims to answer.
+                if !fresh {
+                    refill = true;
+                } else if !wait_for_others(&mut waits).await {
+                    return Ok(None);
+                }
                 continue;
             };
+            refill = false;
+            round += 1;
             match self.claim_task(swarm_id, task_id).await? {
                 ClaimOutcome::Claimed(claim) => return Ok(Some(*claim)),
                 ClaimOutcome::Finished { .. }
@@ -588,10 +618,4 @@ enum Ending {
     Fail(String),
     /// Given back unfinished: no attempt used.
     Release,
-}
-
-/// A pause before reading a queue again when every task read was being taken
-/// by other claims on this node: 1 ms, doubling per round up to 16 ms.
-pub(crate) async fn settle(round: usize) {
-    tokio::time::sleep(std::time::Duration::from_millis(1 << round.min(4))).await;
 }

@@ -21,7 +21,8 @@ use ifc_kv::validate::Limits;
 use ifc_kv::{Compare, KeyValue, LeaseId, TxnRequest};
 use rand::seq::index::sample;
 
-use crate::claim::{Candidate, ClaimPlan, PreparedClaim, settle};
+use crate::claim::{Candidate, ClaimPlan, PreparedClaim};
+use crate::claims_in_flight::wait_for_others;
 use crate::codec::decode;
 use crate::swarm::SwarmRecord;
 use crate::txn::{self, MAX_CAS_ROUNDS, Snapshots, TXN_BYTES};
@@ -55,7 +56,9 @@ impl Coordinator {
     /// within one priority the older go first, spread at random over a few
     /// times `max` of the oldest so that callers on other nodes meet less.
     /// Callers on one node never try the same task at once (see
-    /// `claims_in_flight`). Fewer than `max` (or none) when fewer are ready.
+    /// `claims_in_flight`). Fewer than `max` (or none) when fewer are ready,
+    /// or when the rest were being taken by other claims on this node for
+    /// about 0.7 s.
     /// The claims come back best first.
     ///
     /// Each claim is its own, exactly as [`Coordinator::claim_next`] would
@@ -81,7 +84,8 @@ impl Coordinator {
         let mut passed: Vec<String> = Vec::new();
         // The queues' windows are read again when they held nothing to take.
         let mut refill = false;
-        for round in 0..MAX_CAS_ROUNDS {
+        let (mut round, mut waits) = (0, 0);
+        while round < MAX_CAS_ROUNDS {
             let want = max - won.len();
             if want == 0 {
                 break;
@@ -89,25 +93,34 @@ impl Coordinator {
             // Wider as contention shows: 2, 4, then 8 times what is wanted.
             let spread = 2usize << round.min(2);
             // Past what this call passed and what other claims on this node take.
-            let skipped = passed.len() + self.claims_in_flight.len();
-            let head = i64::try_from(want * spread + skipped).unwrap_or(i64::MAX);
+            let epoch = self.claims_in_flight.epoch();
+            let skipped = passed.len() as i64 + self.claims_in_flight.len();
+            let head = ((want * spread) as i64).saturating_add(skipped);
             let (heads, fresh) = self.queue_heads(&queues, head, refill).await?;
-            let candidates = self.candidates(&heads, &passed);
+            let candidates = self.candidates(&heads, &passed, head);
             if candidates.is_empty() {
                 if fresh {
                     break;
                 }
                 refill = true;
+                round += 1;
+                continue;
+            }
+            let taking =
+                self.claims_in_flight.take(epoch, &candidates, |free| choose(free, want, spread));
+            if taking.tasks().is_empty() {
+                // Every task read is being taken on this node: read the whole
+                // windows, then wait for those claims to answer.
+                if !fresh {
+                    refill = true;
+                } else if !wait_for_others(&mut waits).await {
+                    break;
+                }
                 continue;
             }
             refill = false;
-            let taking = self.claims_in_flight.take(&candidates, |free| choose(free, want, spread));
-            if taking.tasks.is_empty() {
-                // Every task seen is being taken on this node.
-                settle(round).await;
-                continue;
-            }
-            let groups = taking.tasks.chunks(per_group).map(|g| self.claim_group(swarm_id, g));
+            round += 1;
+            let groups = taking.tasks().chunks(per_group).map(|g| self.claim_group(swarm_id, g));
             let mut failure = None;
             for outcome in join_all(groups).await {
                 won.extend(outcome.claims);
