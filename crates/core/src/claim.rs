@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::claims_in_flight::wait_for_others;
 use crate::codec::{decode, encode};
 use crate::keys::{Counter, Key, capset_id, task_chain};
-use crate::queue_head::QUEUE_HEAD;
+use crate::queue_head::{QUEUE_HEAD, QueueHead};
 use crate::swarm::SwarmRecord;
 use crate::task::{AttemptOutcome, TaskRecord, TaskState};
 use crate::txn::{self, ClaimValue, Freshness, MAX_CAS_ROUNDS, NewClaim, TaskKeys, put, put_on};
@@ -267,19 +267,13 @@ impl Coordinator {
         Ok(queues)
     }
 
-    /// The ready tasks among `heads` (the answer of `queue_heads` asked for
-    /// `head` keys a queue), best first (priority, then age, then id), leaving
-    /// out those in `skip`. A queue that gave `head` keys or more may hold
-    /// better tasks than another queue's beyond its last key, so the answer
-    /// stops at the first such queue's last key: it is a true prefix of the
-    /// swarm's queues merged, and a caller choosing from it keeps strict
-    /// priority whichever of it it cannot take.
-    pub(crate) fn candidates(
-        &self,
-        heads: &[Vec<KeyValue>],
-        skip: &[String],
-        head: i64,
-    ) -> Vec<Candidate> {
+    /// The ready tasks among `heads` (the answer of `queue_heads`), best
+    /// first (priority, then age, then id), leaving out those in `skip`. A
+    /// queue whose read was cut may hold better tasks past its last key than
+    /// another queue's, so the answer stops at the first such last key: it is
+    /// a true prefix of the swarm's queues merged, and a caller choosing from
+    /// it keeps strict priority whichever of it it cannot take.
+    pub(crate) fn candidates(&self, heads: &[QueueHead], skip: &[String]) -> Vec<Candidate> {
         let candidate = |kv: &KeyValue| match self.keys.parse(&kv.key) {
             Some(Key::Ready { rank, created, task_id, .. }) => Some(Candidate {
                 rank: rank.into(),
@@ -290,12 +284,12 @@ impl Coordinator {
         };
         let cut = heads
             .iter()
-            .filter(|kvs| i64::try_from(kvs.len()).unwrap_or(i64::MAX) >= head)
-            .filter_map(|kvs| kvs.last().and_then(candidate))
+            .filter(|head| head.cut)
+            .filter_map(|head| head.kvs.last().and_then(candidate))
             .min();
         let mut candidates: Vec<Candidate> = heads
             .iter()
-            .flatten()
+            .flat_map(|head| &head.kvs)
             .filter_map(candidate)
             .filter(|c| cut.as_ref().is_none_or(|cut| c <= cut))
             .filter(|c| !skip.contains(&c.task_id))
@@ -332,7 +326,7 @@ impl Coordinator {
             let epoch = self.claims_in_flight.epoch();
             let head = QUEUE_HEAD.saturating_add(self.claims_in_flight.len());
             let (heads, fresh) = self.queue_heads(&queues, head, refill).await?;
-            let candidates = self.candidates(&heads, &passed, head);
+            let candidates = self.candidates(&heads, &passed);
             if candidates.is_empty() {
                 if fresh {
                     return Ok(None);

@@ -97,7 +97,7 @@ impl Coordinator {
             let skipped = passed.len() as i64 + self.claims_in_flight.len();
             let head = ((want * spread) as i64).saturating_add(skipped);
             let (heads, fresh) = self.queue_heads(&queues, head, refill).await?;
-            let candidates = self.candidates(&heads, &passed, head);
+            let candidates = self.candidates(&heads, &passed);
             if candidates.is_empty() {
                 if fresh {
                     break;

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::claim::Candidate;
 use crate::counting_store::Counting;
+use crate::queue_head::QueueHead;
 use crate::{Coordinator, CoreConfig, NewTask, Reaper};
 
 ifc_testkit::on_each_backend!(
@@ -111,28 +112,28 @@ async fn a_caller_waits_for_a_claim_in_flight_and_takes_its_task_if_it_fails(sto
     assert_eq!(claim.task.task_id, "t000");
 }
 
-/// A queue read cut at `head` keys ends the candidates at its last key: a
-/// task of another queue ranked after it is not offered, though that queue
-/// was read whole (the cut queue may hold better tasks past its cut).
+/// A cut queue read ends the candidates at its last key: a task of another
+/// queue ranked after it is not offered, though that queue was read whole
+/// (the cut queue may hold better tasks past its cut).
 async fn candidates_end_at_the_last_key_of_a_cut_queue(store: TestStore) {
     let c = Coordinator::new(store.kv(), CoreConfig::default());
     let kv = |priority: i32, created: i64, id: &str| ifc_kv::KeyValue {
         key: c.keys.ready("a", priority, created, id).into_bytes(),
         ..Default::default()
     };
-    // Queue one, cut at 3 keys: priority 5. Queue two, whole: 5 and 0.
-    let cut = vec![kv(5, 1, "one-1"), kv(5, 3, "one-3"), kv(5, 5, "one-5")];
-    let whole = vec![kv(5, 2, "two-2"), kv(0, 0, "two-low")];
+    let one = vec![kv(5, 1, "one-1"), kv(5, 3, "one-3"), kv(5, 5, "one-5")];
+    let two = vec![kv(5, 2, "two-2"), kv(0, 0, "two-low")];
+    let heads = |one_cut: bool| {
+        [QueueHead { kvs: one.clone(), cut: one_cut }, QueueHead { kvs: two.clone(), cut: false }]
+    };
     let ids = |candidates: Vec<Candidate>| -> Vec<String> {
         candidates.into_iter().map(|c| c.task_id).collect()
     };
+    // Queue one was cut: nothing ranked after its last key is offered.
+    assert_eq!(ids(c.candidates(&heads(true), &[])), ["one-1", "two-2", "one-3", "one-5"]);
+    // Neither was cut: every task is offered, best first, less those skipped.
     assert_eq!(
-        ids(c.candidates(&[cut.clone(), whole.clone()], &[], 3)),
-        ["one-1", "two-2", "one-3", "one-5"]
-    );
-    // Read deeper (neither queue cut), every task is offered, best first.
-    assert_eq!(
-        ids(c.candidates(&[cut, whole], &["two-2".to_string()], 4)),
+        ids(c.candidates(&heads(false), &["two-2".to_string()])),
         ["one-1", "one-3", "one-5", "two-low"]
     );
 }

@@ -29,6 +29,16 @@ pub(crate) const QUEUE_HEAD: i64 = 32;
 /// How many keys a window spans when it is (re)read.
 const WINDOW: i64 = 1024;
 
+/// The first keys of one queue as read, and whether the queue may hold keys
+/// after them.
+#[derive(Debug, Default)]
+pub(crate) struct QueueHead {
+    pub kvs: Vec<KeyValue>,
+    /// The read stopped at its limit or at a window's end short of the
+    /// queue's: keys past the last of `kvs` may exist.
+    pub cut: bool,
+}
+
 /// Each queue's window end (exclusive), as this node last read it.
 #[derive(Default)]
 pub(crate) struct QueueWindows {
@@ -61,7 +71,7 @@ impl Coordinator {
         queues: &[String],
         head: i64,
         refill_all: bool,
-    ) -> Result<(Vec<Vec<KeyValue>>, bool), CoreError> {
+    ) -> Result<(Vec<QueueHead>, bool), CoreError> {
         let head = head.clamp(1, WINDOW);
         let windows: Vec<Option<Vec<u8>>> = queues
             .iter()
@@ -84,9 +94,12 @@ impl Coordinator {
                 None => self.refilled(queue, answer),
                 Some(_) if answer.kvs.is_empty() || too_deep(&answer) => {
                     refill.push(i);
-                    Vec::new()
+                    QueueHead::default()
                 }
-                Some(_) => answer.kvs,
+                Some(end) => {
+                    let queue_end = prefix_end(self.keys.ready_queue(queue).as_bytes());
+                    QueueHead { cut: answer.more || end != queue_end, kvs: answer.kvs }
+                }
             };
             heads.push(head);
         }
@@ -117,7 +130,7 @@ impl Coordinator {
 
     /// Sets `queue`'s window from a refill read; its keys, all of them, so a
     /// caller that cannot take the first few (backing off) sees further.
-    fn refilled(&self, queue: &str, answer: RangeResponse) -> Vec<KeyValue> {
+    fn refilled(&self, queue: &str, answer: RangeResponse) -> QueueHead {
         let end = match answer.kvs.last() {
             // Just past the last key read: the window holds exactly these keys.
             Some(last) if answer.more => {
@@ -130,7 +143,7 @@ impl Coordinator {
             None => None,
         };
         self.queue_windows.set(queue, end);
-        answer.kvs
+        QueueHead { cut: answer.more, kvs: answer.kvs }
     }
 }
 
