@@ -43,19 +43,27 @@ impl EtcdProcess {
     }
 
     async fn start_inner(quota_backend_bytes: Option<u64>) -> EtcdProcess {
-        let data = tempfile::tempdir().expect("temporary directory");
-        let log = data.path().join("etcd.log");
-        let mut etcd = EtcdProcess {
-            child: None,
-            client_port: free_port(),
-            peer_port: free_port(),
-            data,
-            log,
-            quota_backend_bytes,
-        };
-        etcd.spawn();
-        etcd.wait_ready().await;
-        etcd
+        // A free port is released before etcd binds it, so another process may
+        // take it first: start again on fresh ports when that happens.
+        for _ in 0..5 {
+            let data = tempfile::tempdir().expect("temporary directory");
+            let log = data.path().join("etcd.log");
+            let mut etcd = EtcdProcess {
+                child: None,
+                client_port: free_port(),
+                peer_port: free_port(),
+                data,
+                log,
+                quota_backend_bytes,
+            };
+            etcd.spawn();
+            match etcd.wait_ready().await {
+                Ok(()) => return etcd,
+                Err(log) if log.contains("address already in use") => continue,
+                Err(log) => panic!("{log}"),
+            }
+        }
+        panic!("etcd found its ports taken five times in a row");
     }
 
     /// The client URL.
@@ -87,7 +95,9 @@ impl EtcdProcess {
     pub async fn restart(&mut self) {
         self.kill();
         self.spawn();
-        self.wait_ready().await;
+        if let Err(log) = self.wait_ready().await {
+            panic!("{log}");
+        }
     }
 
     fn spawn(&mut self) {
@@ -122,24 +132,27 @@ impl EtcdProcess {
         }
     }
 
-    async fn wait_ready(&mut self) {
+    /// Waits until etcd answers; what went wrong and etcd's log if it exits
+    /// or does not answer within 30 s.
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let mut options = EtcdOptions::new(vec![self.endpoint()]);
             options.connect_timeout = Duration::from_millis(500);
             options.request_timeout = Duration::from_secs(2);
             if EtcdStore::connect(options).await.is_ok() {
-                return;
+                return Ok(());
             }
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
                 let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                panic!("etcd exited with {status} before it was ready:\n{log}");
+                return Err(format!("etcd exited with {status} before it was ready:\n{log}"));
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                panic!("etcd at {} did not become ready in 30 s:\n{log}", self.endpoint());
+                let endpoint = self.endpoint();
+                return Err(format!("etcd at {endpoint} did not become ready in 30 s:\n{log}"));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
