@@ -321,6 +321,8 @@ impl Coordinator {
         // Windows are read again when they held nothing this call could take.
         let mut refill = false;
         let (mut round, mut waits) = (0, 0);
+        // Whether the queues were read afresh since this call last took a task.
+        let mut refilled = false;
         while round < MAX_CAS_ROUNDS {
             // Past the tasks other claims on this node are taking.
             let epoch = self.claims_in_flight.epoch();
@@ -346,16 +348,17 @@ impl Coordinator {
                 vec![free[rand::random_range(0..spread)].task_id.clone()]
             });
             let Some(task_id) = taking.tasks().first() else {
-                // Every task read is being taken on this node: read the whole
-                // windows, then wait for those claims to answer.
-                if !fresh {
-                    refill = true;
-                } else if !wait_for_others(&mut waits).await {
+                // Every candidate is being taken on this node: read each
+                // queue's first keys afresh once, then wait for those claims.
+                refilled |= fresh;
+                refill = !refilled;
+                if refilled && !wait_for_others(&mut waits).await {
                     return Ok(None);
                 }
+                refilled = true;
                 continue;
             };
-            refill = false;
+            (refill, refilled) = (false, false);
             round += 1;
             match self.claim_task(swarm_id, task_id).await? {
                 ClaimOutcome::Claimed(claim) => return Ok(Some(*claim)),

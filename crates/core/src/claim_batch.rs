@@ -85,6 +85,8 @@ impl Coordinator {
         // The queues' windows are read again when they held nothing to take.
         let mut refill = false;
         let (mut round, mut waits) = (0, 0);
+        // Whether the queues were read afresh since this call last took a task.
+        let mut refilled = false;
         while round < MAX_CAS_ROUNDS {
             let want = max - won.len();
             if want == 0 {
@@ -109,16 +111,17 @@ impl Coordinator {
             let taking =
                 self.claims_in_flight.take(epoch, &candidates, |free| choose(free, want, spread));
             if taking.tasks().is_empty() {
-                // Every task read is being taken on this node: read the whole
-                // windows, then wait for those claims to answer.
-                if !fresh {
-                    refill = true;
-                } else if !wait_for_others(&mut waits).await {
+                // Every candidate is being taken on this node: read each
+                // queue's first keys afresh once, then wait for those claims.
+                refilled |= fresh;
+                refill = !refilled;
+                if refilled && !wait_for_others(&mut waits).await {
                     break;
                 }
+                refilled = true;
                 continue;
             }
-            refill = false;
+            (refill, refilled) = (false, false);
             round += 1;
             let groups = taking.tasks().chunks(per_group).map(|g| self.claim_group(swarm_id, g));
             let mut failure = None;
