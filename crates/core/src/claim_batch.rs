@@ -21,7 +21,8 @@ use ifc_kv::validate::Limits;
 use ifc_kv::{Compare, KeyValue, LeaseId, TxnRequest};
 use rand::seq::index::sample;
 
-use crate::claim::{Candidate, ClaimPlan, PreparedClaim};
+use crate::claim::{ClaimPlan, PreparedClaim};
+use crate::claim_next::Candidate;
 use crate::claims_in_flight::wait_for_others;
 use crate::codec::decode;
 use crate::swarm::SwarmRecord;

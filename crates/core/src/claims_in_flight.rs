@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::claim::Candidate;
+use crate::claim_next::Candidate;
 
 /// Marks dropped that are remembered for reads older than them.
 const RECENT: usize = 4096;

@@ -11,10 +11,10 @@ use futures::future::join_all;
 use ifc_testkit::TestStore;
 use serde_json::json;
 
-use crate::claim::Candidate;
-use crate::counting_store::Counting;
+use crate::claim_next::Candidate;
 use crate::queue_head::QueueHead;
-use crate::{Coordinator, CoreConfig, NewTask, Reaper};
+use crate::test_support::{Counting, task};
+use crate::{Coordinator, CoreConfig, Reaper};
 
 ifc_testkit::on_each_backend!(
     concurrent_batch_claims_on_one_node_lose_no_race,
@@ -37,16 +37,7 @@ async fn node(
         c.register_swarm(&format!("s{s}"), Vec::new(), json!(null), None).await.unwrap();
     }
     for t in 0..tasks {
-        let task = NewTask {
-            task_id: format!("t{t:03}"),
-            task_type: "review".into(),
-            metadata: json!(null),
-            required_capabilities: Vec::new(),
-            priority: 0,
-            max_attempts: None,
-            timeout_ms: None,
-        };
-        c.create_task(task).await.unwrap();
+        c.create_task(task(&format!("t{t:03}"))).await.unwrap();
     }
     counting.lost.store(0, Ordering::SeqCst);
     (c, reaper, counting)

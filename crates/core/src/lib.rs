@@ -15,14 +15,13 @@ mod acting;
 mod blocker;
 mod claim;
 mod claim_batch;
+mod claim_next;
 mod claims_in_flight;
 #[cfg(test)]
 mod claims_in_flight_tests;
 mod codec;
 mod config;
 mod coordinator;
-#[cfg(test)]
-mod counting_store;
 mod error;
 mod events;
 mod inbox;
@@ -40,6 +39,8 @@ mod snapshot_cache_tests;
 pub mod swarm;
 pub mod task;
 mod task_batch;
+#[cfg(test)]
+mod test_support;
 mod txn;
 pub mod user_kv;
 pub mod validate;

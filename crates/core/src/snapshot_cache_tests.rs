@@ -9,27 +9,15 @@ use ifc_kv::RangeRequest;
 use ifc_testkit::TestStore;
 use serde_json::json;
 
-use crate::counting_store::{COUNTED, Counting};
+use crate::test_support::{COUNTED, Counting, task};
 use crate::txn::Freshness;
-use crate::{ClaimOutcome, Coordinator, CoreConfig, CoreError, NewTask, Reaper};
+use crate::{ClaimOutcome, Coordinator, CoreConfig, CoreError, Reaper};
 
 ifc_testkit::on_each_backend!(
     a_claim_renew_complete_and_push_on_a_known_task_are_one_txn_each,
     a_stale_copy_changes_no_answer,
     dropping_the_reaper_stops_the_cache_at_once,
 );
-
-fn task(id: &str) -> NewTask {
-    NewTask {
-        task_id: id.into(),
-        task_type: "review".into(),
-        metadata: json!(null),
-        required_capabilities: Vec::new(),
-        priority: 0,
-        max_attempts: None,
-        timeout_ms: None,
-    }
-}
 
 /// Polls `check` every 5 ms, failing the test after 10 s: the watch that
 /// feeds the cache runs on its own task.

@@ -1,5 +1,6 @@
-//! A test store that counts what calls ask of the real store beneath it:
-//! reads and txns of the calls run inside [`COUNTED`], and lost races.
+//! What the crate's own tests share: a store that counts what calls ask of
+//! the real store beneath it (reads and txns of the calls run inside
+//! [`COUNTED`], and lost races), and a plain task to create.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -89,5 +90,18 @@ impl KvStore for Counting {
     }
     async fn health(&self) -> StoreHealth {
         self.inner.health().await
+    }
+}
+
+/// A ready task of type `review` with no required capabilities.
+pub(crate) fn task(id: &str) -> crate::NewTask {
+    crate::NewTask {
+        task_id: id.into(),
+        task_type: "review".into(),
+        metadata: serde_json::Value::Null,
+        required_capabilities: Vec::new(),
+        priority: 0,
+        max_attempts: None,
+        timeout_ms: None,
     }
 }
