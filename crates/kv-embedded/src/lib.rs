@@ -20,6 +20,7 @@ mod codec;
 mod faults;
 mod flusher;
 mod leases;
+mod on_caller;
 mod overlay;
 mod syncer;
 mod wal;
@@ -28,7 +29,7 @@ mod writer;
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -46,11 +47,13 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 pub use faults::FaultSwitch;
+pub use on_caller::WritePaths;
 pub use wal::SEGMENT_FILES as WAL_FILES;
 
 use crate::codec::{decode_events, decode_kv};
 use crate::flusher::FlushControl;
 use crate::leases::LeaseTable;
+use crate::on_caller::Writing;
 use crate::overlay::{Overlay, Snapshot};
 use crate::watch::Hub;
 use crate::writer::{Command, FreezeRule, Writer, WriterState};
@@ -119,6 +122,14 @@ struct Shared {
     limits: Limits,
     /// redb ran a full repair when this store opened (see `open`).
     repaired_on_open: bool,
+    /// Write calls under way (queued, applied, or waiting for their fsync). A
+    /// txn is applied on its caller's thread only when it is the only one: a
+    /// lone writer gains two thread hand-offs, while concurrent writers keep
+    /// sharing the writer's batches and the log's fsyncs.
+    writes: AtomicUsize,
+    /// Txns committed on their caller's thread, and through the writer thread.
+    txns_on_caller: AtomicU64,
+    txns_through_writer: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -191,6 +202,8 @@ fn last_revision(history: &impl ReadableTable<u64, &'static [u8]>) -> Result<Rev
 /// Stops the writer when the last handle goes.
 struct Inner {
     shared: Arc<Shared>,
+    /// The writer's state, for txns applied on their caller's thread.
+    core: Arc<Mutex<Writer>>,
     commands: Mutex<Option<std_mpsc::Sender<Command>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     // Held for the store's life: the data directory's exclusive lock.
@@ -263,6 +276,9 @@ impl EmbeddedStore {
             compact_revision: AtomicI64::new(state.compact_revision),
             limits: options.limits,
             repaired_on_open: repaired.load(Ordering::Relaxed),
+            writes: AtomicUsize::new(0),
+            txns_on_caller: AtomicU64::new(0),
+            txns_through_writer: AtomicU64::new(0),
         });
         if repaired.load(Ordering::Relaxed) {
             tracing::warn!(path = %path.display(), "the data file was not closed cleanly: repaired it");
@@ -281,10 +297,12 @@ impl EmbeddedStore {
         )?;
         // A few batches may wait for the log while the writer applies the next.
         let (to_syncer, syncer_items) = std_mpsc::sync_channel(8);
-        let (syncer_shared, syncer_control) = (shared.clone(), flush.clone());
+        let log = Arc::new(syncer::Log::new(wal));
+        let (syncer_shared, syncer_log, syncer_control) =
+            (shared.clone(), log.clone(), flush.clone());
         let syncer = spawn(
             "ifc-kv-log",
-            Box::new(move || syncer::run(syncer_shared, syncer_items, wal, syncer_control)),
+            Box::new(move || syncer::run(syncer_shared, syncer_items, syncer_log, syncer_control)),
         )?;
         let freeze = FreezeRule {
             interval: options.freeze_interval,
@@ -292,17 +310,44 @@ impl EmbeddedStore {
             bytes: options.layer_bytes.max(1),
         };
         let (tx, rx) = std_mpsc::channel();
+        let core = Arc::new(Mutex::new(Writer {
+            shared: shared.clone(),
+            state,
+            freeze,
+            to_syncer: Some(to_syncer),
+            log,
+            flush,
+        }));
+        let helpers = writer::Helpers { syncer, flusher };
+        let writer_core = core.clone();
         let writer =
-            Writer { shared: shared.clone(), state, freeze, to_syncer, flush, syncer, flusher };
-        let writer = spawn("ifc-kv-writer", Box::new(move || writer::run(writer, rx)))?;
+            spawn("ifc-kv-writer", Box::new(move || writer::run(writer_core, rx, helpers)))?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 shared,
+                core,
                 commands: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(writer)),
                 _lock: lock,
             }),
         })
+    }
+
+    /// How this store's writing txns were committed so far.
+    pub fn write_paths(&self) -> WritePaths {
+        let shared = self.shared();
+        WritePaths {
+            on_caller: shared.txns_on_caller.load(Ordering::Relaxed),
+            through_writer: shared.txns_through_writer.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Changes (key versions and history entries) held in the overlay and not
+    /// yet committed to the B-tree; 0 once the flusher has caught up.
+    pub fn unflushed_changes(&self) -> usize {
+        let layers = self.shared().overlay.layers();
+        let frozen = layers.frozen.as_ref().map_or(0, |layer| layer.read().changes);
+        layers.active.read().changes + frozen
     }
 
     /// The last committed revision.
@@ -319,6 +364,7 @@ impl EmbeddedStore {
         make: impl FnOnce(oneshot::Sender<Result<T, KvError>>) -> Command,
     ) -> Result<T, KvError> {
         self.shared().check_running()?;
+        let _writing = Writing::start(self.shared());
         let (tx, rx) = oneshot::channel();
         {
             let commands = self.inner.commands.lock().unwrap_or_else(|e| e.into_inner());
@@ -515,6 +561,14 @@ impl KvStore for EmbeddedStore {
             // the writer's fsync.
             return self.read_txn(&req);
         }
+        let req = match self.commit_now(req) {
+            Ok(answer) => {
+                self.shared().txns_on_caller.fetch_add(1, Ordering::Relaxed);
+                return answer;
+            }
+            Err(req) => req,
+        };
+        self.shared().txns_through_writer.fetch_add(1, Ordering::Relaxed);
         self.send(|tx| Command::Txn(req, tx)).await
     }
 

@@ -10,9 +10,15 @@
 //! writes). When the writer freezes a layer, a seal follows that layer's last
 //! batch: once everything before it is durable, the thread hands the layer to
 //! the flusher with the last log sequence it holds, and switches segments.
+//!
+//! The log itself is shared ([`Log`]): when nothing is in flight here, a txn
+//! applied on its caller's thread is made durable there with the same
+//! [`make_durable`] (see `crate::writer`'s `commit_now`), saving two thread
+//! hand-offs on an idle store.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 
 use ifc_kv::{KvError, Revision, WatchBatch};
 
@@ -50,8 +56,52 @@ pub enum SyncItem {
     Seal(Arc<Layer>),
 }
 
+/// The write-ahead log and what is in flight towards it.
+pub struct Log {
+    wal: Mutex<Wal>,
+    /// Items handed to the log thread and not yet finished (durable, published
+    /// and answered, or sealed). Only the writer, under its lock, adds to it;
+    /// so a writer that reads 0 knows every earlier batch is answered, and that
+    /// it stays so while it holds its lock.
+    pending: AtomicUsize,
+}
+
+impl Log {
+    pub fn new(wal: Wal) -> Self {
+        Log { wal: Mutex::new(wal), pending: AtomicUsize::new(0) }
+    }
+
+    fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts an item about to be handed to the log thread.
+    pub fn handing_over(&self) {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the log thread has finished everything handed to it.
+    pub fn idle(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
+
+    fn finished(&self, items: usize) {
+        self.pending.fetch_sub(items, Ordering::Release);
+    }
+
+    /// Uncounts an item the log thread never received.
+    pub fn finished_unsent(&self) {
+        self.finished(1);
+    }
+}
+
 /// The log thread's loop; returns when the writer is gone.
-pub fn run(shared: Arc<Shared>, items: Receiver<SyncItem>, mut wal: Wal, flush: Arc<FlushControl>) {
+pub fn run(
+    shared: Arc<Shared>,
+    items: Receiver<SyncItem>,
+    log: Arc<Log>,
+    flush: Arc<FlushControl>,
+) {
     let mut next: Option<SyncItem> = None;
     loop {
         let first = match next.take() {
@@ -64,8 +114,12 @@ pub fn run(shared: Arc<Shared>, items: Receiver<SyncItem>, mut wal: Wal, flush: 
         let mut groups = match first {
             SyncItem::Seal(layer) => {
                 // Everything before is durable: the layer may go to redb.
-                flush.seal(layer, wal.next_seq - 1);
-                wal.switch();
+                {
+                    let mut wal = log.wal();
+                    flush.seal(layer, wal.next_seq - 1);
+                    wal.switch();
+                }
+                log.finished(1);
                 continue;
             }
             SyncItem::Group(group) => vec![group],
@@ -79,31 +133,41 @@ pub fn run(shared: Arc<Shared>, items: Receiver<SyncItem>, mut wal: Wal, flush: 
                 }
             }
         }
-        if let Err(e) = shared.check_running() {
-            groups.into_iter().for_each(|g| g.fail(&e));
-            continue;
-        }
-        if let Err(e) = write(&mut wal, &groups) {
-            let message = format!("cannot write the write-ahead log: {e}");
-            tracing::error!(%message, "embedded store write failed; the store stops");
-            shared.stop(message.clone());
-            let e = KvError::Stopped(message);
-            groups.into_iter().for_each(|g| g.fail(&e));
-            continue;
-        }
-        let Some(last) = groups.last() else { continue };
-        shared.overlay.publish(last.revision);
-        shared.compact_revision.store(last.compact_revision, std::sync::atomic::Ordering::Release);
-        let mut published = Vec::new();
-        let mut replies = Vec::new();
-        for group in groups {
-            published.extend(group.published);
-            replies.extend(group.replies);
-        }
-        shared.hub.publish(published);
-        for reply in replies {
-            reply.send();
-        }
+        let handed = groups.len();
+        make_durable(&shared, &log, groups);
+        log.finished(handed);
+    }
+}
+
+/// Writes the groups as one log record and fdatasyncs it; then moves the
+/// visible revision, publishes the groups to watchers and sends their answers,
+/// in order. If the write fails the store stops and every group fails.
+pub fn make_durable(shared: &Shared, log: &Log, groups: Vec<Group>) {
+    if let Err(e) = shared.check_running() {
+        groups.into_iter().for_each(|g| g.fail(&e));
+        return;
+    }
+    let written = write(&mut log.wal(), &groups);
+    if let Err(e) = written {
+        let message = format!("cannot write the write-ahead log: {e}");
+        tracing::error!(%message, "embedded store write failed; the store stops");
+        shared.stop(message.clone());
+        let e = KvError::Stopped(message);
+        groups.into_iter().for_each(|g| g.fail(&e));
+        return;
+    }
+    let Some(last) = groups.last() else { return };
+    shared.overlay.publish(last.revision);
+    shared.compact_revision.store(last.compact_revision, Ordering::Release);
+    let mut published = Vec::new();
+    let mut replies = Vec::new();
+    for group in groups {
+        published.extend(group.published);
+        replies.extend(group.replies);
+    }
+    shared.hub.publish(published);
+    for reply in replies {
+        reply.send();
     }
 }
 

@@ -10,6 +10,12 @@
 //! (not yet durable) state; a batch's answers never overtake an earlier batch's
 //! fsync, so nothing a reply says is undone by a crash.
 //!
+//! On an idle store a txn skips both hand-offs: its caller takes the writer's
+//! lock, applies it and makes it durable on its own thread ([`Writer::commit_now`])
+//! when no other write call is under way and nothing is in flight to the log.
+//! Thread wake-ups were most of what a lone durable write cost above the
+//! disk's `fdatasync` (design.md, "Writes on the caller's thread").
+//!
 //! The writer also freezes the active layer (every `freeze_interval`, or after
 //! `freeze_changes` changes, or at `layer_bytes`) when the flusher is free, and
 //! waits for the flusher when the active layer is full and the frozen one is
@@ -17,8 +23,8 @@
 //! (fail-stop): the in-memory state may be ahead of the disk, so the only safe
 //! state is "closed until reopened".
 
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -31,7 +37,7 @@ use tokio::sync::oneshot;
 use crate::codec::encode_events;
 use crate::flusher::FlushControl;
 use crate::overlay::{Layer, Snapshot};
-use crate::syncer::{Group, SyncItem};
+use crate::syncer::{Group, Log, SyncItem, make_durable};
 use crate::wal::payload;
 use crate::{META_COMPACT, META_NEXT_LEASE, Shared};
 
@@ -47,6 +53,9 @@ pub enum Command {
     LeaseGrant(i64, oneshot::Sender<Result<Lease, KvError>>),
     LeaseRevoke(LeaseId, oneshot::Sender<Result<Revision, KvError>>),
     Compact(Revision, oneshot::Sender<Result<(), KvError>>),
+    /// No request: a txn applied on its caller's thread asks the writer to
+    /// look again when to freeze the active layer.
+    Tick,
 }
 
 /// An answer held back until the batch is on disk.
@@ -89,6 +98,12 @@ pub struct WriterState {
     pub retention: i64,
 }
 
+/// A txn committed by [`Writer::commit_now`].
+pub struct CommittedNow {
+    pub answer: Result<TxnResponse, KvError>,
+    pub wake_writer: bool,
+}
+
 /// When the active layer is frozen.
 #[derive(Clone, Copy, Debug)]
 pub struct FreezeRule {
@@ -97,29 +112,41 @@ pub struct FreezeRule {
     pub bytes: usize,
 }
 
-/// The writer and the two threads it hands work to.
+/// The writer's state, behind the lock its thread and [`Writer::commit_now`]
+/// share.
 pub struct Writer {
     pub shared: Arc<Shared>,
     pub state: WriterState,
     pub freeze: FreezeRule,
-    pub to_syncer: SyncSender<SyncItem>,
+    /// `None` once the writer has shut down.
+    pub to_syncer: Option<SyncSender<SyncItem>>,
+    pub log: Arc<Log>,
     pub flush: Arc<FlushControl>,
+}
+
+/// The threads the writer hands work to, joined at shutdown.
+pub struct Helpers {
     pub syncer: JoinHandle<()>,
     pub flusher: JoinHandle<()>,
 }
 
+fn lock(core: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    core.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The writer loop; returns when every sender is gone.
-pub fn run(mut writer: Writer, commands: Receiver<Command>) {
+pub fn run(core: Arc<Mutex<Writer>>, commands: Receiver<Command>, helpers: Helpers) {
     loop {
-        let first = match writer.next_wake() {
+        let wake = lock(&core).next_wake();
+        let first = match wake {
             Some(at) => match commands.recv_timeout(at.saturating_duration_since(Instant::now())) {
                 Ok(c) => Some(c),
                 Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return writer.shutdown(),
+                Err(RecvTimeoutError::Disconnected) => return shutdown(&core, helpers),
             },
             None => match commands.recv() {
                 Ok(c) => Some(c),
-                Err(_) => return writer.shutdown(),
+                Err(_) => return shutdown(&core, helpers),
             },
         };
         let mut batch: Vec<Command> = first.into_iter().collect();
@@ -129,9 +156,13 @@ pub fn run(mut writer: Writer, commands: Receiver<Command>) {
                 Err(_) => break,
             }
         }
+        batch.retain(|c| !matches!(c, Command::Tick));
+        let mut writer = lock(&core);
         if let Err(e) = writer.shared.check_running() {
             for command in batch {
-                pending_reply(command).fail(e.clone());
+                if let Some(reply) = pending_reply(command) {
+                    reply.fail(e.clone());
+                }
             }
             continue;
         }
@@ -143,19 +174,36 @@ pub fn run(mut writer: Writer, commands: Receiver<Command>) {
     }
 }
 
+/// A clean stop: everything in the B-tree, the log no longer needed.
+fn shutdown(core: &Mutex<Writer>, helpers: Helpers) {
+    let (shared, flush) = {
+        let mut writer = lock(core);
+        if writer.shared.check_running().is_ok() {
+            writer.maybe_freeze(true);
+        }
+        writer.to_syncer = None;
+        (writer.shared.clone(), writer.flush.clone())
+    };
+    let _ = helpers.syncer.join();
+    flush.wait_flushed(&shared);
+    flush.close();
+    let _ = helpers.flusher.join();
+}
+
 fn fail(shared: &Shared, message: String) {
     tracing::error!(%message, "embedded store write failed; the store stops");
     shared.stop(message);
 }
 
-fn pending_reply(command: Command) -> Reply {
+fn pending_reply(command: Command) -> Option<Reply> {
     let stopped = || KvError::Stopped(String::new());
-    match command {
+    Some(match command {
         Command::Txn(_, tx) => Reply::Txn(tx, Err(stopped())),
         Command::LeaseGrant(_, tx) => Reply::Lease(tx, Err(stopped())),
         Command::LeaseRevoke(_, tx) => Reply::Revoke(tx, Err(stopped())),
         Command::Compact(_, tx) => Reply::Compact(tx, Err(stopped())),
-    }
+        Command::Tick => return None,
+    })
 }
 
 impl Writer {
@@ -201,45 +249,75 @@ impl Writer {
         }
         let frozen = self.shared.overlay.freeze();
         self.flush.froze();
-        if self.to_syncer.send(SyncItem::Seal(frozen)).is_err() {
+        if let Err(item) = self.hand_over(SyncItem::Seal(frozen)) {
+            drop(item);
             fail(&self.shared, "the log thread is gone".into());
         }
     }
 
-    /// A clean stop: everything in the B-tree, the log no longer needed.
-    fn shutdown(mut self) {
-        if self.shared.check_running().is_ok() {
-            self.maybe_freeze(true);
-        }
-        let Writer { shared, to_syncer, flush, syncer, flusher, .. } = self;
-        drop(to_syncer);
-        let _ = syncer.join();
-        flush.wait_flushed(&shared);
-        flush.close();
-        let _ = flusher.join();
+    /// Sends an item to the log thread, counting it as in flight.
+    fn hand_over(&mut self, item: SyncItem) -> Result<(), SyncItem> {
+        let Some(to_syncer) = &self.to_syncer else { return Err(item) };
+        self.log.handing_over();
+        to_syncer.send(item).map_err(|e| {
+            // Never reached the log thread, so never finishes there.
+            self.log.finished_unsent();
+            e.0
+        })
     }
 
     fn commit_batch(&mut self, batch: Vec<Command>, expired: &[LeaseId]) {
+        let Some(group) = self.apply_group(batch, expired) else { return };
+        if let Err(item) = self.hand_over(SyncItem::Group(group)) {
+            fail(&self.shared, "the log thread is gone".into());
+            if let SyncItem::Group(group) = item {
+                group.fail(&KvError::Stopped("the log thread is gone".into()));
+            }
+        }
+    }
+
+    /// Applies a batch to the active layer; `None` if applying failed (the
+    /// store has stopped and every request has its answer).
+    fn apply_group(&mut self, batch: Vec<Command>, expired: &[LeaseId]) -> Option<Group> {
         let start_revision = self.state.revision;
         let mut group = Group::default();
         let outcome = self.apply_batch(batch, expired, &mut group);
         group.revision = self.state.revision;
         group.compact_revision = self.state.compact_revision;
         match outcome {
-            Ok(()) => {
-                if let Err(e) = self.to_syncer.send(SyncItem::Group(group)) {
-                    fail(&self.shared, "the log thread is gone".into());
-                    if let SyncItem::Group(group) = e.0 {
-                        group.fail(&KvError::Stopped("the log thread is gone".into()));
-                    }
-                }
-            }
+            Ok(()) => Some(group),
             Err(message) => {
                 self.state.revision = start_revision;
                 fail(&self.shared, message.clone());
                 group.fail(&KvError::Stopped(message));
+                None
             }
         }
+    }
+
+    /// Applies one txn and makes it durable on the caller's thread, if nothing
+    /// is in flight to the log (else gives the request back, for the queue).
+    /// The answer is the store's, as through the queue; `wake_writer` asks the
+    /// caller to send [`Command::Tick`], so the writer's freeze timer sees the
+    /// change.
+    pub fn commit_now(&mut self, req: TxnRequest) -> Result<CommittedNow, TxnRequest> {
+        if self.to_syncer.is_none() || !self.log.idle() {
+            return Err(req);
+        }
+        let changes_before = self.shared.overlay.layers().active.read().changes;
+        let (tx, mut rx) = oneshot::channel();
+        if let Some(group) = self.apply_group(vec![Command::Txn(req, tx)], &[]) {
+            make_durable(&self.shared, &self.log, vec![group]);
+        }
+        let answer = rx.try_recv().unwrap_or_else(|_| Err(KvError::Stopped("no answer".into())));
+        let (changes, bytes) = {
+            let layers = self.shared.overlay.layers();
+            let data = layers.active.read();
+            (data.changes, data.bytes)
+        };
+        let wake_writer =
+            changes_before == 0 || changes >= self.freeze.changes || bytes >= self.freeze.bytes;
+        Ok(CommittedNow { answer, wake_writer })
     }
 
     fn apply_batch(
@@ -320,6 +398,7 @@ impl Writer {
                     let result = compact(state, &active, out, revision);
                     group.replies.push(Reply::Compact(reply, result));
                 }
+                Command::Tick => {}
             }
         }
         let now = Instant::now();

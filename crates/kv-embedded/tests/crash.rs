@@ -3,7 +3,9 @@
 //! every acknowledged transaction is there whole, that no transaction is there in
 //! part, and that the revision is at least the last acknowledged one. Once with
 //! the default overlay (kills mostly between flushes) and once flushing every
-//! millisecond (kills during redb commits and log segment switches).
+//! millisecond (kills during redb commits and log segment switches); and once
+//! flushing so, with a single writing task, whose txns are all committed on the
+//! caller's thread.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -44,6 +46,11 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_flushes_loses_no_acknowledged_write() {
     kill_and_check(Some("flushing"), 0xf1a5_c0de).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_lone_writes_loses_no_acknowledged_write() {
+    kill_and_check(Some("lone"), 0x10e5_c0de).await;
 }
 
 async fn kill_and_check(mode: Option<&str>, seed: u64) {

@@ -5,7 +5,9 @@
 //! Each txn writes three keys `crash/<round>/<task>/<seq>/{a,b,c}`, so a partial
 //! transaction after a crash would show as a sequence with fewer than three keys.
 //! With a third argument `flushing`, the overlay is frozen and committed to redb
-//! every millisecond, so kills land in and around flushes.
+//! every millisecond, so kills land in and around flushes. With `lone`, it also
+//! flushes every millisecond and one task writes: every txn is then committed on
+//! its caller's thread, not through the writer thread.
 
 use std::io::Write;
 
@@ -18,11 +20,13 @@ const TASKS: u32 = 4;
 async fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(dir), Some(round)) = (args.next(), args.next()) else {
-        eprintln!("usage: ifc-kv-crash-writer <data-dir> <round> [flushing]");
+        eprintln!("usage: ifc-kv-crash-writer <data-dir> <round> [flushing|lone]");
         std::process::exit(2);
     };
-    let options = match args.next().as_deref() {
-        Some("flushing") => EmbeddedOptions {
+    let mode = args.next();
+    let writers = if mode.as_deref() == Some("lone") { 1 } else { TASKS };
+    let options = match mode.as_deref() {
+        Some("flushing" | "lone") => EmbeddedOptions {
             freeze_interval: std::time::Duration::from_millis(1),
             freeze_changes: 64,
             ..EmbeddedOptions::default()
@@ -38,7 +42,7 @@ async fn main() {
     };
     println!("OPEN");
     let mut tasks = Vec::new();
-    for task in 0..TASKS {
+    for task in 0..writers {
         let store = store.clone();
         let round = round.clone();
         tasks.push(tokio::spawn(async move {
