@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ifc_kv_etcd::{EtcdOptions, EtcdStore};
 
-use crate::etcd::{INSTALL_HINT, free_port};
+use crate::etcd::{INSTALL_HINT, free_ports};
 
 /// One member's process and addresses.
 struct ClusterMember {
@@ -58,11 +58,12 @@ impl EtcdCluster {
     /// Spawns `size` members on free ports, without waiting.
     fn spawn_all(size: usize) -> EtcdCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
+        let ports = free_ports(2 * size);
         let members: Vec<ClusterMember> = (0..size)
             .map(|i| ClusterMember {
                 name: format!("m{i}"),
-                client_port: free_port(),
-                peer_port: free_port(),
+                client_port: ports[2 * i],
+                peer_port: ports[2 * i + 1],
                 data: dir.path().join(format!("m{i}")),
                 log: dir.path().join(format!("m{i}.log")),
                 child: None,

@@ -22,11 +22,13 @@ pub struct EtcdProcess {
     quota_backend_bytes: Option<u64>,
 }
 
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// `n` distinct free loopback ports. Every listener is held until all are
+/// picked: ports picked one at a time, each released at once, can repeat (seen
+/// in CI: "initial cluster ... has duplicate url").
+pub(crate) fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("a bound address").port()).collect()
 }
 
 impl EtcdProcess {
@@ -48,10 +50,11 @@ impl EtcdProcess {
         for _ in 0..5 {
             let data = tempfile::tempdir().expect("temporary directory");
             let log = data.path().join("etcd.log");
+            let ports = free_ports(2);
             let mut etcd = EtcdProcess {
                 child: None,
-                client_port: free_port(),
-                peer_port: free_port(),
+                client_port: ports[0],
+                peer_port: ports[1],
                 data,
                 log,
                 quota_backend_bytes,
