@@ -127,6 +127,10 @@ struct Shared {
     /// lone writer gains two thread hand-offs, while concurrent writers keep
     /// sharing the writer's batches and the log's fsyncs.
     writes: AtomicUsize,
+    /// The writer thread is waiting for its lock: callers queue rather than
+    /// take it first (std's mutex is not fair, and a caller looping on lone
+    /// writes would otherwise keep it from freezing layers and expiring leases).
+    writer_waiting: AtomicBool,
     /// Txns committed on their caller's thread, and through the writer thread.
     txns_on_caller: AtomicU64,
     txns_through_writer: AtomicU64,
@@ -277,6 +281,7 @@ impl EmbeddedStore {
             limits: options.limits,
             repaired_on_open: repaired.load(Ordering::Relaxed),
             writes: AtomicUsize::new(0),
+            writer_waiting: AtomicBool::new(false),
             txns_on_caller: AtomicU64::new(0),
             txns_through_writer: AtomicU64::new(0),
         });
@@ -319,9 +324,11 @@ impl EmbeddedStore {
             flush,
         }));
         let helpers = writer::Helpers { syncer, flusher };
-        let writer_core = core.clone();
-        let writer =
-            spawn("ifc-kv-writer", Box::new(move || writer::run(writer_core, rx, helpers)))?;
+        let (writer_core, writer_shared) = (core.clone(), shared.clone());
+        let writer = spawn(
+            "ifc-kv-writer",
+            Box::new(move || writer::run(writer_core, writer_shared, rx, helpers)),
+        )?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 shared,

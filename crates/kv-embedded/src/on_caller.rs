@@ -52,7 +52,9 @@ fn may_block_here() -> bool {
 
 impl EmbeddedStore {
     /// Commits a txn on this thread when the store is idle: no other write call
-    /// under way, the writer's lock free, nothing in flight to the log. Gives
+    /// under way, the writer's lock free and not awaited by the writer thread,
+    /// nothing in flight to the log, no layer due to be frozen and no lease
+    /// due to expire (those are the writer thread's). Gives
     /// the request back otherwise. It blocks for one `fdatasync`, so it runs
     /// only where a blocked thread does not stop other tasks: outside tokio, or
     /// on a multi-threaded runtime (a current-thread runtime would stall every
@@ -62,7 +64,10 @@ impl EmbeddedStore {
         req: TxnRequest,
     ) -> Result<Result<TxnResponse, KvError>, TxnRequest> {
         let writing = Writing::start(self.shared());
-        if !writing.alone || !may_block_here() {
+        if !writing.alone
+            || !may_block_here()
+            || self.shared().writer_waiting.load(Ordering::Acquire)
+        {
             return Err(req);
         }
         let committed = match self.inner.core.try_lock() {

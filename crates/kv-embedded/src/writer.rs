@@ -23,6 +23,7 @@
 //! (fail-stop): the in-memory state may be ahead of the disk, so the only safe
 //! state is "closed until reopened".
 
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -130,23 +131,40 @@ pub struct Helpers {
     pub flusher: JoinHandle<()>,
 }
 
-fn lock(core: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
-    core.lock().unwrap_or_else(|e| e.into_inner())
+/// The writer thread takes its lock. It says so first, so callers queue
+/// instead of taking the lock before it. A poisoned lock means a caller
+/// panicked while applying a txn: the layer may hold changes no log record
+/// has, so the store stops.
+fn lock<'c>(core: &'c Mutex<Writer>, shared: &Shared) -> MutexGuard<'c, Writer> {
+    shared.writer_waiting.store(true, Ordering::Release);
+    let writer = core.lock().unwrap_or_else(|poisoned| {
+        if shared.check_running().is_ok() {
+            fail(shared, "a write panicked while it was applied".into());
+        }
+        poisoned.into_inner()
+    });
+    shared.writer_waiting.store(false, Ordering::Release);
+    writer
 }
 
 /// The writer loop; returns when every sender is gone.
-pub fn run(core: Arc<Mutex<Writer>>, commands: Receiver<Command>, helpers: Helpers) {
+pub fn run(
+    core: Arc<Mutex<Writer>>,
+    shared: Arc<Shared>,
+    commands: Receiver<Command>,
+    helpers: Helpers,
+) {
     loop {
-        let wake = lock(&core).next_wake();
+        let wake = lock(&core, &shared).next_wake();
         let first = match wake {
             Some(at) => match commands.recv_timeout(at.saturating_duration_since(Instant::now())) {
                 Ok(c) => Some(c),
                 Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return shutdown(&core, helpers),
+                Err(RecvTimeoutError::Disconnected) => return shutdown(&core, &shared, helpers),
             },
             None => match commands.recv() {
                 Ok(c) => Some(c),
-                Err(_) => return shutdown(&core, helpers),
+                Err(_) => return shutdown(&core, &shared, helpers),
             },
         };
         let mut batch: Vec<Command> = first.into_iter().collect();
@@ -157,7 +175,7 @@ pub fn run(core: Arc<Mutex<Writer>>, commands: Receiver<Command>, helpers: Helpe
             }
         }
         batch.retain(|c| !matches!(c, Command::Tick));
-        let mut writer = lock(&core);
+        let mut writer = lock(&core, &shared);
         if let Err(e) = writer.shared.check_running() {
             for command in batch {
                 if let Some(reply) = pending_reply(command) {
@@ -175,17 +193,17 @@ pub fn run(core: Arc<Mutex<Writer>>, commands: Receiver<Command>, helpers: Helpe
 }
 
 /// A clean stop: everything in the B-tree, the log no longer needed.
-fn shutdown(core: &Mutex<Writer>, helpers: Helpers) {
-    let (shared, flush) = {
-        let mut writer = lock(core);
-        if writer.shared.check_running().is_ok() {
+fn shutdown(core: &Mutex<Writer>, shared: &Shared, helpers: Helpers) {
+    let flush = {
+        let mut writer = lock(core, shared);
+        if shared.check_running().is_ok() {
             writer.maybe_freeze(true);
         }
         writer.to_syncer = None;
-        (writer.shared.clone(), writer.flush.clone())
+        writer.flush.clone()
     };
     let _ = helpers.syncer.join();
-    flush.wait_flushed(&shared);
+    flush.wait_flushed(shared);
     flush.close();
     let _ = helpers.flusher.join();
 }
@@ -295,14 +313,32 @@ impl Writer {
         }
     }
 
+    /// Whether the writer thread has work of its own now: the active layer is
+    /// due to be frozen, or a lease to expire. A txn then goes through the
+    /// queue, so the writer thread runs it and does that work.
+    fn writer_work_due(&self) -> bool {
+        let active = self.shared.overlay.layers().active;
+        let layer_due = {
+            let data = active.read();
+            data.changes >= self.freeze.changes
+                || data.bytes >= self.freeze.bytes
+                || (data.changes > 0 && active.opened.elapsed() >= self.freeze.interval)
+        };
+        layer_due || self.shared.leases().next_deadline().is_some_and(|at| at <= Instant::now())
+    }
+
     /// Applies one txn and makes it durable on the caller's thread, if nothing
-    /// is in flight to the log (else gives the request back, for the queue).
+    /// is in flight to the log and the writer thread has nothing due (else
+    /// gives the request back, for the queue).
     /// The answer is the store's, as through the queue; `wake_writer` asks the
     /// caller to send [`Command::Tick`], so the writer's freeze timer sees the
     /// change.
     pub fn commit_now(&mut self, req: TxnRequest) -> Result<CommittedNow, TxnRequest> {
-        if self.to_syncer.is_none() || !self.log.idle() {
+        if self.to_syncer.is_none() || !self.log.idle() || self.writer_work_due() {
             return Err(req);
+        }
+        if let Err(e) = self.shared.check_running() {
+            return Ok(CommittedNow { answer: Err(e), wake_writer: false });
         }
         let changes_before = self.shared.overlay.layers().active.read().changes;
         let (tx, mut rx) = oneshot::channel();
@@ -310,13 +346,8 @@ impl Writer {
             make_durable(&self.shared, &self.log, vec![group]);
         }
         let answer = rx.try_recv().unwrap_or_else(|_| Err(KvError::Stopped("no answer".into())));
-        let (changes, bytes) = {
-            let layers = self.shared.overlay.layers();
-            let data = layers.active.read();
-            (data.changes, data.bytes)
-        };
-        let wake_writer =
-            changes_before == 0 || changes >= self.freeze.changes || bytes >= self.freeze.bytes;
+        // The writer sleeps without a deadline while the layer is empty.
+        let wake_writer = changes_before == 0;
         Ok(CommittedNow { answer, wake_writer })
     }
 

@@ -4,8 +4,8 @@
 //! part, and that the revision is at least the last acknowledged one. Once with
 //! the default overlay (kills mostly between flushes) and once flushing every
 //! millisecond (kills during redb commits and log segment switches); and once
-//! flushing so, with a single writing task, whose txns are all committed on the
-//! caller's thread.
+//! with a single writing task, whose txns are mostly committed on the caller's
+//! thread (checked from the counts the writer prints).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -57,6 +57,7 @@ async fn kill_and_check(mode: Option<&str>, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut last_revision = 0;
+    let (mut on_caller, mut through_writer) = (0u64, 0u64);
     for round in 0..ROUNDS {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ifc-kv-crash-writer"))
             .arg(dir.path())
@@ -90,7 +91,12 @@ async fn kill_and_check(mode: Option<&str>, seed: u64) {
         child.kill().expect("SIGKILL the writer");
         child.wait().unwrap();
         reader.join().unwrap();
-        let acks: Vec<Ack> = rx.try_iter().filter_map(|l| parse(&l, round)).collect();
+        let lines: Vec<String> = rx.try_iter().collect();
+        let acks: Vec<Ack> = lines.iter().filter_map(|l| parse(l, round)).collect();
+        if let Some(paths) = lines.iter().rev().find_map(|l| parse_paths(l)) {
+            on_caller += paths.0;
+            through_writer += paths.1;
+        }
 
         let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default())
             .expect("reopen after SIGKILL");
@@ -127,4 +133,20 @@ async fn kill_and_check(mode: Option<&str>, seed: u64) {
         drop(store);
         eprintln!("round {round}: {} acknowledged, {} stored", acks.len(), parts.len());
     }
+    if mode == Some("lone") {
+        assert!(
+            on_caller > through_writer,
+            "a lone writer's txns should mostly be committed on its thread: {on_caller} on \
+             the caller's, {through_writer} through the writer"
+        );
+    }
+}
+
+/// `PATHS <on caller> <through the writer>`, printed by a lone writer.
+fn parse_paths(line: &str) -> Option<(u64, u64)> {
+    let mut parts = line.split_whitespace();
+    if parts.next()? != "PATHS" {
+        return None;
+    }
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }

@@ -5,9 +5,10 @@
 //! Each txn writes three keys `crash/<round>/<task>/<seq>/{a,b,c}`, so a partial
 //! transaction after a crash would show as a sequence with fewer than three keys.
 //! With a third argument `flushing`, the overlay is frozen and committed to redb
-//! every millisecond, so kills land in and around flushes. With `lone`, it also
-//! flushes every millisecond and one task writes: every txn is then committed on
-//! its caller's thread, not through the writer thread.
+//! every millisecond, so kills land in and around flushes. With `lone`, one task
+//! writes and the overlay is frozen every 20 ms or 64 changes: most txns are
+//! then committed on the caller's thread, and after each acknowledgement it
+//! prints `PATHS <on caller> <through the writer>`.
 
 use std::io::Write;
 
@@ -26,7 +27,12 @@ async fn main() {
     let mode = args.next();
     let writers = if mode.as_deref() == Some("lone") { 1 } else { TASKS };
     let options = match mode.as_deref() {
-        Some("flushing" | "lone") => EmbeddedOptions {
+        Some("lone") => EmbeddedOptions {
+            freeze_interval: std::time::Duration::from_millis(20),
+            freeze_changes: 64,
+            ..EmbeddedOptions::default()
+        },
+        Some("flushing") => EmbeddedOptions {
             freeze_interval: std::time::Duration::from_millis(1),
             freeze_changes: 64,
             ..EmbeddedOptions::default()
@@ -41,6 +47,7 @@ async fn main() {
         }
     };
     println!("OPEN");
+    let lone = writers == 1;
     let mut tasks = Vec::new();
     for task in 0..writers {
         let store = store.clone();
@@ -55,7 +62,11 @@ async fn main() {
                 let revision = store.txn(txn).await.expect("txn").revision;
                 // One write per line: the parent must never see half a line it
                 // could mistake for an acknowledgement.
-                let line = format!("ACK {round} {task} {seq} {revision}\n");
+                let mut line = format!("ACK {round} {task} {seq} {revision}\n");
+                if lone {
+                    let paths = store.write_paths();
+                    line += &format!("PATHS {} {}\n", paths.on_caller, paths.through_writer);
+                }
                 let mut out = std::io::stdout().lock();
                 out.write_all(line.as_bytes()).expect("stdout");
                 out.flush().expect("stdout");
