@@ -80,10 +80,12 @@ impl EmbeddedStore {
         {
             return Err(req);
         }
-        let committed = match self.inner.core.try_lock() {
-            Ok(mut writer) => off_the_runtime(|| writer.commit_now(req))?,
-            Err(_) => return Err(req),
-        };
+        // The lock is taken inside: should tokio refuse to block here (it
+        // panics first), no lock is held, so none is poisoned.
+        let committed = off_the_runtime(|| match self.inner.core.try_lock() {
+            Ok(mut writer) => writer.commit_now(req),
+            Err(_) => Err(req),
+        })?;
         if committed.wake_writer {
             let commands = self.inner.commands.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(sender) = commands.as_ref() {

@@ -64,6 +64,9 @@ pub struct LayerData {
     pub changes: usize,
     /// Approximate bytes held: what the size bound counts.
     pub bytes: usize,
+    /// When the first change came in: the freeze interval counts from it, so a
+    /// layer left empty for a while is not due at its first change.
+    pub first_change: Option<Instant>,
 }
 
 impl LayerData {
@@ -75,7 +78,7 @@ impl LayerData {
 
     /// Adds the key's state after `revision`.
     pub fn put(&mut self, key: &[u8], revision: Revision, kv: Option<Arc<KeyValue>>) {
-        self.changes += 1;
+        self.changed();
         self.bytes += VERSION_OVERHEAD + kv.as_ref().map_or(0, |kv| kv.value.len() + kv.key.len());
         match self.keys.get_mut(key) {
             Some(versions) => {
@@ -93,9 +96,19 @@ impl LayerData {
         }
     }
 
+    fn changed(&mut self) {
+        self.changes += 1;
+        self.first_change.get_or_insert_with(Instant::now);
+    }
+
+    /// Whether the layer has held a change for `interval`.
+    pub fn held_for(&self, interval: std::time::Duration) -> bool {
+        self.first_change.is_some_and(|at| at.elapsed() >= interval)
+    }
+
     /// Adds a history entry.
     pub fn put_history(&mut self, revision: u64, events: Vec<u8>) {
-        self.changes += 1;
+        self.changed();
         self.bytes += VERSION_OVERHEAD + events.len();
         self.history.insert(revision, events);
     }
@@ -145,13 +158,11 @@ fn is_empty(from: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
 #[derive(Debug)]
 pub struct Layer {
     data: RwLock<LayerData>,
-    /// When it became the active layer (for the freeze interval).
-    pub opened: Instant,
 }
 
 impl Layer {
     fn new() -> Self {
-        Layer { data: RwLock::new(LayerData::default()), opened: Instant::now() }
+        Layer { data: RwLock::new(LayerData::default()) }
     }
 
     /// Reads the layer.

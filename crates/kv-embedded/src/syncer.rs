@@ -59,8 +59,8 @@ pub enum SyncItem {
 /// The write-ahead log and what is in flight towards it.
 pub struct Log {
     wal: Mutex<Wal>,
-    /// Items handed to the log thread and not yet finished (durable, published
-    /// and answered, or sealed). Only the writer, under its lock, adds to it;
+    /// Items handed to the log thread and not yet finished (durable and
+    /// published, or sealed). Only the writer, under its lock, adds to it;
     /// so a writer that reads 0 knows every earlier batch is answered, and that
     /// it stays so while it holds its lock.
     pending: AtomicUsize,
@@ -134,18 +134,24 @@ pub fn run(
             }
         }
         let handed = groups.len();
-        make_durable(&shared, &log, groups);
+        let replies = make_durable(&shared, &log, groups);
+        // Finished before the answers go out: a caller woken by its answer
+        // then finds the log idle (until it is answered, its own write call
+        // keeps every other caller from committing on its thread).
         log.finished(handed);
+        replies.into_iter().for_each(Reply::send);
     }
 }
 
 /// Writes the groups as one log record and fdatasyncs it; then moves the
-/// visible revision, publishes the groups to watchers and sends their answers,
-/// in order. If the write fails the store stops and every group fails.
-pub fn make_durable(shared: &Shared, log: &Log, groups: Vec<Group>) {
+/// visible revision and publishes the groups to watchers, in order. Returns
+/// their answers, to be sent next. If the write fails the store stops and
+/// every group fails (those answers are sent here).
+#[must_use]
+pub fn make_durable(shared: &Shared, log: &Log, groups: Vec<Group>) -> Vec<Reply> {
     if let Err(e) = shared.check_running() {
         groups.into_iter().for_each(|g| g.fail(&e));
-        return;
+        return Vec::new();
     }
     let written = write(&mut log.wal(), &groups);
     if let Err(e) = written {
@@ -154,9 +160,9 @@ pub fn make_durable(shared: &Shared, log: &Log, groups: Vec<Group>) {
         shared.stop(message.clone());
         let e = KvError::Stopped(message);
         groups.into_iter().for_each(|g| g.fail(&e));
-        return;
+        return Vec::new();
     }
-    let Some(last) = groups.last() else { return };
+    let Some(last) = groups.last() else { return Vec::new() };
     shared.overlay.publish(last.revision);
     shared.compact_revision.store(last.compact_revision, Ordering::Release);
     let mut published = Vec::new();
@@ -166,9 +172,7 @@ pub fn make_durable(shared: &Shared, log: &Log, groups: Vec<Group>) {
         replies.extend(group.replies);
     }
     shared.hub.publish(published);
-    for reply in replies {
-        reply.send();
-    }
+    replies
 }
 
 /// Writes the groups' payloads as one record (none if all are empty).

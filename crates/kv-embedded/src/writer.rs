@@ -155,7 +155,10 @@ pub fn run(
     helpers: Helpers,
 ) {
     loop {
-        let wake = lock(&core, &shared).next_wake();
+        // A stopped store neither freezes nor expires leases: its deadlines
+        // stay in the past, so it only waits for requests (to refuse them).
+        let wake =
+            if shared.check_running().is_ok() { lock(&core, &shared).next_wake() } else { None };
         let first = match wake {
             Some(at) => match commands.recv_timeout(at.saturating_duration_since(Instant::now())) {
                 Ok(c) => Some(c),
@@ -230,12 +233,11 @@ impl Writer {
     fn next_wake(&self) -> Option<Instant> {
         let lease = self.shared.leases().next_deadline();
         let active = self.shared.overlay.layers().active;
-        let freeze = if active.read().changes == 0 {
-            None
-        } else if self.flush.frozen() {
-            Some(Instant::now() + FLUSH_POLL)
-        } else {
-            Some(active.opened + self.freeze.interval)
+        let first_change = active.read().first_change;
+        let freeze = match first_change {
+            None => None,
+            Some(_) if self.flush.frozen() => Some(Instant::now() + FLUSH_POLL),
+            Some(at) => Some(at + self.freeze.interval),
         };
         [lease, freeze].into_iter().flatten().min()
     }
@@ -244,18 +246,15 @@ impl Writer {
     /// flusher is free; waits for the flusher if the active layer is full.
     fn maybe_freeze(&mut self, force: bool) {
         let active = self.shared.overlay.layers().active;
-        let (changes, bytes) = {
+        let (changes, bytes, held) = {
             let data = active.read();
-            (data.changes, data.bytes)
+            (data.changes, data.bytes, data.held_for(self.freeze.interval))
         };
         if changes == 0 {
             return;
         }
         let full = bytes >= self.freeze.bytes;
-        let due = force
-            || full
-            || changes >= self.freeze.changes
-            || active.opened.elapsed() >= self.freeze.interval;
+        let due = force || full || changes >= self.freeze.changes || held;
         if !due {
             return;
         }
@@ -322,7 +321,7 @@ impl Writer {
             let data = active.read();
             data.changes >= self.freeze.changes
                 || data.bytes >= self.freeze.bytes
-                || (data.changes > 0 && active.opened.elapsed() >= self.freeze.interval)
+                || data.held_for(self.freeze.interval)
         };
         layer_due || self.shared.leases().next_deadline().is_some_and(|at| at <= Instant::now())
     }
@@ -343,7 +342,7 @@ impl Writer {
         let changes_before = self.shared.overlay.layers().active.read().changes;
         let (tx, mut rx) = oneshot::channel();
         if let Some(group) = self.apply_group(vec![Command::Txn(req, tx)], &[]) {
-            make_durable(&self.shared, &self.log, vec![group]);
+            make_durable(&self.shared, &self.log, vec![group]).into_iter().for_each(Reply::send);
         }
         let answer = rx.try_recv().unwrap_or_else(|_| Err(KvError::Stopped("no answer".into())));
         // The writer sleeps without a deadline while the layer is empty.

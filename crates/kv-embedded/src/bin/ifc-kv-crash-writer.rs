@@ -6,9 +6,9 @@
 //! transaction after a crash would show as a sequence with fewer than three keys.
 //! With a third argument `flushing`, the overlay is frozen and committed to redb
 //! every millisecond, so kills land in and around flushes. With `lone`, one task
-//! writes and the overlay is frozen every 20 ms or 64 changes: most txns are
-//! then committed on the caller's thread, and after each acknowledgement it
-//! prints `PATHS <on caller> <through the writer>`.
+//! writes and the overlay is frozen every 20 ms or 64 changes: txns are then
+//! committed on the caller's thread unless a freeze is due, and after each
+//! acknowledgement it prints `PATHS <on caller> <through the writer>`.
 
 use std::io::Write;
 
