@@ -22,12 +22,13 @@ mod flusher;
 mod leases;
 mod on_caller;
 mod overlay;
+mod recovery;
 mod syncer;
 mod wal;
 mod watch;
 mod writer;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
@@ -43,20 +44,21 @@ use ifc_kv::{
     LeaseStatus, PutRequest, PutResponse, RangeRequest, RangeResponse, Revision, TxnOp,
     TxnOpResponse, TxnRequest, TxnResponse, WatchBatch, WatchRequest, WatchStream,
 };
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 use tokio::sync::oneshot;
 
 pub use faults::FaultSwitch;
 pub use on_caller::WritePaths;
 pub use wal::SEGMENT_FILES as WAL_FILES;
 
-use crate::codec::{decode_events, decode_kv};
+use crate::codec::decode_events;
 use crate::flusher::FlushControl;
 use crate::leases::LeaseTable;
 use crate::on_caller::Writing;
 use crate::overlay::{Overlay, Snapshot};
+use crate::recovery::{load, lock_dir, replay};
 use crate::watch::Hub;
-use crate::writer::{Command, FreezeRule, Writer, WriterState};
+use crate::writer::{Command, FreezeRule, Writer};
 
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
@@ -193,14 +195,6 @@ impl Shared {
 
 fn backend(e: impl std::fmt::Display) -> KvError {
     KvError::Backend(e.to_string())
-}
-
-/// The store's revision: the last key of `history`, or 1 for a store never
-/// written. Compaction always keeps the newest revision's entry (it only drops
-/// entries below a revision that is at most the current one), so this holds
-/// for every store.
-fn last_revision(history: &impl ReadableTable<u64, &'static [u8]>) -> Result<Revision, KvError> {
-    Ok(history.last().map_err(backend)?.map_or(1, |(revision, _)| revision.value() as Revision))
 }
 
 /// Stops the writer when the last handle goes.
@@ -433,95 +427,6 @@ impl KeySpace for SnapshotSpace<'_> {
     fn lease_exists(&mut self, _: LeaseId) -> bool {
         false
     }
-}
-
-fn lock_dir(dir: &Path) -> Result<File, KvError> {
-    let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| KvError::Backend(format!("cannot open {}: {e}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(KvError::Locked(format!(
-            "{} is in use by another process (lock file {})",
-            dir.display(),
-            path.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(KvError::Backend(format!("cannot lock {}: {e}", path.display())))
-        }
-    }
-}
-
-/// Replays the write-ahead log into the B-tree and makes the result durable;
-/// then a legacy `wal.log` is no longer needed.
-fn replay(db: &Database, wal: &mut wal::Wal) -> Result<(), KvError> {
-    // Create the tables on first open so readers never meet a missing one.
-    let mut txn = db.begin_write().map_err(backend)?;
-    txn.set_quick_repair(true);
-    let applied = {
-        txn.open_table(KV).map_err(backend)?;
-        txn.open_table(HISTORY).map_err(backend)?;
-        txn.open_table(LEASES).map_err(backend)?;
-        let meta = txn.open_table(META).map_err(backend)?;
-        meta.get(META_WAL_SEQ).map_err(backend)?.map_or(0, |v| v.value())
-    };
-    txn.commit().map_err(backend)?;
-    let records = wal
-        .recover(u64::try_from(applied).unwrap_or(0))
-        .map_err(|e| KvError::Backend(format!("cannot read the write-ahead log: {e}")))?;
-    let remove_legacy = |wal: &mut wal::Wal| {
-        wal.remove_legacy()
-            .map_err(|e| KvError::Backend(format!("cannot remove the old write-ahead log: {e}")))
-    };
-    let Some(last) = records.last().map(|(seq, _)| *seq) else {
-        return remove_legacy(wal);
-    };
-    tracing::info!(records = records.len(), "replaying the write-ahead log");
-    let mut txn = db.begin_write().map_err(backend)?;
-    txn.set_quick_repair(true);
-    {
-        let mut tables = flusher::Tables::open(&txn).map_err(KvError::Backend)?;
-        for (_, mutations) in records {
-            for mutation in mutations {
-                tables.apply(mutation).map_err(KvError::Backend)?;
-            }
-        }
-        tables.meta.insert(META_WAL_SEQ, last as i64).map_err(backend)?;
-    }
-    txn.commit().map_err(backend)?;
-    remove_legacy(wal)
-}
-
-/// Reads the counters and rebuilds the lease table.
-fn load(db: &Database, retention: i64) -> Result<(WriterState, LeaseTable), KvError> {
-    let txn = db.begin_read().map_err(backend)?;
-    let meta = txn.open_table(META).map_err(backend)?;
-    let get = |name: &str, default: i64| -> Result<i64, KvError> {
-        Ok(meta.get(name).map_err(backend)?.map_or(default, |v| v.value()))
-    };
-    let state = WriterState {
-        revision: last_revision(&txn.open_table(HISTORY).map_err(backend)?)?,
-        compact_revision: get(META_COMPACT, 0)?,
-        next_lease: get(META_NEXT_LEASE, 1)?,
-        retention,
-    };
-    let mut table = LeaseTable::default();
-    for entry in txn.open_table(LEASES).map_err(backend)?.iter().map_err(backend)? {
-        let (id, ttl) = entry.map_err(backend)?;
-        table.insert(id.value(), ttl.value());
-    }
-    for entry in txn.open_table(KV).map_err(backend)?.iter().map_err(backend)? {
-        let (key, value) = entry.map_err(backend)?;
-        let kv = decode_kv(key.value(), value.value()).map_err(backend)?;
-        if kv.lease != 0 {
-            table.attach(kv.lease, &kv.key);
-        }
-    }
-    Ok((state, table))
 }
 
 #[async_trait]
