@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use ifc_kv::{KvError, TxnRequest, TxnResponse};
+use tokio::runtime::RuntimeFlavor;
 
 use crate::writer::Command;
 use crate::{EmbeddedStore, Shared};
@@ -41,23 +42,35 @@ impl Drop for Writing<'_> {
     }
 }
 
-/// Whether this thread may block for a disk sync without holding up other
-/// tasks: not inside a current-thread tokio runtime.
-fn may_block_here() -> bool {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => matches!(handle.runtime_flavor(), tokio::runtime::RuntimeFlavor::MultiThread),
-        Err(_) => true,
-    }
+/// How this thread may block for a disk sync without holding up other tasks.
+enum Blocking {
+    /// Outside tokio: just block.
+    Here,
+    /// On a multi-threaded runtime: inside `block_in_place`, so the worker's
+    /// other tasks move to another thread meanwhile and work that is not a
+    /// write (requests being parsed, reads, streams) keeps running: "alone"
+    /// counts only write calls. (In the HTTP bench phase the difference was
+    /// within run-to-run noise either way.)
+    InPlace,
 }
 
-/// Runs `f`, which blocks for a disk sync. On a tokio worker the worker's other
-/// tasks are handed to another thread first (`block_in_place`), so work that is
-/// not a write (requests being parsed, reads, streams) keeps running meanwhile:
-/// "alone" counts only write calls. (In the HTTP bench phase the difference was
-/// within run-to-run noise either way.) `may_block_here` has already excluded a
-/// current-thread runtime, where `block_in_place` would panic.
-fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
-    if tokio::runtime::Handle::try_current().is_ok() { tokio::task::block_in_place(f) } else { f() }
+impl Blocking {
+    /// `None` inside a current-thread runtime: blocking would stall every
+    /// task and lose group commit (and `block_in_place` panics there).
+    fn here() -> Option<Blocking> {
+        match tokio::runtime::Handle::try_current() {
+            Err(_) => Some(Blocking::Here),
+            Ok(handle) => matches!(handle.runtime_flavor(), RuntimeFlavor::MultiThread)
+                .then_some(Blocking::InPlace),
+        }
+    }
+
+    fn run<T>(self, f: impl FnOnce() -> T) -> T {
+        match self {
+            Blocking::Here => f(),
+            Blocking::InPlace => tokio::task::block_in_place(f),
+        }
+    }
 }
 
 impl EmbeddedStore {
@@ -74,15 +87,13 @@ impl EmbeddedStore {
         req: TxnRequest,
     ) -> Result<Result<TxnResponse, KvError>, TxnRequest> {
         let writing = Writing::start(self.shared());
-        if !writing.alone
-            || !may_block_here()
-            || self.shared().writer_waiting.load(Ordering::Acquire)
-        {
+        if !writing.alone || self.shared().writer_waiting.load(Ordering::Acquire) {
             return Err(req);
         }
+        let Some(blocking) = Blocking::here() else { return Err(req) };
         // The lock is taken inside: should tokio refuse to block here (it
         // panics first), no lock is held, so none is poisoned.
-        let committed = off_the_runtime(|| match self.inner.core.try_lock() {
+        let committed = blocking.run(|| match self.inner.core.try_lock() {
             Ok(mut writer) => writer.commit_now(req),
             Err(_) => Err(req),
         })?;
