@@ -41,3 +41,83 @@ pub async fn raw_cas(raw: &mut etcd_client::Client, key: String) -> Result<()> {
     raw.txn(txn).await?;
     Ok(())
 }
+
+/// What one txn wrote, for [`raw_txn_of_shape`]: the sizes of the keys and
+/// values it put (and whether each was on a lease), and how many keys it
+/// deleted and compared.
+#[derive(Clone, Debug)]
+pub struct TxnShape {
+    /// (key bytes, value bytes, on a lease) of each put.
+    pub puts: Vec<(usize, usize, bool)>,
+    pub deletes: usize,
+    pub compares: usize,
+}
+
+impl TxnShape {
+    /// The puts of the txn that committed at `revision` under `prefix`, read
+    /// back from etcd as of that revision (every key whose mod revision it
+    /// is; a key a later txn rewrote is seen as this one left it).
+    pub async fn read_back(
+        raw: &mut etcd_client::Client,
+        prefix: &str,
+        revision: i64,
+        deletes: usize,
+        compares: usize,
+    ) -> Result<TxnShape> {
+        let options = etcd_client::GetOptions::new().with_prefix().with_revision(revision);
+        let all = raw.get(prefix, Some(options)).await?;
+        let puts = all
+            .kvs()
+            .iter()
+            .filter(|kv| kv.mod_revision() == revision)
+            .map(|kv| (kv.key().len(), kv.value().len(), kv.lease() != 0))
+            .collect::<Vec<_>>();
+        anyhow::ensure!(!puts.is_empty(), "no key under {prefix} was written at {revision}");
+        Ok(TxnShape { puts, deletes, compares })
+    }
+
+    /// Bytes put, keys and values.
+    pub fn bytes(&self) -> usize {
+        self.puts.iter().map(|(k, v, _)| k + v).sum()
+    }
+}
+
+/// Keys `prefix/d{j}` that [`raw_txn_of_shape`] at `prefix` deletes, written
+/// beforehand (outside the timing) so its deletes remove real keys.
+pub async fn prepare_shape(
+    raw: &mut etcd_client::Client,
+    prefix: &str,
+    shape: &TxnShape,
+) -> Result<()> {
+    let puts = (0..shape.deletes).map(|j| TxnOp::put(format!("{prefix}/d{j}"), "", None));
+    raw.txn(Txn::new().and_then(puts.collect::<Vec<_>>())).await?;
+    Ok(())
+}
+
+/// A raw etcd-client txn of `shape` under `prefix` (fresh for each call): its
+/// compares ask for missing keys, its puts write keys and values of the
+/// shape's sizes (those on a lease on `lease`), its deletes remove the keys
+/// [`prepare_shape`] wrote.
+pub async fn raw_txn_of_shape(
+    raw: &mut etcd_client::Client,
+    prefix: &str,
+    shape: &TxnShape,
+    lease: i64,
+) -> Result<()> {
+    let key = |j: usize, len: usize| {
+        let mut key = format!("{prefix}/p{j}/");
+        key.extend(std::iter::repeat_n('k', len.saturating_sub(key.len())));
+        key
+    };
+    let compares = (0..shape.compares)
+        .map(|j| Compare::create_revision(format!("{prefix}/c{j}"), CompareOp::Equal, 0));
+    let mut ops = Vec::with_capacity(shape.puts.len() + shape.deletes);
+    for (j, &(key_len, value_len, on_lease)) in shape.puts.iter().enumerate() {
+        let options = on_lease.then(|| PutOptions::new().with_lease(lease));
+        ops.push(TxnOp::put(key(j, key_len), vec![b'v'; value_len], options));
+    }
+    ops.extend((0..shape.deletes).map(|j| TxnOp::delete(format!("{prefix}/d{j}"), None)));
+    let answer = raw.txn(Txn::new().when(compares.collect::<Vec<_>>()).and_then(ops)).await?;
+    anyhow::ensure!(answer.succeeded(), "a txn of a claim's shape failed its compares");
+    Ok(())
+}

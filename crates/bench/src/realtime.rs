@@ -9,7 +9,7 @@ use ifc_core::{BlockerInfo, ClaimOutcome, Coordinator, CoreConfig, NewTask, Reap
 use ifc_kv::KvStore;
 
 use crate::etcd::ns;
-use crate::latency::{Summary, histogram, record, summary};
+use crate::latency::{Summary, histogram, interleave, record, summary};
 use crate::workload::progress;
 
 /// A plain task with this id.
@@ -287,22 +287,30 @@ pub async fn local_server(store: Arc<dyn KvStore>, max_swarms: usize) -> Result<
     })
 }
 
-/// One HTTP client claiming distinct tasks one after another.
-pub async fn http_claim_rtt(server: &LocalServer, n: usize) -> Result<Summary> {
+/// One HTTP client claiming distinct tasks one after another, interleaved with
+/// the floor: a bare `GET /healthz` on the same server from a reqwest client
+/// (the library under the Rust client), which does no work but the round
+/// trip. Returns (claim, floor).
+pub async fn http_claim_rtt(server: &LocalServer, n: usize) -> Result<(Summary, Summary)> {
     let swarm = server.admin.register_swarm("http-claimer", &[], serde_json::Value::Null).await?;
     for i in 0..n {
         server.admin.create_task(task(format!("http-{i}"))).await?;
     }
-    let mut h = histogram();
-    for i in 0..n {
-        let started = Instant::now();
-        match swarm.claim_task(&format!("http-{i}")).await? {
-            ClaimOutcome::Claimed(_) => {}
+    let http = reqwest::Client::new();
+    let healthz = format!("{}/healthz", server.url);
+    interleave(
+        n,
+        async |i| match swarm.claim_task(&format!("http-{i}")).await? {
+            ClaimOutcome::Claimed(_) => Ok(()),
             other => anyhow::bail!("http claim: {other:?}"),
-        }
-        record(&mut h, started);
-    }
-    Ok(summary(&h))
+        },
+        async |_| {
+            let answer = http.get(&healthz).send().await?.error_for_status()?;
+            answer.bytes().await?;
+            Ok(())
+        },
+    )
+    .await
 }
 
 /// `clients` HTTP clients, each claiming `per_client` distinct tasks.

@@ -9,7 +9,7 @@ use ifc_kv::KvStore;
 
 use super::{claimer_scaling, curve};
 use crate::etcd::{BenchEtcd, ns};
-use crate::floors::raw_cas;
+use crate::floors::{TxnShape, prepare_shape, raw_cas, raw_txn_of_shape};
 use crate::latency::{Summary, interleave};
 use crate::realtime;
 use crate::report::{Report, verdict};
@@ -22,21 +22,39 @@ pub async fn run(report: &mut Report, scale: usize) -> Result<Vec<(f64, f64)>> {
     let mut raw = ours.client();
     report.section(
         "Coordinator core: claim_task",
-        "On etcd, `claim_task` (one read of the task, its claim and its chain head, then one \
+        "On etcd, `claim_task` of a task the node's snapshot cache knows (one \
          compare-and-swap txn that writes the claim, the record, the indexes and the witness \
-         record) is interleaved with a raw etcd-client CAS txn on the same etcd. \
-         Target: claim p50 and p99 within 1.15× of the raw CAS. The seed promises p95 < 5 ms.",
+         record) is interleaved with a raw etcd-client CAS txn (one compare, one key) on the \
+         same etcd. Target (issue 14): claim p50 ≤ 1.3× the raw CAS. A second floor, a raw \
+         txn of the claim's shape (as many compares, puts of the same key and value sizes on \
+         leases as the claim's, as many deletes; the sizes read back from a claim the run \
+         just made), interleaved with the CAS in the same way, splits the gap: what etcd \
+         charges for the claim's txn, and what our code adds. The seed promises p95 < 5 ms.",
     );
-    let (claim, cas) = claim_vs_raw_cas(&mut raw, Arc::new(ours.clone()), 200 * scale).await?;
+    let (claim, cas, shape) =
+        claim_vs_raw_cas(&mut raw, Arc::new(ours.clone()), 200 * scale).await?;
+    let (shaped, shape_cas) = shaped_vs_raw_cas(&mut raw, &shape, 200 * scale).await?;
     report.latency_table(&[
         ("raw etcd-client CAS txn (floor)", cas, None),
         ("claim_task on etcd", claim, Some(cas)),
+        ("raw CAS txn, paired with the row below", shape_cas, None),
+        ("raw txn of a claim's shape", shaped, Some(shape_cas)),
     ]);
-    let (p50_ratio, p99_ratio) = (claim.p50 / cas.p50, claim.p99 / cas.p99);
+    let p50_ratio = claim.p50 / cas.p50;
+    let shape_ratio = shaped.p50 / shape_cas.p50;
     report.line(&format!(
-        "\nVerdict: claim on etcd p50 {p50_ratio:.2}×, p99 {p99_ratio:.2}× the raw CAS \
-         (target ≤ 1.15×: {}); p95 {:.2} ms vs the seed's 5 ms.",
-        verdict(p50_ratio <= 1.15 && p99_ratio <= 1.15),
+        "\nThe claim's shape: {} compares, {} puts ({} on leases, {} bytes of keys and values), \
+         {} deletes.\n\nVerdict: claim on etcd p50 {p50_ratio:.2}× the raw CAS (target ≤ 1.3×: \
+         {}), p99 {:.2}×; a raw txn of the claim's shape alone is {shape_ratio:.2}× at p50, so \
+         our code adds about {:.2}× of it; p95 {:.2} ms vs the seed's 5 ms.",
+        shape.compares,
+        shape.puts.len(),
+        shape.puts.iter().filter(|(_, _, on_lease)| *on_lease).count(),
+        shape.bytes(),
+        shape.deletes,
+        verdict(p50_ratio <= 1.3),
+        claim.p99 / cas.p99,
+        p50_ratio / shape_ratio,
         claim.p95 / 1000.0,
     ));
 
@@ -45,7 +63,8 @@ pub async fn run(report: &mut Report, scale: usize) -> Result<Vec<(f64, f64)>> {
         "Floor: a raw etcd-client put, timed until the same client's watch sees it. Ours: \
          `push_task_to_swarm` until the swarm's inbox stream yields the task, and \
          `detect_blocker` until the orchestrator's stream yields it with helper candidates. \
-         Target: within 1.2× of the floor (the seed promises p95 < 10 ms).",
+         Target (issue 14): push p50 ≤ 1.5× the floor (the seed promises p95 < 10 ms); the \
+         blocker row has no ratio target.",
     );
     let floor = realtime::put_watch_floor(&mut raw, 100 * scale).await?;
     let push = realtime::push_delivery(Arc::new(ours.clone()), 100 * scale).await?;
@@ -55,16 +74,14 @@ pub async fn run(report: &mut Report, scale: usize) -> Result<Vec<(f64, f64)>> {
         ("push → inbox delivery", push, Some(floor)),
         ("blocker → orchestrator", blocker, Some(floor)),
     ]);
-    let within = |s: Summary| verdict(s.p50 / floor.p50 <= 1.2 && s.p99 / floor.p99 <= 1.2);
     report.line(&format!(
-        "\nVerdict: push p50 {:.2}× / p99 {:.2}× ({}); blocker p50 {:.2}× / p99 {:.2}× ({}); \
-         push p95 {:.2} ms vs the seed's 10 ms.",
+        "\nVerdict: push p50 {:.2}× the floor (target ≤ 1.5×: {}), p99 {:.2}×; blocker p50 \
+         {:.2}×, p99 {:.2}×; push p95 {:.2} ms vs the seed's 10 ms.",
         push.p50 / floor.p50,
+        verdict(push.p50 / floor.p50 <= 1.5),
         push.p99 / floor.p99,
-        within(push),
         blocker.p50 / floor.p50,
         blocker.p99 / floor.p99,
-        within(blocker),
         push.p95 / 1000.0,
     ));
 
@@ -82,20 +99,53 @@ pub async fn run(report: &mut Report, scale: usize) -> Result<Vec<(f64, f64)>> {
     Ok(curve(&rows))
 }
 
-/// claim_task vs a raw etcd CAS txn, interleaved; returns (claim, CAS).
+/// claim_task vs a raw etcd CAS txn, interleaved; returns (claim, CAS, the
+/// shape of the first claim's txn).
 async fn claim_vs_raw_cas(
     raw: &mut etcd_client::Client,
     store: Arc<dyn KvStore>,
     n: usize,
-) -> Result<(Summary, Summary)> {
-    let (c, _reaper) = seeded_coordinator(store, 1, n, "bench-cas").await?;
-    interleave(
+) -> Result<(Summary, Summary, TxnShape)> {
+    let namespace = "bench-cas";
+    let (c, _reaper) = seeded_coordinator(store, 1, n, namespace).await?;
+    let mut first_token = None;
+    let (claim, cas) = interleave(
         n,
         async |i| match c.claim_task("s0", &format!("t{i}")).await? {
-            ClaimOutcome::Claimed(_) => Ok(()),
+            ClaimOutcome::Claimed(claim) => {
+                first_token.get_or_insert(claim.token);
+                Ok(())
+            }
             other => anyhow::bail!("claim t{i}: {other:?}"),
         },
         async |i| raw_cas(raw, ns(&format!("bench/claim-floor/{i}"))).await,
+    )
+    .await?;
+    let token = first_token.ok_or_else(|| anyhow::anyhow!("no claim was made"))?;
+    // A claim compares the record, claim, holder and swarm keys, and deletes
+    // the task's ready-queue entry and its `state/ready` entry.
+    let shape = TxnShape::read_back(raw, &ns(namespace), token, 2, 4).await?;
+    Ok((claim, cas, shape))
+}
+
+/// A raw txn of `shape` vs a raw etcd CAS txn, interleaved; returns (shaped, CAS).
+async fn shaped_vs_raw_cas(
+    raw: &mut etcd_client::Client,
+    shape: &TxnShape,
+    n: usize,
+) -> Result<(Summary, Summary)> {
+    // Not revoked: a revoke would delete every leased key at once, under the
+    // phases that follow on this etcd. The keys go with the lease.
+    let lease = raw.lease_grant(600, None).await?.id();
+    let prefix = |i: usize| ns(&format!("bench/claim-shape/{i}"));
+    for i in 0..n {
+        prepare_shape(raw, &prefix(i), shape).await?;
+    }
+    let mut shaped_client = raw.clone();
+    interleave(
+        n,
+        async |i| raw_txn_of_shape(&mut shaped_client, &prefix(i), shape, lease).await,
+        async |i| raw_cas(raw, ns(&format!("bench/claim-shape-floor/{i}"))).await,
     )
     .await
 }

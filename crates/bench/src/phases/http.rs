@@ -15,16 +15,18 @@ pub async fn run(report: &mut Report, scale: usize, work: &Path) -> Result<()> {
     report.section(
         "Through HTTP, embedded",
         "An `ifc serve` router in this process on a loopback port, driven by the Rust client. \
-         Targets: claim round trip p50 ≤ 0.5 ms with one client; ≥ 20,000 claims/s with 64 \
-         clients; push → SSE delivery p99 ≤ 2 ms. The Python row is the seed's \
-         `IFCoordinator.claim_task` from the `ifc-client` package (a separate Python process, \
-         httpx, one client) on the same server; its \"floor\" is the Rust client's row above, \
-         so the ratio is Python's cost over Rust's.",
+         Targets (issue 14): claim round trip p50 ≤ 0.5 ms with one client; ≥ 15,000 claims/s \
+         with 64 clients; push → SSE delivery p99 ≤ 2 ms. The claim's floor is a bare \
+         `GET /healthz` on the same server from a reqwest client (the library under the Rust \
+         client), interleaved with the claims: an HTTP round trip that does no work. The Python row is \
+         the seed's `IFCoordinator.claim_task` from the `ifc-client` package (a separate \
+         Python process, httpx, one client) on the same server; its \"floor\" is the Rust \
+         client's claim row, so the ratio is Python's cost over Rust's.",
     );
     let store: Arc<dyn KvStore> =
         Arc::new(EmbeddedStore::open(work.join("http"), EmbeddedOptions::default())?);
     let server = realtime::local_server(store, 20_000).await?;
-    let rtt = realtime::http_claim_rtt(&server, 200 * scale).await?;
+    let (rtt, round_trip) = realtime::http_claim_rtt(&server, 200 * scale).await?;
     // A child process: waited for off the runtime, which also serves it.
     let url = server.url.clone();
     let python = tokio::task::spawn_blocking(move || {
@@ -34,7 +36,10 @@ pub async fn run(report: &mut Report, scale: usize, work: &Path) -> Result<()> {
     let (rate, concurrent) = realtime::http_claims_concurrent(&server, 64, 20 * scale).await?;
     let push = realtime::http_push_sse(&server, 200 * scale).await?;
     let burst = realtime::http_push_burst_sse(&server, 20 * scale, 10).await?;
-    let mut rows = vec![("HTTP claim, 1 client", rtt, None)];
+    let mut rows = vec![
+        ("HTTP round trip, GET /healthz (floor)", round_trip, None),
+        ("HTTP claim, 1 client", rtt, Some(round_trip)),
+    ];
     if let Some(python) = python {
         rows.push(("HTTP claim, 1 client, Python claim_task", python, Some(rtt)));
     }
@@ -51,11 +56,11 @@ pub async fn run(report: &mut Report, scale: usize, work: &Path) -> Result<()> {
         ));
     }
     report.line(&format!(
-        "\nVerdict: claim p50 {:.0} µs (≤ 500: {}); 64 clients {rate:.0} claims/s (≥ 20,000: {}); \
+        "\nVerdict: claim p50 {:.0} µs (≤ 500: {}); 64 clients {rate:.0} claims/s (≥ 15,000: {}); \
          push → SSE p99 {:.0} µs (≤ 2,000: {}).",
         rtt.p50,
         verdict(rtt.p50 <= 500.0),
-        verdict(rate >= 20_000.0),
+        verdict(rate >= 15_000.0),
         push.p99,
         verdict(push.p99 <= 2000.0),
     ));
