@@ -373,7 +373,7 @@ pub enum Key<'a> {
 pub fn capset_id(capabilities: &[String]) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(capabilities.join("\n").as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex(&digest[..8])
 }
 
 /// The chain of a task.

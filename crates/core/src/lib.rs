@@ -24,6 +24,7 @@ mod config;
 mod coordinator;
 mod error;
 mod events;
+mod hex;
 mod inbox;
 pub mod keys;
 mod lapse;
@@ -56,6 +57,7 @@ pub use config::{
 pub use coordinator::Coordinator;
 pub use error::CoreError;
 pub use events::CoreStream;
+pub use hex::hex;
 pub use ifc_api::{
     Blocker, BlockerEvent, BlockerInfo, BlockerState, Claim, ClaimOutcome, CoordinationEvent,
     HelperCandidate, InboxItem, MAX_BATCH_TASKS, MAX_CLAIM_BATCH, QueueCounts, Swarm, SwarmStats,

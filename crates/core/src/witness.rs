@@ -251,16 +251,67 @@ impl Entry {
     }
 }
 
-/// The hash of a record: everything but `hash` and `revision`, in field order.
+/// The hash of a record: SHA-256 of its `prev_hash`, then of its JSON with
+/// `hash` empty and `revision` 0 (so left out), in field order.
 pub fn hash_of(record: &WitnessRecord) -> String {
-    let mut unhashed = record.clone();
-    unhashed.hash = String::new();
-    unhashed.revision = 0;
-    let body = serde_json::to_vec(&unhashed).unwrap_or_default();
     let mut hasher = Sha256::new();
     hasher.update(record.prev_hash.as_bytes());
-    hasher.update(&body);
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    // Writing into a hasher cannot fail, nor can serializing these fields.
+    let _ = serde_json::to_writer(&mut hasher, &Unhashed::of(record));
+    crate::hex(&hasher.finalize())
+}
+
+/// A record as its hash sees it, borrowed: serializes exactly as a
+/// `WitnessRecord` with `hash` empty and `revision` 0 does (pinned by a
+/// test), without cloning the record for every seal and check.
+#[derive(Serialize)]
+struct Unhashed<'r> {
+    chain: &'r str,
+    seq: u64,
+    op: &'r str,
+    actor: &'r str,
+    task_id: &'r Option<String>,
+    swarm_id: &'r Option<String>,
+    token: Option<i64>,
+    outcome: &'r str,
+    detail: &'r serde_json::Value,
+    at_ms: i64,
+    prev_hash: &'r str,
+    hash: &'static str,
+}
+
+impl<'r> Unhashed<'r> {
+    fn of(record: &'r WitnessRecord) -> Self {
+        let WitnessRecord {
+            chain,
+            seq,
+            op,
+            actor,
+            task_id,
+            swarm_id,
+            token,
+            outcome,
+            detail,
+            at_ms,
+            prev_hash,
+            hash: _,
+            revision: _,
+        } = record;
+        Unhashed {
+            chain,
+            seq: *seq,
+            op,
+            actor,
+            task_id,
+            swarm_id,
+            token: *token,
+            outcome,
+            detail,
+            at_ms: *at_ms,
+            prev_hash,
+            hash: "",
+        }
+    }
 }
 
 impl Entry {
@@ -436,5 +487,60 @@ impl crate::Coordinator {
         max_chains: u64,
     ) -> Result<VerifyPage, CoreError> {
         crate::witness_verify::walk(&*self.store, &self.keys, from_chain, max_chains).await
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::*;
+
+    /// The hash as it was first defined: the record cloned with `hash` empty
+    /// and `revision` 0, serialized whole. Records stored by any version
+    /// must keep verifying.
+    fn hash_by_clone(record: &WitnessRecord) -> String {
+        let mut unhashed = record.clone();
+        unhashed.hash = String::new();
+        unhashed.revision = 0;
+        let mut hasher = Sha256::new();
+        hasher.update(record.prev_hash.as_bytes());
+        hasher.update(serde_json::to_vec(&unhashed).unwrap());
+        crate::hex(&hasher.finalize())
+    }
+
+    #[test]
+    fn the_borrowed_view_hashes_as_the_cloned_record_did() {
+        let full = WitnessRecord {
+            chain: "task/t-1".into(),
+            seq: 7,
+            op: "task_failed".into(),
+            actor: "swarm-a".into(),
+            task_id: Some("t-1".into()),
+            swarm_id: Some("swarm-a".into()),
+            token: Some(42),
+            outcome: "ready".into(),
+            detail: serde_json::json!({"error": "quote \" and ünïcode", "n": [1, 2.5, null]}),
+            at_ms: 1_764_000_000_123,
+            prev_hash: "ab".repeat(32),
+            hash: "not part of the hash".into(),
+            revision: 99,
+        };
+        let bare = WitnessRecord {
+            task_id: None,
+            swarm_id: None,
+            token: None,
+            detail: serde_json::Value::Null,
+            revision: 0,
+            ..full.clone()
+        };
+        for record in [full, bare] {
+            let mut cloned = record.clone();
+            cloned.hash = String::new();
+            cloned.revision = 0;
+            assert_eq!(
+                serde_json::to_string(&Unhashed::of(&record)).unwrap(),
+                serde_json::to_string(&cloned).unwrap()
+            );
+            assert_eq!(hash_of(&record), hash_by_clone(&record));
+        }
     }
 }

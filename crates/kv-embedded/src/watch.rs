@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock, Weak};
 
-use ifc_kv::{KeyRange, KvError, Revision, WatchBatch};
+use ifc_kv::{Event, KeyRange, KvError, Revision, WatchBatch};
 use tokio::sync::{mpsc, watch};
 
 use crate::Shared;
@@ -117,12 +117,12 @@ pub async fn run_watcher(shared: Weak<Shared>, spec: WatchSpec, tx: BatchSender)
                     .events
                     .iter()
                     .filter(|e| spec.range.contains(&e.kv.key))
-                    .map(|e| {
-                        let mut e = e.clone();
-                        if !spec.prev_kv {
-                            e.prev_kv = None;
-                        }
-                        e
+                    // The previous value is copied only for a watch that asked
+                    // for it: most do not, and it is as large as the value.
+                    .map(|e| Event {
+                        kind: e.kind,
+                        kv: e.kv.clone(),
+                        prev_kv: if spec.prev_kv { e.prev_kv.clone() } else { None },
                     })
                     .collect();
                 if !events.is_empty()

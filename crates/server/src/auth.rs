@@ -106,7 +106,7 @@ impl TokenDigest {
 }
 
 fn sha256(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    ifc_core::hex(&Sha256::digest(text.as_bytes()))
 }
 
 /// Whether a request with this method only reads.

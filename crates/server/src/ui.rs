@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ifc_api::ErrorCode;
+use ifc_core::hex;
 use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
@@ -97,8 +98,4 @@ fn serve(name: &str, headers: &HeaderMap) -> Response {
         out.insert(header::ETAG, etag);
     }
     response
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
