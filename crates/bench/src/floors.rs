@@ -4,10 +4,11 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchOptions};
+use futures::StreamExt;
 
 use crate::latency::{Summary, histogram, record, summary};
 
@@ -54,24 +55,37 @@ pub struct TxnShape {
 }
 
 impl TxnShape {
-    /// The puts of the txn that committed at `revision` under `prefix`, read
-    /// back from etcd as of that revision (every key whose mod revision it
-    /// is; a key a later txn rewrote is seen as this one left it).
+    /// The puts and deletes of the txn that committed at `revision` under
+    /// `prefix`, read back from etcd's history by a watch from that revision
+    /// (one revision is one txn). A txn's compares leave no trace, so the
+    /// caller says how many there were.
     pub async fn read_back(
         raw: &mut etcd_client::Client,
         prefix: &str,
         revision: i64,
-        deletes: usize,
         compares: usize,
     ) -> Result<TxnShape> {
-        let options = etcd_client::GetOptions::new().with_prefix().with_revision(revision);
-        let all = raw.get(prefix, Some(options)).await?;
-        let puts = all
-            .kvs()
-            .iter()
-            .filter(|kv| kv.mod_revision() == revision)
-            .map(|kv| (kv.key().len(), kv.value().len(), kv.lease() != 0))
-            .collect::<Vec<_>>();
+        let options = WatchOptions::new().with_prefix().with_start_revision(revision);
+        let mut stream = raw.watch(prefix, Some(options)).await?;
+        let (mut puts, mut deletes) = (Vec::new(), 0);
+        // The revision's events come first; a later revision's event, or a
+        // quiet second when nothing was written after it, ends the read.
+        'read: while let Ok(Some(response)) =
+            tokio::time::timeout(Duration::from_secs(1), stream.next()).await
+        {
+            for event in response?.events() {
+                let Some(kv) = event.kv() else { continue };
+                if kv.mod_revision() != revision {
+                    break 'read;
+                }
+                match event.event_type() {
+                    EventType::Put => {
+                        puts.push((kv.key().len(), kv.value().len(), kv.lease() != 0))
+                    }
+                    EventType::Delete => deletes += 1,
+                }
+            }
+        }
         anyhow::ensure!(!puts.is_empty(), "no key under {prefix} was written at {revision}");
         Ok(TxnShape { puts, deletes, compares })
     }
@@ -104,6 +118,8 @@ pub async fn raw_txn_of_shape(
     shape: &TxnShape,
     lease: i64,
 ) -> Result<()> {
+    // Padded to the claim's key length; `prefix` is kept short so that none
+    // comes out longer.
     let key = |j: usize, len: usize| {
         let mut key = format!("{prefix}/p{j}/");
         key.extend(std::iter::repeat_n('k', len.saturating_sub(key.len())));

@@ -81,18 +81,18 @@ commit carries throughput: 64 writers share each fsync.\n\
 - **etcd p99.** The contract's own cost shows at p50 (about 1%). At p99 both columns \
 are etcd's fsync tail on a shared disk; the ratio moves by ±10% between runs of the \
 same binary, so a p99 verdict from one run is noise-bound.\n\
-- **claim_task on etcd vs a raw CAS.** A claim is a member-local read of the task's \
-keys and its witness-chain head, then one txn that compares three keys and writes \
-about a dozen (record, claim, holder, indexes, counter, witness record and head). The \
-raw CAS writes one key. The read is needed for the per-task hash chain and the \
-record's content; the extra keys cost etcd apply time. About 2× is the price of an \
-audited, indexed claim; it is still well under the seed's 5 ms p95.\n\
+- **claim_task on etcd vs a raw CAS.** A claim of a task the node's snapshot cache \
+knows is one txn that compares four keys, writes eight (record, state index, claim, \
+holder, holding, counter, witness record and head) and deletes two (the ready-queue and \
+`state/ready` entries); the raw CAS compares one key and writes one. The row \
+\"raw txn of a claim's shape\" is etcd's price for such a txn by itself; the claim's \
+ratio over it is what our code adds. It is still well under the seed's 5 ms p95.\n\
 - **Claims per second.** In process the embedded store has reached 4,000–11,000 \
 claims/s with 16+ claimers, depending on the run and the machine (this run's machine \
 is named above), and is bound by CPU on these 2 cores (JSON records, witness hashing \
 and a dozen writes per claim, all on two cores shared with the clients), not by the \
 disk: the same store takes 60,000+ plain writes/s. Through HTTP the client, the server \
-and the store share those two cores. The 20,000/s targets are missed. Claims in \
+and the store share those two cores. The throughput targets (25,000/s in process, 15,000/s through HTTP) are missed. Claims in \
 batches are slower per task than single claims under contention: each group of claims \
 is one all-or-nothing txn, and 16 swarms taking 32 at a time from one queue head keep \
 losing groups to each other.\n\

@@ -251,13 +251,13 @@ impl Entry {
     }
 }
 
-/// The hash of a record: SHA-256 of its `prev_hash`, then of its JSON with
-/// `hash` empty and `revision` 0 (so left out), in field order.
+/// The hash of a record: one SHA-256 over its `prev_hash` followed by its
+/// JSON with `hash` empty and `revision` 0 (so left out), in field order.
 pub fn hash_of(record: &WitnessRecord) -> String {
     let mut hasher = Sha256::new();
     hasher.update(record.prev_hash.as_bytes());
-    // Writing into a hasher cannot fail, nor can serializing these fields.
-    let _ = serde_json::to_writer(&mut hasher, &Unhashed::of(record));
+    serde_json::to_writer(&mut hasher, &Unhashed::of(record))
+        .expect("strings, numbers and a JSON value serialize into a hasher");
     crate::hex(&hasher.finalize())
 }
 
@@ -532,6 +532,13 @@ mod hash_tests {
             revision: 0,
             ..full.clone()
         };
+        // Fixed when the view replaced the clone (d803e0f's definition): a
+        // change to the record's fields or their serde attributes that moved
+        // the hash would leave every stored record failing verification.
+        assert_eq!(
+            hash_of(&full),
+            "2644e89fabdc2fd252afc54d1bec8cb137fc96025e0944fad45cb53ffdbc1544"
+        );
         for record in [full, bare] {
             let mut cloned = record.clone();
             cloned.hash = String::new();
