@@ -9,6 +9,7 @@ use ifc_core::{BlockerInfo, ClaimOutcome, Coordinator, CoreConfig, NewTask, Reap
 use ifc_kv::KvStore;
 
 use crate::etcd::ns;
+use crate::floors::{self, TxnShape};
 use crate::latency::{Summary, histogram, interleave, record, summary};
 use crate::workload::progress;
 
@@ -27,7 +28,7 @@ pub fn task(id: String) -> NewTask {
 
 fn coordinator(store: Arc<dyn KvStore>, max_swarms: usize) -> Arc<Coordinator> {
     let config = CoreConfig {
-        namespace: ns("ifc"),
+        namespace: push_namespace(),
         max_swarms,
         claim_timeout_ms: 60_000,
         push_timeout_ms: 60_000,
@@ -95,16 +96,68 @@ pub async fn put_watch_floor(raw: &mut etcd_client::Client, n: usize) -> Result<
 
 /// push_task_to_swarm, timed until the swarm's inbox stream yields it.
 pub async fn push_delivery(store: Arc<dyn KvStore>, n: usize) -> Result<Summary> {
+    Ok(push_delivery_and_first_revision(store, n).await?.0)
+}
+
+/// [`push_delivery`], also returning the first push's revision (its txn's),
+/// under the namespace [`PUSH_NAMESPACE`].
+pub async fn push_delivery_and_first_revision(
+    store: Arc<dyn KvStore>,
+    n: usize,
+) -> Result<(Summary, i64)> {
     let (c, _reaper) = node(store, 10);
     c.register_swarm("push-target", Vec::new(), serde_json::Value::Null, None).await?;
     let mut inbox = c.inbox("push-target", 0).await?;
     let mut h = histogram();
+    let mut first_revision = None;
     for i in 0..n {
         let started = Instant::now();
         c.push_task_to_swarm("push-target", task(format!("push-{i}"))).await?;
-        next_item(&mut inbox, "push delivery").await?;
+        let item = next_item(&mut inbox, "push delivery").await?;
+        record(&mut h, started);
+        first_revision.get_or_insert(item.revision);
+    }
+    let first_revision = first_revision.context("no push was made")?;
+    Ok((summary(&h), first_revision))
+}
+
+/// The namespace of the nodes [`push_delivery`] and [`blocker_delivery`] run.
+pub fn push_namespace() -> String {
+    ns("ifc")
+}
+
+/// A raw etcd-client txn of `shape` (as [`floors::raw_txn_of_shape`] writes
+/// it), timed until a watch of its keys sees it: put → watch for a txn of that
+/// shape.
+pub async fn shaped_put_watch_floor(
+    raw: &mut etcd_client::Client,
+    shape: &TxnShape,
+    n: usize,
+) -> Result<Summary> {
+    let lease = raw.lease_grant(600, None).await?.id();
+    let prefix = |i: usize| ns(&format!("pw/{i}"));
+    for i in 0..n {
+        floors::prepare_shape(raw, &prefix(i), shape).await?;
+    }
+    // Opened after the keys the txns delete were written, so it sees the txns only.
+    let options = etcd_client::WatchOptions::new().with_prefix();
+    let mut watch = raw.watch(ns("pw/"), Some(options)).await?;
+    let mut h = histogram();
+    for i in 0..n {
+        let started = Instant::now();
+        floors::raw_txn_of_shape(raw, &prefix(i), shape, lease).await?;
+        loop {
+            let message = tokio::time::timeout(WAIT, watch.message())
+                .await
+                .context("shaped watch floor")??;
+            if message.is_some_and(|m| !m.events().is_empty()) {
+                break;
+            }
+        }
         record(&mut h, started);
     }
+    // Now, untimed, rather than at its expiry under a later row.
+    raw.lease_revoke(lease).await?;
     Ok(summary(&h))
 }
 
