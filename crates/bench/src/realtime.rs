@@ -26,9 +26,12 @@ pub fn task(id: String) -> NewTask {
     }
 }
 
+/// The namespace of the nodes these rows run.
+const NAMESPACE: &str = "ifc";
+
 fn coordinator(store: Arc<dyn KvStore>, max_swarms: usize) -> Arc<Coordinator> {
     let config = CoreConfig {
-        namespace: push_namespace(),
+        namespace: ns(NAMESPACE),
         max_swarms,
         claim_timeout_ms: 60_000,
         push_timeout_ms: 60_000,
@@ -74,91 +77,90 @@ fn bench_blocker() -> BlockerInfo {
     }
 }
 
-/// The floor: a raw etcd-client put, timed until the same client's watch sees it.
-pub async fn put_watch_floor(raw: &mut etcd_client::Client, n: usize) -> Result<Summary> {
-    let options = etcd_client::WatchOptions::new().with_prefix();
-    let mut watch = raw.watch(ns("bench/floor-watch/"), Some(options)).await?;
-    let mut h = histogram();
-    for i in 0..n {
-        let started = Instant::now();
-        raw.put(ns(&format!("bench/floor-watch/{i}")), "v", None).await?;
-        loop {
-            let message =
-                tokio::time::timeout(WAIT, watch.message()).await.context("watch floor")??;
-            if message.is_some_and(|m| !m.events().is_empty()) {
-                break;
-            }
-        }
-        record(&mut h, started);
-    }
-    Ok(summary(&h))
-}
-
 /// push_task_to_swarm, timed until the swarm's inbox stream yields it.
 pub async fn push_delivery(store: Arc<dyn KvStore>, n: usize) -> Result<Summary> {
-    Ok(push_delivery_and_first_revision(store, n).await?.0)
-}
-
-/// [`push_delivery`], also returning the first push's revision (its txn's),
-/// under the namespace [`PUSH_NAMESPACE`].
-pub async fn push_delivery_and_first_revision(
-    store: Arc<dyn KvStore>,
-    n: usize,
-) -> Result<(Summary, i64)> {
     let (c, _reaper) = node(store, 10);
     c.register_swarm("push-target", Vec::new(), serde_json::Value::Null, None).await?;
     let mut inbox = c.inbox("push-target", 0).await?;
     let mut h = histogram();
-    let mut first_revision = None;
     for i in 0..n {
         let started = Instant::now();
         c.push_task_to_swarm("push-target", task(format!("push-{i}"))).await?;
-        let item = next_item(&mut inbox, "push delivery").await?;
+        next_item(&mut inbox, "push delivery").await?;
         record(&mut h, started);
-        first_revision.get_or_insert(item.revision);
     }
-    let first_revision = first_revision.context("no push was made")?;
-    Ok((summary(&h), first_revision))
+    Ok(summary(&h))
 }
 
-/// The namespace of the nodes [`push_delivery`] and [`blocker_delivery`] run.
-pub fn push_namespace() -> String {
-    ns("ifc")
-}
-
-/// A raw etcd-client txn of `shape` (as [`floors::raw_txn_of_shape`] writes
-/// it), timed until a watch of its keys sees it: put → watch for a txn of that
-/// shape.
-pub async fn shaped_put_watch_floor(
+/// The push on etcd and its two floors, interleaved (the order rotates each
+/// round, so none always follows another's fsync): `push_task_to_swarm`
+/// timed until the swarm's inbox stream yields it; a raw etcd-client txn of
+/// the push's shape (read back from one untimed push first; see
+/// [`floors::raw_txn_of_shape`]) timed until a watch of its keys sees it; a
+/// raw one-key put timed until its watch sees it. Returns (push, shaped,
+/// put → watch, the push's shape).
+pub async fn push_vs_floors(
+    store: Arc<dyn KvStore>,
     raw: &mut etcd_client::Client,
-    shape: &TxnShape,
     n: usize,
-) -> Result<Summary> {
+) -> Result<(Summary, Summary, Summary, TxnShape)> {
+    let (c, _reaper) = node(store, 10);
+    c.register_swarm("push-target", Vec::new(), serde_json::Value::Null, None).await?;
+    let mut inbox = c.inbox("push-target", 0).await?;
+    c.push_task_to_swarm("push-target", task("push-shape".into())).await?;
+    let first = next_item(&mut inbox, "push delivery").await?;
+    // A push of a new task compares the swarm's record and the task's record,
+    // claim and holder keys (`inbox.rs`); its puts and deletes are read back.
+    let prefix = format!("{}/", ns(NAMESPACE));
+    let shape = TxnShape::read_back(raw, &prefix, first.revision, 4).await?;
+
     let lease = raw.lease_grant(600, None).await?.id();
-    let prefix = |i: usize| ns(&format!("pw/{i}"));
+    let shaped_prefix = |i: usize| ns(&format!("pw/{i}"));
     for i in 0..n {
-        floors::prepare_shape(raw, &prefix(i), shape).await?;
+        floors::prepare_shape(raw, &shaped_prefix(i), &shape).await?;
     }
-    // Opened after the keys the txns delete were written, so it sees the txns only.
-    let options = etcd_client::WatchOptions::new().with_prefix();
-    let mut watch = raw.watch(ns("pw/"), Some(options)).await?;
-    let mut h = histogram();
+    // Opened after the keys the txns delete were written, so they see the
+    // timed writes only.
+    let options = || Some(etcd_client::WatchOptions::new().with_prefix());
+    let mut shaped_watch = raw.watch(ns("pw/"), options()).await?;
+    let mut floor_watch = raw.watch(ns("bench/floor-watch/"), options()).await?;
+    let (mut pushes, mut shaped, mut floor) = (histogram(), histogram(), histogram());
     for i in 0..n {
-        let started = Instant::now();
-        floors::raw_txn_of_shape(raw, &prefix(i), shape, lease).await?;
-        loop {
-            let message = tokio::time::timeout(WAIT, watch.message())
-                .await
-                .context("shaped watch floor")??;
-            if message.is_some_and(|m| !m.events().is_empty()) {
-                break;
+        for turn in 0..3 {
+            let started = Instant::now();
+            match (i + turn) % 3 {
+                0 => {
+                    c.push_task_to_swarm("push-target", task(format!("push-{i}"))).await?;
+                    next_item(&mut inbox, "push delivery").await?;
+                    record(&mut pushes, started);
+                }
+                1 => {
+                    floors::raw_txn_of_shape(raw, &shaped_prefix(i), &shape, lease).await?;
+                    next_events(&mut shaped_watch).await?;
+                    record(&mut shaped, started);
+                }
+                _ => {
+                    raw.put(ns(&format!("bench/floor-watch/{i}")), "v", None).await?;
+                    next_events(&mut floor_watch).await?;
+                    record(&mut floor, started);
+                }
             }
         }
-        record(&mut h, started);
     }
     // Now, untimed, rather than at its expiry under a later row.
     raw.lease_revoke(lease).await?;
-    Ok(summary(&h))
+    Ok((summary(&pushes), summary(&shaped), summary(&floor), shape))
+}
+
+/// Waits for a watch response that carries events.
+async fn next_events(watch: &mut etcd_client::WatchStream) -> Result<()> {
+    loop {
+        let message =
+            tokio::time::timeout(WAIT, watch.message()).await.context("watch floor")??;
+        if message.is_some_and(|m| !m.events().is_empty()) {
+            return Ok(());
+        }
+    }
 }
 
 /// detect_blocker, timed until the orchestrator's stream yields it (helper

@@ -66,18 +66,13 @@ pub async fn run(report: &mut Report, scale: usize) -> Result<Vec<(f64, f64)>> {
          Target (issue 14): push p50 ≤ 1.5× the floor (the seed promises p95 < 10 ms); the \
          blocker row has no ratio target. The last row is a raw txn of the push's shape (its \
          compares, puts of its key and value sizes on leases as its, its deletes; read back \
-         from the first push of the run), timed until a watch of its keys sees it (all of them; the inbox stream \
-         watches one): what etcd charges for the push's txn and its delivery, measured after the rows above rather \
-         than interleaved with the floor.",
+         from the first push of the run), timed until a watch of its keys sees it (all of \
+         them; the inbox stream watches one): what etcd charges for the push's txn and its \
+         delivery. The floor, the push and that row are interleaved; the blocker row runs \
+         after them.",
     );
-    let floor = realtime::put_watch_floor(&mut raw, 100 * scale).await?;
-    let (push, push_revision) =
-        realtime::push_delivery_and_first_revision(Arc::new(ours.clone()), 100 * scale).await?;
-    // A push of a new task compares the swarm's record and the task's record,
-    // claim and holder keys (`inbox.rs`); its puts and deletes are read back.
-    let push_prefix = format!("{}/", realtime::push_namespace());
-    let push_shape = TxnShape::read_back(&mut raw, &push_prefix, push_revision, 4).await?;
-    let shaped_push = realtime::shaped_put_watch_floor(&mut raw, &push_shape, 100 * scale).await?;
+    let (push, shaped_push, floor, push_shape) =
+        realtime::push_vs_floors(Arc::new(ours.clone()), &mut raw, 100 * scale).await?;
     let blocker = realtime::blocker_delivery(Arc::new(ours.clone()), 100 * scale).await?;
     report.latency_table(&[
         ("raw put → watch (floor)", floor, None),
