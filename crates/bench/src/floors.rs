@@ -96,6 +96,21 @@ impl TxnShape {
     }
 }
 
+impl std::fmt::Display for TxnShape {
+    /// "4 compares, 8 puts (3 on leases, 1040 bytes of keys and values), 2 deletes".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on_leases = self.puts.iter().filter(|(_, _, on_lease)| *on_lease).count();
+        write!(
+            f,
+            "{} compares, {} puts ({on_leases} on leases, {} bytes of keys and values), {} deletes",
+            self.compares,
+            self.puts.len(),
+            self.bytes(),
+            self.deletes
+        )
+    }
+}
+
 /// Keys `prefix/d{j}` that [`raw_txn_of_shape`] at `prefix` deletes, written
 /// beforehand (outside the timing) so its deletes remove real keys.
 pub async fn prepare_shape(

@@ -43,15 +43,9 @@ pub async fn run(report: &mut Report, scale: usize) -> Result<Vec<(f64, f64)>> {
     let p50_ratio = claim.p50 / cas.p50;
     let shape_ratio = shaped.p50 / shape_cas.p50;
     report.line(&format!(
-        "\nThe claim's shape: {} compares, {} puts ({} on leases, {} bytes of keys and values), \
-         {} deletes.\n\nVerdict: claim on etcd p50 {p50_ratio:.2}× the raw CAS (target ≤ 1.3×: \
+        "\nThe claim's shape: {shape}.\n\nVerdict: claim on etcd p50 {p50_ratio:.2}× the raw CAS (target ≤ 1.3×: \
          {}), p99 {:.2}×; a raw txn of the claim's shape alone is {shape_ratio:.2}× at p50, so \
          our code adds about {:.0} % on top of it; p95 {:.2} ms vs the seed's 5 ms.",
-        shape.compares,
-        shape.puts.len(),
-        shape.puts.iter().filter(|(_, _, on_lease)| *on_lease).count(),
-        shape.bytes(),
-        shape.deletes,
         verdict(p50_ratio <= 1.3),
         claim.p99 / cas.p99,
         (p50_ratio / shape_ratio - 1.0) * 100.0,
@@ -82,16 +76,10 @@ pub async fn run(report: &mut Report, scale: usize) -> Result<Vec<(f64, f64)>> {
     ]);
     let (push_ratio, shape_ratio) = (push.p50 / floor.p50, shaped_push.p50 / floor.p50);
     report.line(&format!(
-        "\nThe push's shape: {} compares, {} puts ({} on leases, {} bytes of keys and values), \
-         {} deletes.\n\nVerdict: push p50 {push_ratio:.2}× the floor (target ≤ 1.5×: {}), p99 \
+        "\nThe push's shape: {push_shape}.\n\nVerdict: push p50 {push_ratio:.2}× the floor (target ≤ 1.5×: {}), p99 \
          {:.2}×; a raw txn of the push's shape → watch alone is {shape_ratio:.2}× at p50, so our \
          code adds about {:.0} % on top of it; blocker p50 {:.2}×, p99 {:.2}×; push p95 {:.2} ms \
          vs the seed's 10 ms.",
-        push_shape.compares,
-        push_shape.puts.len(),
-        push_shape.puts.iter().filter(|(_, _, on_lease)| *on_lease).count(),
-        push_shape.bytes(),
-        push_shape.deletes,
         verdict(push_ratio <= 1.5),
         push.p99 / floor.p99,
         (push_ratio / shape_ratio - 1.0) * 100.0,
