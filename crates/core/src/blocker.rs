@@ -89,9 +89,13 @@ impl Coordinator {
         &self,
         blocker: &Blocker,
     ) -> Result<Vec<HelperCandidate>, CoreError> {
-        // Page by page: only the capable swarms are kept.
+        // Page by page: only the capable swarms are kept. Serializable, as
+        // the load counts below: candidates are advice (assigning a helper
+        // pushes to it, and a push checks the swarm is registered), and on
+        // etcd a linearizable read would cost every delivered blocker a
+        // consensus round.
         let mut capable = Vec::new();
-        let mut pager = Pager::prefix(self.keys.swarms());
+        let mut pager = Pager::prefix(self.keys.swarms()).serializable();
         while let Some(page) = pager.next_page(&*self.store).await? {
             for kv in &page {
                 let swarm: SwarmRecord = decode(kv)?;

@@ -13,6 +13,8 @@
 
 mod acting;
 mod blocker;
+#[cfg(test)]
+mod blocker_tests;
 mod claim;
 mod claim_batch;
 mod claim_next;

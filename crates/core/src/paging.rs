@@ -19,13 +19,20 @@ pub(crate) struct Pager {
     next: Option<Vec<u8>>,
     end: Vec<u8>,
     page_size: i64,
+    /// Each page read on the member that serves it, without a consensus
+    /// round (see [`Pager::serializable`]).
+    serializable: bool,
 }
 
 impl Pager {
+    fn new(start: Vec<u8>, end: Vec<u8>) -> Self {
+        Pager { next: Some(start), end, page_size: PAGE_SIZE, serializable: false }
+    }
+
     /// Every key under `prefix`.
     pub fn prefix(prefix: impl Into<Vec<u8>>) -> Self {
         let start = prefix.into();
-        Pager { end: prefix_end(&start), next: Some(start), page_size: PAGE_SIZE }
+        Pager::new(start.clone(), prefix_end(&start))
     }
 
     /// Every key under `prefix` from `from` (included) on.
@@ -33,18 +40,26 @@ impl Pager {
         let prefix = prefix.into();
         let from = from.into();
         let start = if from > prefix { from } else { prefix.clone() };
-        Pager { end: prefix_end(&prefix), next: Some(start), page_size: PAGE_SIZE }
+        Pager::new(start, prefix_end(&prefix))
     }
 
     /// Every key in `[start, end)`.
     pub fn span(start: impl Into<Vec<u8>>, end: impl Into<Vec<u8>>) -> Self {
-        Pager { next: Some(start.into()), end: end.into(), page_size: PAGE_SIZE }
+        Pager::new(start.into(), end.into())
     }
 
     /// Pages of `page_size` keys instead.
     #[allow(dead_code)] // Used by tests and callers that want smaller pages.
     pub fn with_page_size(mut self, page_size: i64) -> Self {
         self.page_size = page_size.max(1);
+        self
+    }
+
+    /// Pages read serializably: on etcd from the member that answers, with no
+    /// consensus round, so a page may miss the latest writes. For answers
+    /// that are advice, not decisions.
+    pub fn serializable(mut self) -> Self {
+        self.serializable = true;
         self
     }
 
@@ -58,7 +73,11 @@ impl Pager {
             return Ok(None);
         }
         let range = KeyRange::Span { start, end: self.end.clone() };
-        let resp = store.range(RangeRequest::new(range).with_limit(self.page_size)).await?;
+        let mut request = RangeRequest::new(range).with_limit(self.page_size);
+        if self.serializable {
+            request = request.serializable();
+        }
+        let resp = store.range(request).await?;
         if let Some(last) = resp.kvs.last().filter(|_| resp.more) {
             // The smallest key after `last`.
             let mut after = last.key.clone();

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use ifc_kv::{
     DeleteRequest, DeleteResponse, KvError, KvStore, Lease, LeaseId, LeaseStatus, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, Revision, StoreHealth, TxnRequest, TxnResponse,
-    WatchRequest, WatchStream,
+    PutResponse, RangeRequest, RangeResponse, Revision, StoreHealth, TxnOp, TxnRequest,
+    TxnResponse, WatchRequest, WatchStream,
 };
 
 tokio::task_local! {
@@ -31,17 +31,34 @@ pub(crate) struct Counting {
     pub others: AtomicUsize,
     /// Txns whose compares failed, counted or not: races lost.
     pub lost: AtomicUsize,
+    /// Reads (ranges, and range ops in txns) of counted calls that asked for
+    /// a linearizable answer: on etcd each costs a consensus round.
+    pub linearizable: AtomicUsize,
 }
 
 impl Counting {
     pub fn new(inner: Arc<dyn KvStore>) -> Self {
         let zero = AtomicUsize::new;
-        Counting { inner, reads: zero(0), txns: zero(0), others: zero(0), lost: zero(0) }
+        Counting {
+            inner,
+            reads: zero(0),
+            txns: zero(0),
+            others: zero(0),
+            lost: zero(0),
+            linearizable: zero(0),
+        }
     }
 
     fn count(&self, counter: &AtomicUsize) {
         let counter = if counted() { counter } else { &self.others };
         counter.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn count_linearizable<'r>(&self, reads: impl IntoIterator<Item = &'r RangeRequest>) {
+        let linearizable = reads.into_iter().filter(|r| !r.serializable).count();
+        if counted() {
+            self.linearizable.fetch_add(linearizable, Ordering::SeqCst);
+        }
     }
 
     /// (reads, txns) of counted calls since the last take.
@@ -54,6 +71,7 @@ impl Counting {
 impl KvStore for Counting {
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse, KvError> {
         self.count(&self.reads);
+        self.count_linearizable([&req]);
         self.inner.range(req).await
     }
     async fn put(&self, req: PutRequest) -> Result<PutResponse, KvError> {
@@ -64,6 +82,10 @@ impl KvStore for Counting {
     }
     async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, KvError> {
         self.count(&self.txns);
+        self.count_linearizable(req.success.iter().chain(&req.failure).filter_map(|op| match op {
+            TxnOp::Range(range) => Some(range),
+            _ => None,
+        }));
         let resp = self.inner.txn(req).await;
         if resp.as_ref().is_ok_and(|r| !r.succeeded) {
             self.lost.fetch_add(1, Ordering::SeqCst);
