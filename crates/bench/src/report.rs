@@ -79,8 +79,9 @@ the overlay's apply. The ratio moves from run to run and machine to machine: 1.5
 best and 2.7× at worst so far (the floor itself between about 90 and 150 µs). Group \
 commit carries throughput: 64 writers share each fsync.\n\
 - **etcd p99.** The contract's own cost shows at p50 (about 1%). At p99 both columns \
-are etcd's fsync tail on a shared disk; the ratio moves by ±10% between runs of the \
-same binary, so a p99 verdict from one run is noise-bound.\n\
+are etcd's fsync tail on a shared disk; the ratio has moved between 0.93× and 1.44× \
+across full runs of nearly the same code, so a p99 verdict from one run is \
+noise-bound.\n\
 - **claim_task on etcd vs a raw CAS.** A claim of a task the node's snapshot cache \
 knows is one txn that compares four keys, writes eight (record, state index, claim, \
 holder, holding, counter, witness record and head) and deletes two (the ready-queue and \
