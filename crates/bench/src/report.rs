@@ -96,10 +96,10 @@ claims/s with 16+ claimers, depending on the run and the machine (this run's mac
 is named above), and is bound by CPU on these 2 cores (JSON records, witness hashing \
 and a dozen writes per claim, all on two cores shared with the clients), not by the \
 disk: the same store takes 60,000+ plain writes/s. Through HTTP the client, the server \
-and the store share those two cores. The throughput targets (25,000/s in process, 15,000/s through HTTP) are missed. Claims in \
-batches are slower per task than single claims under contention: each group of claims \
-is one all-or-nothing txn, and 16 swarms taking 32 at a time from one queue head keep \
-losing groups to each other.\n\
+and the store share those two cores. The throughput targets (25,000/s in process, \
+15,000/s through HTTP) are missed. Claims in batches are slower per task than single \
+claims under contention: each group of claims is one all-or-nothing txn, and 16 swarms \
+taking 32 at a time from one queue head keep losing groups to each other.\n\
 - **Push and blocker delivery on etcd vs put → watch.** Ours includes the push's read \
 and its larger txn (the floor writes one key), and the watch delivers a revision with \
 a dozen events. The seed's 10 ms p95 is met several times over.\n\

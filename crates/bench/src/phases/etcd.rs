@@ -52,10 +52,10 @@ pub async fn run(report: &mut Report, scale: usize) -> Result<Vec<(f64, f64)>> {
     let shape_ratio = shaped.p50 / shape_cas.p50;
     let watched_ratio = watched.p50 / watched_cas.p50;
     report.line(&format!(
-        "\nThe claim's shape: {shape}.\n\nVerdict: claim on etcd p50 {p50_ratio:.2}× the raw CAS (target ≤ 1.3×: \
-         {}), p99 {:.2}×; a raw txn of the claim's shape alone is {shape_ratio:.2}× at p50, and \
-         {watched_ratio:.2}× with a watch of its keys open, so our code adds about {:.0} % on top \
-         of the watched one; p95 {:.2} ms vs the seed's 5 ms.",
+        "\nThe claim's shape: {shape}.\n\nVerdict: claim on etcd p50 {p50_ratio:.2}× the raw \
+         CAS (target ≤ 1.3×: {}), p99 {:.2}×; a raw txn of the claim's shape alone is \
+         {shape_ratio:.2}× at p50, and {watched_ratio:.2}× with a watch of its keys open, so our \
+         code adds about {:.0} % on top of the watched one; p95 {:.2} ms vs the seed's 5 ms.",
         verdict(p50_ratio <= 1.3),
         claim.p99 / cas.p99,
         (p50_ratio / watched_ratio - 1.0) * 100.0,
@@ -86,10 +86,10 @@ pub async fn run(report: &mut Report, scale: usize) -> Result<Vec<(f64, f64)>> {
     ]);
     let (push_ratio, shape_ratio) = (push.p50 / floor.p50, shaped_push.p50 / floor.p50);
     report.line(&format!(
-        "\nThe push's shape: {push_shape}.\n\nVerdict: push p50 {push_ratio:.2}× the floor (target ≤ 1.5×: {}), p99 \
-         {:.2}×; a raw txn of the push's shape → watch alone is {shape_ratio:.2}× at p50, so our \
-         code adds about {:.0} % on top of it; blocker p50 {:.2}×, p99 {:.2}×; push p95 {:.2} ms \
-         vs the seed's 10 ms.",
+        "\nThe push's shape: {push_shape}.\n\nVerdict: push p50 {push_ratio:.2}× the floor \
+         (target ≤ 1.5×: {}), p99 {:.2}×; a raw txn of the push's shape → watch alone is \
+         {shape_ratio:.2}× at p50, so our code adds about {:.0} % on top of it; blocker p50 \
+         {:.2}×, p99 {:.2}×; push p95 {:.2} ms vs the seed's 10 ms.",
         verdict(push_ratio <= 1.5),
         push.p99 / floor.p99,
         (push_ratio / shape_ratio - 1.0) * 100.0,
