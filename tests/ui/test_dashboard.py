@@ -1,11 +1,16 @@
 """The dashboard in headless Chromium against a real `ifc serve`: live
 updates without reload, the viewer's refusal, admin actions, screenshots."""
 import os
+import time
 from pathlib import Path
 
 import httpx
 from selenium.webdriver.common.by import By
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.common.exceptions import (
+    ElementNotInteractableException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.support.ui import WebDriverWait
 
 from conftest import ADMIN, VIEWER
@@ -33,7 +38,9 @@ def wait(driver, css: str, text: str = None):
 
 def click(driver, css: str, typed: tuple = None) -> None:
     """Clicks `css` (after typing `typed` = (css, text)), again if a redraw
-    replaced the element in between."""
+    replaced the element in between, or was laying it out (not interactable
+    yet: seen once on the blocker's resolve form, just after an assignment
+    redrew the card)."""
     for _ in range(20):
         try:
             if typed:
@@ -42,7 +49,8 @@ def click(driver, css: str, typed: tuple = None) -> None:
                 field.send_keys(typed[1])
             wait(driver, css).click()
             return
-        except StaleElementReferenceException:
+        except (StaleElementReferenceException, ElementNotInteractableException):
+            time.sleep(0.05)
             continue
     raise AssertionError(f"{css} kept being redrawn")
 
